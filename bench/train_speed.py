@@ -1,0 +1,70 @@
+"""Training and inference speed of the `small` CNN on Fashion-MNIST (60k train / 10k test).
+
+Prints, after each epoch: seconds per epoch, training images/s, inference
+images/s on the 10k test images, and test accuracy. Figures, not assertions.
+
+    python bench/train_speed.py --epochs 3 [--threads 2] [--batch-size 128] [--data-dir data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from trainlab.config import load_config
+from trainlab.data import create_dataset, split_dataset
+from trainlab.evaluate import evaluate
+from trainlab.models import count_parameters, create_model
+from trainlab.train import TrainCallbacks, train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--model", default="small")
+    parser.add_argument("--data-dir", default="data")
+    args = parser.parse_args()
+
+    cfg = load_config(None, [
+        "data.name=fashion-mnist", f"data.data_dir={args.data_dir}", "data.val_fraction=0.1",
+        f"model.arch={args.model}", f"train.epochs={args.epochs}", f"train.batch_size={args.batch_size}",
+        f"threads={args.threads}", "train.optimizer.lr=0.003", "train.schedule.name=cosine",
+    ])
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    dataset = create_dataset(cfg.data)
+    splits = split_dataset(dataset, cfg.data.val_fraction, cfg.data.split_seed)
+    load_seconds = time.perf_counter() - started
+    torch.manual_seed(cfg.seed)
+    mean = splits.train_x.mean(axis=(0, 2, 3)).tolist()
+    std = splits.train_x.std(axis=(0, 2, 3)).tolist()
+    model = create_model(cfg.model, dataset.input_shape, dataset.num_classes, mean, std)
+
+    print(f"# {time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · torch {torch.__version__} "
+          f"· {args.threads} threads · python {sys.version.split()[0]}")
+    print(f"# fashion-mnist: {len(splits.train_y):,} train / {len(splits.val_y):,} val / {len(splits.test_y):,} test, "
+          f"loaded and verified in {load_seconds:.1f} s")
+    print(f"# model {args.model}: {count_parameters(model):,} parameters, batch {args.batch_size}")
+    print(f"{'epoch':>5} {'s/epoch':>8} {'train img/s':>12} {'infer img/s':>12} {'test acc':>9}")
+
+    class Report(TrainCallbacks):
+        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+            ev = evaluate(model, splits.test_x, splits.test_y, dataset.class_names, batch_size=1024)
+            print(f"{epoch:>5} {metrics['epoch_seconds']:>8.1f} {metrics['images_per_second']:>12,.0f} "
+                  f"{ev.metrics['images_per_second']:>12,.0f} {ev.metrics['accuracy']:>9.4f}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(model, splits, cfg.train, seed=cfg.seed, checkpoint_dir=Path(tmp), checkpoint_meta={},
+              callbacks=Report())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""The `trainlab` command: wires config, data, training, evaluation and tracking together.
+
+The only module that prints or reads argv. Heavy libraries (torch, scikit-learn)
+are imported inside the commands, so `trainlab --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trainlab import __version__
+from trainlab.errors import TrainlabError
+
+if TYPE_CHECKING:
+    from trainlab.config import Config
+    from trainlab.evaluate import Evaluation
+    from trainlab.experiment import RunOutcome
+
+app = typer.Typer(
+    name="trainlab",
+    help="Train image classifiers and manage the experiments around them.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML or JSON config file.", exists=False)
+OverridesArg = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5 train.optimizer.lr=0.01")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines.")
+RunsDirOption = typer.Option(Path("runs"), "--runs-dir", help="Folder of run folders (to find run ids).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"trainlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train image classifiers and manage the experiments around them."""
+
+
+# -- progress ----------------------------------------------------------------------
+
+
+class DownloadBar:
+    """A Rich bar per downloaded file."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        if self.quiet:
+            return
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        if self.progress is None:
+            self.progress = Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                                     console=err_console, transient=False)
+            self.progress.start()
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(f"download {name}", total=total)
+        self.progress.update(self.tasks[name], completed=done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _train_progress(quiet: bool, monitor: str) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from trainlab.train import TrainCallbacks
+
+    class TrainBar(TrainCallbacks):
+        """Epoch, loss, monitored metric, images/s and ETA; one line per finished epoch."""
+
+        def __init__(self) -> None:
+            self.progress = Progress(
+                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                BarColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}"),
+                TextColumn("{task.fields[metric]}"),
+                TextColumn("{task.fields[ips]:>7,.0f} img/s"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=console,
+                disable=quiet or not console.is_terminal,  # logs get the per-epoch lines only
+            )
+            self.task: Any = None
+            self.epochs = 0
+            self.window_start = time.perf_counter()
+            self.window_images = 0
+
+        def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
+            self.epochs = epochs
+            if not quiet:
+                self.progress.console.print("epoch  loss train/val  val: acc  f1  auroc  throughput  time",
+                                            highlight=False)
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=epochs * steps_per_epoch,
+                                               completed=(first_epoch - 1) * steps_per_epoch,
+                                               epoch=first_epoch, epochs=epochs, loss=math.nan,
+                                               metric="", ips=0.0)
+
+        def on_step(self, epoch: int, step: int, loss: float, images: int) -> None:
+            self.window_images += images
+            now = time.perf_counter()
+            fields: dict[str, Any] = {"epoch": epoch, "loss": loss}
+            if now - self.window_start > 0.5:
+                fields["ips"] = self.window_images / (now - self.window_start)
+                self.window_start, self.window_images = now, 0
+            self.progress.update(self.task, advance=1, **fields)
+
+        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+            self.progress.update(self.task, metric=f"{monitor} {metrics[monitor]:.4f}")
+            if not quiet:
+                self.progress.console.print(
+                    f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss {metrics['train_loss']:.4f}"
+                    f"/{metrics['val_loss']:.4f}  acc {metrics['val_accuracy']:.4f}  "
+                    f"f1 {metrics['val_macro_f1']:.4f}  auroc {metrics['val_auroc']:.4f}  "
+                    f"{metrics['images_per_second']:,.0f} img/s  {metrics['epoch_seconds']:.1f}s",
+                    soft_wrap=True, highlight=False,
+                )
+
+        def close(self) -> None:
+            self.progress.stop()
+
+    return TrainBar()
+
+
+# -- error handling ----------------------------------------------------------------
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """TrainlabError -> one line on stderr, exit 2; Ctrl-C / SIGTERM -> exit 130 / 143."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except TrainlabError as exc:
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt as exc:
+        err_console.print("interrupted; the run is marked killed. Continue it with "
+                          "`trainlab train --resume RUN_ID` (RUN_ID: the folder name under runs/)",
+                          markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _load_config(config: Optional[Path], overrides: Optional[list[str]]) -> "Config":
+    from trainlab.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _print_dataset(dataset: Any) -> None:
+    console.print(f"dataset {dataset.name}: {len(dataset.class_names)} classes, images {tuple(dataset.input_shape)}, "
+                  f"train {len(dataset.train_y):,}, test {len(dataset.test_y):,}, from {dataset.location}",
+                  soft_wrap=True, highlight=False)
+    for name, sha in dataset.files.items():
+        console.print(f"  verified {name}  sha256 {sha}", soft_wrap=True, highlight=False)
+
+
+def _print_outcome(out: "RunOutcome") -> None:
+    m = out.test.metrics
+    r = out.result
+    console.print(
+        f"test accuracy {_fmt(m['accuracy'])} · macro F1 {_fmt(m['macro_f1'])} · AUROC {_fmt(m['auroc'])} · "
+        f"log loss {_fmt(m['log_loss'])}  (best epoch {r.best_epoch} of {len(r.history)}, {r.stop_reason})",
+        soft_wrap=True, highlight=False,
+    )
+    console.print(f"run {out.run_id} recorded in {out.run_dir}/ "
+                  "(config.yaml, metrics.jsonl, summary.json, test_predictions.csv, checkpoints/best.pt)",
+                  soft_wrap=True, highlight=False)
+
+
+def _print_evaluation(ev: "Evaluation", title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in ev.per_class:
+        table.add_row(row["class"], _fmt(row["precision"]), _fmt(row["recall"]), _fmt(row["f1"]), str(row["support"]))
+    console.print(table)
+    m = ev.metrics
+    console.print(
+        f"accuracy {_fmt(m['accuracy'])} · macro precision {_fmt(m['macro_precision'])} · macro recall "
+        f"{_fmt(m['macro_recall'])} · macro F1 {_fmt(m['macro_f1'])} · AUROC {_fmt(m['auroc'])} · "
+        f"log loss {_fmt(m['log_loss'])} · {m['images_per_second']:,.0f} images/s inference",
+        soft_wrap=True, highlight=False,
+    )
+
+
+def _download(cfg: "Config", quiet: bool) -> Any:
+    from trainlab.data import create_dataset
+
+    bar = DownloadBar(quiet)
+    try:
+        return create_dataset(cfg.data, bar)
+    finally:
+        bar.close()
+
+
+def _train(cfg: "Config", quiet: bool, resume: Optional[str] = None, dataset: Any = None) -> "RunOutcome":
+    from trainlab.experiment import resume_experiment, run_experiment
+
+    bar = _train_progress(quiet, cfg.train.monitor)
+    downloads = DownloadBar(quiet)
+    try:
+        if resume:
+            return resume_experiment(resume, cfg.output_dir, callbacks=bar, download_progress=downloads)
+        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset)
+    finally:
+        downloads.close()
+        bar.close()
+
+
+# -- commands ----------------------------------------------------------------------
+
+
+@app.command()
+def download(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the config's)."),
+    config: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where dataset files are looked up and saved."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL tried before the official sources."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Fetch a dataset (or find it locally) and verify every file's SHA-256."""
+    with _user_errors():
+        overrides = [f"data.name={dataset}"] if dataset else []
+        overrides += [f"data.data_dir={data_dir}"] if data_dir else []
+        overrides += [f"data.mirror={mirror}"] if mirror else []
+        cfg = _load_config(config, overrides + ["data.download=true"])
+        _print_dataset(_download(cfg, quiet))
+
+
+@app.command()
+def train(
+    overrides: Optional[list[str]] = OverridesArg,
+    config: Optional[Path] = ConfigOption,
+    resume: Optional[str] = typer.Option(None, "--resume", help="Run id or run folder to continue from its last checkpoint."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Train, evaluate on the test split, and record the run."""
+    with _user_errors():
+        if resume and (config or overrides):
+            from trainlab.errors import ConfigError
+
+            raise ConfigError("--resume continues a run with the config it was started with; drop --config and overrides")
+        cfg = _load_config(config, overrides)
+        out = _train(cfg, quiet, resume)
+        _print_outcome(out)
+
+
+@app.command("all")
+def all_(
+    overrides: Optional[list[str]] = OverridesArg,
+    config: Optional[Path] = ConfigOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Download + train + test: the whole pipeline in one command."""
+    with _user_errors():
+        cfg = _load_config(config, overrides)
+        dataset = _download(cfg, quiet)
+        _print_dataset(dataset)
+        out = _train(cfg, quiet, dataset=dataset)
+        _print_evaluation(out.test, f"test split · best checkpoint (epoch {out.result.best_epoch}) of run {out.run_id}")
+        _print_outcome(out)
+
+
+@app.command()
+def test(
+    run_or_model: str = typer.Argument(..., metavar="RUN_OR_MODEL", help="A checkpoint .pt, a run folder or a run id."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Override where the dataset is looked up."),
+    runs_dir: Path = RunsDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+) -> None:
+    """Evaluate a saved model (or a run's best model) on its dataset's test split."""
+    with _user_errors():
+        from trainlab.experiment import evaluate_checkpoint
+
+        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json))
+        if as_json:
+            print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
+                              "metrics": ev.metrics, "per_class": ev.per_class,
+                              "confusion_matrix": ev.confusion.tolist()}, indent=2))
+            return
+        _print_evaluation(ev, f"test split · run {payload.get('run_id')} · epoch {payload.get('epoch')}")
+
+
+@app.command()
+def predict(
+    model: str = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run folder or a run id."),
+    images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...) or IDX image files."),
+    runs_dir: Path = RunsDirOption,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
+    top_k: int = typer.Option(1, "--top-k", min=1, help="How many most likely labels to show."),
+) -> None:
+    """Label images with a saved model: label and class probabilities."""
+    with _user_errors():
+        from trainlab.predict import predict_files
+
+        result = predict_files(model, images, runs_dir)
+        if as_json:
+            print(json.dumps([
+                {"source": src, "label": result.class_names[int(p.argmax())], "probability": float(p.max()),
+                 "probabilities": dict(zip(result.class_names, map(float, p)))}
+                for src, p in zip(result.sources, result.probs)
+            ], indent=2))
+            return
+        table = Table(title=f"{len(result.sources):,} images · {result.images_per_second:,.0f} images/s",
+                      title_justify="left")
+        table.add_column("image")
+        for k in range(min(top_k, len(result.class_names))):
+            table.add_column(f"label {k + 1}" if top_k > 1 else "label")
+            table.add_column("probability", justify="right")
+        shown = 0
+        for src, p in zip(result.sources, result.probs):
+            order = p.argsort()[::-1][:top_k]
+            table.add_row(src, *[x for k in order for x in (result.class_names[k], f"{p[k]:.4f}")])
+            shown += 1
+            if shown == 50 and len(result.sources) > 60:
+                table.add_row(f"… {len(result.sources) - 50:,} more (use --json for all)")
+                break
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

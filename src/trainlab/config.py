@@ -1,0 +1,333 @@
+"""The experiment config: one validated, immutable object built once and passed down.
+
+Precedence: defaults < config file (YAML or JSON) < ``key=value`` overrides.
+Unknown keys fail with the list of valid ones; every error names the field,
+the value seen and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from trainlab.errors import ConfigError
+
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder", "npz")
+MONITOR_METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_auroc")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "imagefolder", "npz"] = Field(
+        "digits", description="Dataset. digits is bundled with scikit-learn and works offline."
+    )
+    data_dir: Path = Field(
+        Path("data"), description="Folder searched first for dataset files; downloads land here."
+    )
+    path: Path | None = Field(
+        None,
+        description="imagefolder: root folder (one subfolder per class, or train/ and test/). "
+        "npz: the .npz file with arrays x and y (and optionally x_test, y_test).",
+    )
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of the training split held out for validation."
+    )
+    test_fraction: float = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share held out for testing, for datasets without an official test split "
+        "(digits, imagefolder without test/, npz without x_test).",
+    )
+    split_seed: int = Field(
+        0, description="Seed of the validation/test split; fixed so runs with other seeds compare on the same data."
+    )
+    image_size: tuple[int, int] | None = Field(
+        None, description="imagefolder: (height, width) in pixels every image is resized to. Default 28x28."
+    )
+    channels: Literal[1, 3] | None = Field(
+        None, description="imagefolder: 1 = grayscale, 3 = RGB. Default: 3 if any image has colour."
+    )
+    download: bool = Field(True, description="Download missing files from the official sources.")
+    mirror: str | None = Field(
+        None, description="Base URL tried before the official sources (a company mirror, or a test server)."
+    )
+
+
+class ConvLayer(_Section):
+    type: Literal["conv"]
+    out: int = Field(gt=0, description="Output channels.")
+    kernel: int = Field(3, gt=0, description="Kernel size in pixels.")
+    stride: int = Field(1, gt=0)
+    padding: int | Literal["same"] = Field("same", description="Pixels of zero padding, or 'same'.")
+
+
+class LinearLayer(_Section):
+    type: Literal["linear"]
+    out: int = Field(gt=0, description="Output features.")
+
+
+class PoolLayer(_Section):
+    type: Literal["maxpool", "avgpool"]
+    kernel: int = Field(2, gt=0, description="Window (and stride) in pixels.")
+
+
+class DropoutLayer(_Section):
+    type: Literal["dropout"]
+    p: float = Field(0.5, ge=0.0, lt=1.0, description="Probability of zeroing an activation.")
+
+
+class PlainLayer(_Section):
+    type: Literal["relu", "gelu", "batchnorm", "flatten", "global_avgpool"]
+
+
+LayerSpec = Annotated[
+    Union[ConvLayer, LinearLayer, PoolLayer, DropoutLayer, PlainLayer], Field(discriminator="type")
+]
+
+
+class ModelConfig(_Section):
+    arch: Literal["small", "medium", "large", "custom"] = Field(
+        "small", description="A named CNN, or custom to use the declared layers."
+    )
+    layers: tuple[LayerSpec, ...] | None = Field(
+        None,
+        description="The network body, first layer first. The classifier head (a linear layer "
+        "with one output per class) is appended automatically.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layers_mean_custom(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("layers") is not None:
+            arch = data.get("arch", "custom")
+            if arch != "custom":
+                raise ValueError(
+                    f"model.layers is declared but model.arch is {arch!r}; "
+                    "set model.arch: custom to use the declared layers, or remove model.layers"
+                )
+            data = {**data, "arch": "custom"}
+        elif isinstance(data, dict) and data.get("arch") == "custom":
+            raise ValueError("model.arch is 'custom' but model.layers is empty; declare the layers")
+        return data
+
+
+class OptimizerConfig(_Section):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, description="Learning rate (peak rate for onecycle).")
+    weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only.")
+    nesterov: bool = Field(False, description="sgd only.")
+
+
+class ScheduleConfig(_Section):
+    name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
+    step_size: int = Field(1, gt=0, description="step: epochs between decays.")
+    gamma: float = Field(0.7, gt=0.0, le=1.0, description="step: factor applied at each decay.")
+    warmup_epochs: float = Field(
+        0.0, ge=0.0, description="Linear warm-up from lr/100, in epochs (may be fractional). Not for onecycle."
+    )
+    pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: share of steps spent rising.")
+
+
+class LossConfig(_Section):
+    name: Literal["cross_entropy", "binary_cross_entropy"] = Field(
+        "cross_entropy", description="binary_cross_entropy is for exactly two classes (one sigmoid output)."
+    )
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    targets: Literal["index", "onehot"] = Field(
+        "index",
+        description="How the dataset's labels are encoded: class indices, or one-hot rows. "
+        "Checked against the data before training.",
+    )
+
+
+class EarlyStopConfig(_Section):
+    patience: int | None = Field(
+        None, gt=0, description="Epochs without improvement of train.monitor before stopping. None = off."
+    )
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest change that counts as improvement.")
+    target: float | None = Field(
+        None, description="Stop as soon as train.monitor reaches this value (e.g. 0.91 accuracy)."
+    )
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(64, gt=0, description="Images per optimizer step.")
+    eval_batch_size: int = Field(1024, gt=0, description="Images per forward pass when evaluating.")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    loss: LossConfig = LossConfig()
+    monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "val_auroc"] = Field(
+        "val_accuracy", description="Validation metric that picks the best checkpoint and drives early stopping."
+    )
+    early_stop: EarlyStopConfig = EarlyStopConfig()
+
+    @model_validator(mode="after")
+    def _warmup_fits(self) -> "TrainConfig":
+        if self.schedule.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"train.schedule.warmup_epochs is {self.schedule.warmup_epochs} but train.epochs is "
+                f"{self.epochs}; warm-up must end before training does"
+            )
+        if self.schedule.name == "onecycle" and self.schedule.warmup_epochs:
+            raise ValueError(
+                "train.schedule.warmup_epochs is set with schedule onecycle, which warms up by itself; "
+                "use pct_start instead"
+            )
+        return self
+
+
+class Config(_Section):
+    name: str = Field("default", description="Experiment name; runs with the same name are grouped.")
+    seed: int = Field(0, description="Seeds weight init, shuffling and dropout.")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="auto = cuda when available.")
+    threads: int | None = Field(
+        None, gt=0, description="CPU threads for torch; pinned because it changes float results. None = all cores."
+    )
+    output_dir: Path = Field(Path("runs"), description="Folder where run folders are created.")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+def load_config(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Build the config: defaults, then the file (if any), then ``key=value`` overrides."""
+    raw: dict[str, Any] = read_config_file(path) if path is not None else {}
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    return validate_config(raw)
+
+
+def validate_config(raw: dict[str, Any]) -> Config:
+    """Validate a plain dict, turning pydantic's report into one readable line."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, raw)) from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing .yaml or .json file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix.lstrip('.') or 'YAML'}: {detail}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} holds a {type(raw).__name__}, not a mapping of sections; "
+            "start it with keys such as 'data:', 'model:', 'train:'"
+        )
+    return raw
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``train.optimizer.lr=0.01`` -> ("train.optimizer.lr", 0.01); values are parsed as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=5")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ConfigError(f"override {key!r}: {prefix!r} is a value ({child!r}), not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line per problem, joined: field, value seen, what is allowed."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+        field = ".".join(loc) or "config"
+        if err["type"] == "extra_forbidden":
+            valid = ", ".join(_valid_keys(loc[:-1]))
+            problems.append(f"unknown config key {field!r}; valid keys there: {valid}")
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "union_tag_invalid":
+            problems.append(
+                f"{field}.type = {err['ctx']['tag']!r}: must be one of {err['ctx']['expected_tags']}"
+            )
+        elif err["type"] == "value_error":
+            problems.append(msg)
+        elif err["type"] == "missing":
+            problems.append(f"{field} is required")
+        else:
+            problems.append(f"{field} = {err['input']!r}: {msg[0].lower()}{msg[1:]}")
+    return "invalid config: " + "; ".join(problems)
+
+
+_LAYER_TYPES = frozenset(
+    t for cls in (ConvLayer, LinearLayer, PoolLayer, DropoutLayer, PlainLayer)
+    for t in get_args(cls.model_fields["type"].annotation)
+)
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic puts the discriminator value (e.g. 'conv') into error locations
+    return part in _LAYER_TYPES
+
+
+def _valid_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            break
+    return list(model.model_fields)
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON-able values (paths become strings)."""
+    return cfg.model_dump(mode="json")
+
+
+def flatten_config(cfg: Config) -> dict[str, str]:
+    """Dotted keys -> strings, the form trackers take as params."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(value, (list, tuple)):
+            flat[prefix] = json.dumps(value)
+        else:
+            flat[prefix] = "" if value is None else str(value)
+
+    walk("", config_to_dict(cfg))
+    return flat

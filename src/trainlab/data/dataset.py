@@ -1,0 +1,128 @@
+"""The in-memory dataset every loader returns, the loader registry, and the splits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import numpy as np
+
+from trainlab.config import DataConfig
+from trainlab.errors import ConfigError, DataError
+from trainlab.data.fetch import DownloadProgress
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images as uint8 (N, C, H, W), labels as int64 class indices, and where they came from."""
+
+    name: str
+    class_names: tuple[str, ...]
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    files: dict[str, str] = field(default_factory=dict)  # source file -> SHA-256 (the data version)
+    location: str = ""  # where the files were read from
+    label_encoding: Literal["index", "onehot"] = "index"  # as the source stores them
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test arrays, ready for the training loop."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    class_names: tuple[str, ...]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+
+Loader = Callable[[DataConfig, "DownloadProgress | None"], Dataset]
+_LOADERS: dict[str, Loader] = {}
+
+
+def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    def add(loader: Loader) -> Loader:
+        _LOADERS[name] = loader
+        return loader
+
+    return add
+
+
+def dataset_names() -> tuple[str, ...]:
+    return tuple(sorted(_LOADERS))
+
+
+def create_dataset(cfg: DataConfig, progress: DownloadProgress | None = None) -> Dataset:
+    """Find (or download), verify and load the dataset ``cfg.name``."""
+    loader = _LOADERS.get(cfg.name)
+    if loader is None:
+        raise ConfigError(f"data.name = {cfg.name!r} is not a known dataset; choose one of {', '.join(dataset_names())}")
+    dataset = loader(cfg, progress)
+    check_dataset(dataset)
+    return dataset
+
+
+def check_dataset(ds: Dataset) -> None:
+    """Internal consistency every loader must guarantee; a failure here names the dataset."""
+    for split, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
+        if x.dtype != np.uint8 or x.ndim != 4:
+            raise DataError(f"dataset {ds.name!r}: {split} images are {x.dtype} {x.shape}, expected uint8 (N, C, H, W)")
+        if len(x) != len(y):
+            raise DataError(f"dataset {ds.name!r}: {split} has {len(x)} images but {len(y)} labels")
+        if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
+            raise DataError(
+                f"dataset {ds.name!r}: {split} labels run from {y.min()} to {y.max()}, "
+                f"but there are {ds.num_classes} classes"
+            )
+
+
+def split_dataset(ds: Dataset, val_fraction: float, seed: int) -> Splits:
+    """Hold out a stratified validation share of the training split."""
+    train_idx, val_idx = stratified_indices(ds.train_y, val_fraction, seed)
+    return Splits(
+        ds.train_x[train_idx], ds.train_y[train_idx],
+        ds.train_x[val_idx], ds.train_y[val_idx],
+        ds.test_x, ds.test_y, ds.class_names,
+    )
+
+
+def stratified_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (keep, held-out) indices; stratified by class when every class has two or more samples."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(y))
+    counts = np.bincount(y)
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    try:
+        keep, held = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError:
+        keep, held = train_test_split(idx, test_size=fraction, random_state=seed)
+    if len(keep) == 0 or len(held) == 0:
+        raise DataError(f"a split of {len(y)} samples at fraction {fraction} leaves one side empty; use more data")
+    return np.sort(keep), np.sort(held)
+
+
+def to_nchw(x: np.ndarray, what: str) -> np.ndarray:
+    """(N,H,W) / (N,H,W,C) / (N,C,H,W) with C in {1,3} -> (N,C,H,W)."""
+    if x.ndim == 3:
+        return x[:, None, :, :]
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.ndim == 4 and x.shape[3] in (1, 3):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    raise DataError(f"{what} has shape {x.shape}; expected (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3")

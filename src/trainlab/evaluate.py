@@ -1,0 +1,97 @@
+"""Evaluation on the test split: metrics, per-class report, confusion matrix, curves, predictions.
+
+Everything is computed by scikit-learn from the model's probabilities.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from torch import nn
+
+from trainlab.metrics import accuracy, auroc, predict_logits, probabilities
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    class_names: tuple[str, ...]
+    metrics: dict[str, float]  # accuracy, macro precision/recall/F1, AUROC, log loss, images/s
+    per_class: list[dict[str, Any]]  # class, precision, recall, f1, support
+    confusion: np.ndarray  # rows: true class, columns: predicted class
+    roc: dict[str, dict[str, list[float]]]  # class -> fpr, tpr, thresholds
+    pr: dict[str, dict[str, list[float]]]  # class -> precision, recall, thresholds
+    y_true: np.ndarray
+    probs: np.ndarray
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    def predictions_table(self) -> tuple[list[str], list[list[Any]]]:
+        """Columns and rows: sample index, true label, predicted label, one probability per class."""
+        columns = ["index", "true_label", "predicted_label", *(f"p_{name}" for name in self.class_names)]
+        names = np.asarray(self.class_names, dtype=object)
+        rows = [
+            [i, names[t], names[p], *map(float, row)]
+            for i, (t, p, row) in enumerate(zip(self.y_true, self.y_pred, self.probs.round(6)))
+        ]
+        return columns, rows
+
+
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+             batch_size: int = 1024) -> Evaluation:
+    """Run ``model`` over the split and compute every metric of the record."""
+    started = time.perf_counter()
+    logits = predict_logits(model, x, batch_size)
+    seconds = time.perf_counter() - started
+    probs = probabilities(logits).numpy()
+    report = classification_report(y, probs, class_names)
+    report.metrics["images_per_second"] = len(y) / seconds if seconds > 0 else float("inf")
+    return report
+
+
+def classification_report(y: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Evaluation:
+    from sklearn.metrics import (confusion_matrix, log_loss, precision_recall_curve,
+                                 precision_recall_fscore_support, roc_curve)
+
+    labels = list(range(len(class_names)))
+    pred = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    macro_p, macro_r, macro_f1, _ = precision_recall_fscore_support(
+        y, pred, labels=labels, average="macro", zero_division=0
+    )
+    metrics = {
+        "accuracy": accuracy(y, pred),
+        "macro_precision": float(macro_p),
+        "macro_recall": float(macro_r),
+        "macro_f1": float(macro_f1),
+        "auroc": auroc(y, probs),
+        "log_loss": float(log_loss(y, probs, labels=labels)),
+    }
+    per_class = [
+        {"class": name, "precision": float(precision[k]), "recall": float(recall[k]),
+         "f1": float(f1[k]), "support": int(support[k])}
+        for k, name in enumerate(class_names)
+    ]
+    roc, pr = {}, {}
+    for k, name in enumerate(class_names):
+        positives = y == k
+        if positives.all() or not positives.any():
+            continue  # a curve needs both positives and negatives
+        fpr, tpr, roc_t = roc_curve(positives, probs[:, k])
+        prec, rec, pr_t = precision_recall_curve(positives, probs[:, k])
+        roc[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.nan_to_num(roc_t, posinf=1.0).tolist()}
+        pr[name] = {"precision": prec.tolist(), "recall": rec.tolist(), "thresholds": pr_t.tolist()}
+    return Evaluation(
+        class_names=tuple(class_names),
+        metrics=metrics,
+        per_class=per_class,
+        confusion=confusion_matrix(y, pred, labels=labels),
+        roc=roc,
+        pr=pr,
+        y_true=np.asarray(y),
+        probs=probs,
+    )

@@ -1,0 +1,201 @@
+"""One experiment end to end: data -> model -> train -> evaluate, recorded by the trackers.
+
+This is the glue `trainlab train`, `all`, `test` (and later sweeps and
+reproduction) call; it returns results and prints nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from trainlab import __version__
+from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from trainlab.config import Config, DataConfig, LossConfig, config_to_dict, flatten_config, validate_config
+from trainlab.data import Dataset, Splits, create_dataset, split_dataset
+from trainlab.data.fetch import DownloadProgress
+from trainlab.errors import CheckpointError, ConfigError
+from trainlab.evaluate import Evaluation, evaluate
+from trainlab.models import count_parameters, create_model
+from trainlab.provenance import environment, git_state
+from trainlab.tracking import FolderTracker, Run, RunInfo, Tracker, read_run_record
+from trainlab.train import TrainCallbacks, TrainResult, train
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    run_dir: Path
+    config: Config
+    dataset: Dataset
+    sizes: dict[str, int]
+    parameters: int
+    result: TrainResult
+    test: Evaluation
+
+
+def new_run_id() -> str:
+    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def configure_torch(cfg: Config) -> tuple[torch.device, int]:
+    """Pin threads and determinism (both change float results); pick the device."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but torch sees no CUDA GPU on this machine; set device: cpu or auto")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    if device.type == "cuda":
+        # the CPU kernels trainlab uses are deterministic already (tests check it); the
+        # switch itself imports torch's compiler stack, 2 s of start-up on a small CPU
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    return device, torch.get_num_threads()
+
+
+def check_loss_fits(loss: LossConfig, dataset: Dataset) -> None:
+    """Catch the two mistakes teams make by hand: binary loss on many classes, wrong label encoding."""
+    if loss.name == "binary_cross_entropy" and dataset.num_classes != 2:
+        raise ConfigError(
+            f"train.loss.name is 'binary_cross_entropy' but dataset {dataset.name!r} has "
+            f"{dataset.num_classes} classes; binary cross-entropy needs exactly 2: use cross_entropy"
+        )
+    if loss.targets != dataset.label_encoding:
+        found = "one-hot label rows" if dataset.label_encoding == "onehot" else "integer class labels"
+        raise ConfigError(
+            f"train.loss.targets is {loss.targets!r} but dataset {dataset.name!r} stores {found}; "
+            f"set train.loss.targets: {dataset.label_encoding}"
+        )
+
+
+def load_data(cfg: DataConfig, progress: DownloadProgress | None = None,
+              dataset: Dataset | None = None) -> tuple[Dataset, Splits]:
+    """Load (unless already loaded) and split."""
+    dataset = dataset or create_dataset(cfg, progress)
+    return dataset, split_dataset(dataset, cfg.val_fraction, cfg.split_seed)
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """One digest over the source files' SHA-256s: equal fingerprints, equal data."""
+    joined = "\n".join(f"{name} {sha}" for name, sha in sorted(dataset.files.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()
+
+
+def run_experiment(
+    cfg: Config,
+    *,
+    callbacks: TrainCallbacks | None = None,
+    download_progress: DownloadProgress | None = None,
+    trackers: Sequence[Tracker] | None = None,
+    resume: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    dataset: Dataset | None = None,
+) -> RunOutcome:
+    """Train, evaluate on the test split and record.
+
+    ``resume`` is a last.pt payload to continue from; ``dataset`` one already loaded from ``cfg.data``.
+    """
+    device, threads = configure_torch(cfg)
+    dataset, splits = load_data(cfg.data, download_progress, dataset)
+    check_loss_fits(cfg.train.loss, dataset)
+    num_outputs = 1 if cfg.train.loss.name == "binary_cross_entropy" else dataset.num_classes
+    mean = splits.train_x.mean(axis=(0, 2, 3)).tolist()
+    std = np.maximum(splits.train_x.std(axis=(0, 2, 3)), 1.0).tolist()
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, dataset.input_shape, num_outputs, mean, std).to(device)
+
+    run_id = run_id or new_run_id()
+    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
+                   resumed=resume is not None)
+    with Run(info, trackers if trackers is not None else [FolderTracker()]) as run:
+        if resume is None:
+            record_start(run, cfg, dataset, splits, threads, count_parameters(model))
+        else:
+            run.replace_history(resume["training"]["loop"]["history"])
+        meta = {"config": config_to_dict(cfg), "class_names": list(dataset.class_names),
+                "run_id": run_id, "trainlab_version": __version__}
+        result = train(model, splits, cfg.train, seed=cfg.seed, device=device,
+                       checkpoint_dir=run.run_dir / "checkpoints", checkpoint_meta=meta,
+                       tracker=run, callbacks=callbacks, resume=resume)
+        best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
+        test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
+        record_evaluation(run, test, prefix="test_")
+        run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
+                         "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
+                         "epochs_run": len(result.history)})
+        run.set_tags({"stop_reason": result.stop_reason})
+        for path in (result.best_checkpoint, result.last_checkpoint):
+            run.log_artifact(path, "checkpoints")
+    return RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result, test)
+
+
+def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int) -> None:
+    """Everything known before the first step: config, code, data and environment."""
+    git = git_state()
+    run.log_params(flatten_config(cfg))
+    run.set_tags({
+        "dataset": dataset.name,
+        "model": cfg.model.arch,
+        "git_commit": git.commit or "none",
+        "git_dirty": str(git.dirty).lower(),
+        "trainlab_version": __version__,
+        "data_fingerprint": data_fingerprint(dataset)[:16],
+        "seed": str(cfg.seed),
+    })
+    run.log_dict("config.yaml", config_to_dict(cfg))
+    run.log_dict("environment.json", environment(threads))
+    run.log_dict("data.json", {
+        "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
+        "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(),
+        "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
+    })
+    run.log_dict("model.json", {"arch": cfg.model.arch, "parameters": parameters})
+    if git.diff:
+        run.log_text("git.diff", git.diff)
+
+
+def record_evaluation(run: Run, ev: Evaluation, prefix: str) -> None:
+    columns, rows = ev.predictions_table()
+    run.log_table(f"{prefix}predictions", columns, rows)
+    run.log_table(f"{prefix}per_class", ["class", "precision", "recall", "f1", "support"],
+                  [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]] for c in ev.per_class])
+    run.log_table(f"{prefix}confusion_matrix", ["true \\ predicted", *ev.class_names],
+                  [[name, *map(int, row)] for name, row in zip(ev.class_names, ev.confusion)])
+    run.log_dict(f"{prefix}roc_curves.json", ev.roc)
+    run.log_dict(f"{prefix}pr_curves.json", ev.pr)
+
+
+def resume_experiment(run_ref: str, runs_dir: Path, **kwargs: Any) -> RunOutcome:
+    """Continue a run from its last checkpoint, with the config it was started with."""
+    last_path = resolve_checkpoint(run_ref, runs_dir, which=LAST)
+    payload = load_checkpoint(last_path)
+    if "training" not in payload:
+        raise CheckpointError(f"{str(last_path)!r} is a best-model checkpoint; resume needs a run's last.pt")
+    cfg = validate_config(payload["config"])
+    run_dir = last_path.parent.parent
+    if read_run_record(run_dir).get("status") == "finished":
+        raise ConfigError(f"run {payload['run_id']!r} already finished; there is nothing to resume")
+    cfg = cfg.model_copy(update={"output_dir": run_dir.parent})
+    return run_experiment(cfg, resume=payload, run_id=payload["run_id"], **kwargs)
+
+
+def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
+                    download_progress: DownloadProgress | None = None) -> tuple[dict[str, Any], Evaluation]:
+    """Evaluate a saved model on its dataset's test split; returns the checkpoint and the evaluation."""
+    payload = load_checkpoint(resolve_checkpoint(ref, runs_dir))
+    cfg = validate_config(payload["config"])
+    data_cfg = cfg.data if data_dir is None else cfg.data.model_copy(update={"data_dir": data_dir})
+    configure_torch(cfg)
+    dataset = create_dataset(data_cfg, download_progress)
+    model = model_from_checkpoint(payload)
+    if tuple(model.input_shape) != dataset.input_shape:
+        raise CheckpointError(
+            f"the model takes images of shape {model.input_shape} but dataset {dataset.name!r} has {dataset.input_shape}"
+        )
+    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, cfg.train.eval_batch_size)

@@ -1,0 +1,59 @@
+"""Facts recorded at run start: the code version (git) and the environment."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from trainlab import __version__
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str | None  # None outside a git checkout
+    branch: str | None
+    dirty: bool
+    diff: str  # uncommitted changes to tracked files, as a patch
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_state(cwd: Path | None = None) -> GitState:
+    cwd = Path(cwd or os.getcwd())
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    if commit is None:
+        return GitState(None, None, False, "")
+    branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
+    diff = _git(["diff", "HEAD", "--no-color"], cwd) or ""
+    return GitState(commit.strip(), (branch or "").strip() or None, bool(status.strip()), diff)
+
+
+def environment(threads: int) -> dict[str, object]:
+    """Python, torch, platform, CPU/GPU and installed packages (never environment variables)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {
+        "trainlab": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "cuda": torch.version.cuda if cuda else None,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "packages": sorted(f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions() if d.metadata["Name"]),
+    }

@@ -1,0 +1,123 @@
+"""The run folder: plain files anyone can read, always written.
+
+    runs/<run_id>/
+        run.json            id, experiment, status, times, error, tags, params
+        config.yaml         the resolved config
+        metrics.jsonl       one line per epoch
+        summary.json        final (test) metrics
+        checkpoints/        best.pt, last.pt
+        <name>.csv / .json  tables and documents (predictions, confusion matrix, curves, ...)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from trainlab.fileio import atomic_write_json, atomic_write_text
+from trainlab.tracking.base import RunInfo, Status, Tracker
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class FolderTracker(Tracker):
+    name = "folder"
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._record: dict[str, Any] = {}
+
+    @property
+    def run_dir(self) -> Path:
+        assert self._dir is not None, "start() first"
+        return self._dir
+
+    def start(self, run: RunInfo) -> None:
+        self._dir = run.run_dir
+        self._dir.mkdir(parents=True, exist_ok=True)
+        previous = read_run_record(self._dir) if run.resumed else {}
+        self._record = {
+            **previous,
+            "run_id": run.run_id,
+            "experiment": run.experiment,
+            "status": "running",
+            "started": previous.get("started", _now()),
+            "ended": None,
+            "error": None,
+            "tags": {**previous.get("tags", {}), **run.tags},
+            "params": previous.get("params", {}),
+        }
+        if run.resumed:
+            self._record["resumed"] = previous.get("resumed", 0) + 1
+        self._save()
+
+    def _save(self) -> None:
+        atomic_write_json(self.run_dir / "run.json", self._record)
+
+    def log_params(self, params: dict[str, str]) -> None:
+        self._record["params"].update(params)
+        self._save()
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._record["tags"].update(tags)
+        self._save()
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+
+    def replace_history(self, history: Sequence[dict[str, float]]) -> None:
+        lines = "".join(json.dumps({"step": i + 1, **m}) + "\n" for i, m in enumerate(history))
+        atomic_write_text(self.run_dir / "metrics.jsonl", lines)
+
+    def log_summary(self, metrics: dict[str, float]) -> None:
+        atomic_write_json(self.run_dir / "summary.json", metrics)
+
+    def log_dict(self, name: str, data: Any) -> None:
+        if name.endswith((".yaml", ".yml")):
+            atomic_write_text(self.run_dir / name, yaml.safe_dump(data, sort_keys=False))
+        else:
+            atomic_write_json(self.run_dir / name, data)
+
+    def log_text(self, name: str, text: str) -> None:
+        atomic_write_text(self.run_dir / name, text)
+
+    def log_table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        atomic_write_text(self.run_dir / f"{name}.csv", buf.getvalue())
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        path = Path(path).resolve()
+        if self.run_dir.resolve() in path.parents:
+            return  # already part of the run folder
+        dest = self.run_dir / (artifact_path or "") / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+
+    def finish(self, status: Status, error: str | None = None) -> None:
+        self._record.update(status=status, ended=_now(), error=error)
+        self._save()
+
+
+def read_run_record(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "run.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,248 @@
+"""The training loop: seeded, checkpointed every epoch, resumable to the same result.
+
+Data stays in memory as uint8 tensors; each batch is sliced by index and
+normalised inside the model, so there is no per-sample Python on the hot path.
+Every epoch reseeds from (seed, epoch), which is what makes a resumed run draw
+the same batches and dropout masks as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
+from trainlab.config import LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from trainlab.data import Splits
+from trainlab.errors import TrainingError
+from trainlab.metrics import epoch_metrics
+
+
+class MetricSink(Protocol):
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+
+
+class TrainCallbacks:
+    """Hooks for progress display; the defaults do nothing."""
+
+    def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None: ...
+    def on_step(self, epoch: int, step: int, loss: float, images: int) -> None: ...
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class LoopState:
+    """What the loop carries from epoch to epoch; saved in last.pt."""
+
+    epoch: int = 0  # last completed epoch
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    stale_epochs: int = 0
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_value: float
+    stop_reason: str  # "completed", "patience" or "target"
+    best_checkpoint: Path
+    last_checkpoint: Path
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def make_loss(cfg: LossConfig) -> nn.Module:
+    if cfg.name == "binary_cross_entropy":
+        return _SmoothedBCE(cfg.label_smoothing)
+    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+
+class _SmoothedBCE(nn.Module):
+    """Binary cross-entropy on a one-logit head, targets pulled towards 0.5 by ``smoothing``."""
+
+    def __init__(self, smoothing: float) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        target = y.float() * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        return F.binary_cross_entropy_with_logits(logits[:, 0], target)
+
+
+def make_optimizer(cfg: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int,
+                   steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """A per-step schedule, with optional linear warm-up in front."""
+    from torch.optim import lr_scheduler as S
+
+    total = epochs * steps_per_epoch
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if cfg.name == "onecycle":
+        return S.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                            total_steps=total, pct_start=cfg.pct_start)
+    if cfg.name == "step":
+        main: S.LRScheduler = S.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
+    elif cfg.name == "cosine":
+        main = S.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup))
+    else:
+        main = S.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup == 0:
+        return main
+    ramp = S.LinearLR(optimizer, start_factor=0.01, end_factor=1.0, total_iters=warmup)
+    return S.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
+
+
+def is_better(value: float, best: float | None, monitor: str, min_delta: float) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    if monitor == "val_loss":
+        return value < best - min_delta
+    return value > best + min_delta
+
+
+def target_reached(value: float, target: float | None, monitor: str) -> bool:
+    if target is None or math.isnan(value):
+        return False
+    return value <= target if monitor == "val_loss" else value >= target
+
+
+def train(
+    model: nn.Module,
+    data: Splits,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+    checkpoint_dir: Path,
+    checkpoint_meta: dict[str, Any],
+    tracker: MetricSink | None = None,
+    callbacks: TrainCallbacks | None = None,
+    resume: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data``; write best.pt and last.pt into ``checkpoint_dir`` every epoch.
+
+    ``checkpoint_meta`` (config, class names, ...) is stored in every checkpoint.
+    ``resume`` is the payload of a last.pt to continue from.
+    """
+    callbacks = callbacks or TrainCallbacks()
+    x_train = torch.from_numpy(data.train_x).to(device)
+    y_train = torch.from_numpy(data.train_y).to(device)
+    n = len(y_train)
+    batch = min(cfg.batch_size, n)
+    # a final batch of one sample would break BatchNorm; it is skipped (another sample each epoch)
+    steps = n // batch + (1 if n % batch > 1 else 0)
+
+    loss_fn = make_loss(cfg.loss)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    scheduler = make_scheduler(cfg.schedule, optimizer, cfg.epochs, steps)
+    state = LoopState()
+    if resume is not None:
+        model.load_state_dict(resume["model"]["state_dict"])
+        optimizer.load_state_dict(resume["training"]["optimizer"])
+        scheduler.load_state_dict(resume["training"]["scheduler"])
+        state = LoopState(**resume["training"]["loop"])
+
+    best_path, last_path = checkpoint_dir / BEST, checkpoint_dir / LAST
+    callbacks.on_train_start(cfg.epochs, steps, state.epoch + 1)
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if state.stop_reason:
+            break
+        # reseed from (seed, epoch): the same batches and dropout masks after a resume
+        torch.manual_seed(epoch_seed(seed, epoch))
+        order = torch.randperm(n).to(device)
+        model.train()
+        started = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            xb, yb = x_train[idx], y_train[idx]
+            # forward, backward, update
+            logits = model(xb)
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+            scheduler.step()
+            # running train loss and accuracy, without a sync per step
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(yb)
+                pred = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
+                correct += (pred == yb).sum()
+            seen += len(yb)
+            callbacks.on_step(epoch, step, loss.item(), len(yb))
+        train_seconds = time.perf_counter() - started
+        train_loss = float(loss_sum) / seen
+        if not math.isfinite(train_loss):
+            raise TrainingError(
+                f"training diverged in epoch {epoch}: train loss is {train_loss}; "
+                f"lower train.optimizer.lr (now {cfg.optimizer.lr}) or add warm-up"
+            )
+
+        # validate
+        metrics = {
+            "train_loss": train_loss,
+            "train_accuracy": float(correct) / seen,
+            **epoch_metrics(model, data.val_x, data.val_y, cfg.eval_batch_size, "val"),
+            "lr": lr,
+            "epoch_seconds": time.perf_counter() - started,
+            "images_per_second": seen / train_seconds,
+        }
+        state.epoch = epoch
+        state.history.append(metrics)
+        if tracker is not None:
+            tracker.log_metrics(metrics, step=epoch)
+
+        # keep the best checkpoint, then decide whether to stop
+        value = metrics[cfg.monitor]
+        if is_better(value, state.best_value, cfg.monitor, cfg.early_stop.min_delta):
+            state.best_value, state.best_epoch, state.stale_epochs = value, epoch, 0
+            save_checkpoint(best_path, {**checkpoint_meta, "kind": "best", "epoch": epoch, "metrics": metrics,
+                                        "model": model_payload(model)})
+        else:
+            state.stale_epochs += 1
+        if target_reached(value, cfg.early_stop.target, cfg.monitor):
+            state.stop_reason = "target"
+        elif cfg.early_stop.patience and state.stale_epochs >= cfg.early_stop.patience:
+            state.stop_reason = "patience"
+
+        # the last checkpoint carries everything --resume needs
+        save_checkpoint(last_path, {
+            **checkpoint_meta, "kind": "last", "epoch": epoch, "metrics": metrics,
+            "model": model_payload(model),
+            "training": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "loop": state.__dict__},
+        })
+        callbacks.on_epoch_end(epoch, metrics)
+
+    if state.best_epoch is None:
+        raise TrainingError(f"no epoch produced a finite {cfg.monitor}; check the data and train.optimizer.lr")
+    return TrainResult(
+        history=list(state.history),
+        best_epoch=state.best_epoch,
+        best_value=float(state.best_value),  # type: ignore[arg-type]
+        stop_reason=state.stop_reason or "completed",
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+    )

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import idx_bytes, make_images
+from trainlab.cli import app
+from trainlab.tracking import read_history, read_run_record
+
+runner = CliRunner()
+TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
+
+
+def invoke(*args: str):  # noqa: ANN201
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def only_run_dir() -> Path:
+    (run_dir,) = Path("runs").iterdir()
+    return run_dir
+
+
+def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
+    result = invoke("all", "train.epochs=3", "threads=1", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "verified digits.csv.gz" in result.output
+    assert "test accuracy" in result.output and "macro F1" in result.output and "AUROC" in result.output
+    run_dir = only_run_dir()
+    assert f"recorded in {run_dir}" in result.output
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["test_accuracy"] > 0.8
+
+    # test: by run id, as JSON, equal to what the run recorded
+    tested = invoke("test", run_dir.name, "--json")
+    assert tested.exit_code == 0, tested.output
+    assert json.loads(tested.output)["metrics"]["accuracy"] == summary["test_accuracy"]
+    table = invoke("test", str(run_dir / "checkpoints" / "best.pt"))
+    assert "images/s inference" in table.output and "precision" in table.output
+
+    # predict: PNG files (any size, resized) and an IDX file, as a table and as JSON
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pngs = []
+    for i in range(3):
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(np.uint8(digits.images[i] * 15)).resize((32, 32)).save(path)
+        pngs.append(str(path))
+    idx = tmp_path / "few-idx3-ubyte.gz"
+    idx.write_bytes(gzip.compress(idx_bytes(np.uint8(digits.images[:5] * 15))))
+    shown = invoke("predict", run_dir.name, *pngs, str(idx), "--top-k", "2")
+    assert shown.exit_code == 0, shown.output
+    assert "few-idx3-ubyte.gz[4]" in shown.output and "images/s" in shown.output
+    as_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json").output)
+    assert len(as_json) == 5
+    assert all(abs(sum(item["probabilities"].values()) - 1) < 1e-6 for item in as_json)
+    assert sum(item["label"] == str(d) for item, d in zip(as_json, digits.target[:5])) >= 4
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "train.optimizer.lr=-1"], "error: invalid config: train.optimizer.lr = -1: input should be greater than 0"),
+        (["train", "--config", "missing.yaml"], "error: config file 'missing.yaml' does not exist"),
+        (["train", "model.arch=huge"], "error: invalid config: model.arch = 'huge': input should be 'small', 'medium'"),
+        (["download", "--dataset", "svhn"], "error: invalid config: data.name = 'svhn'"),
+        (["train", "--resume", "x", "train.epochs=2"], "error: --resume continues a run with the config"),
+        (["train", "--resume", "nope"], "error: 'nope' is not a checkpoint file, a run folder, or a run id"),
+        (["test", "nope.pt"], "error: 'nope.pt' is not a checkpoint file"),
+        (["train", "train.loss.name=binary_cross_entropy"], "error: train.loss.name is 'binary_cross_entropy' but"),
+        (["train", "data.name=npz"], "error: data.name is 'npz' but data.path is not set"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert not Path("runs").exists()
+
+
+def test_predict_rejects_missing_inputs_and_wrong_idx_shape(tmp_path: Path) -> None:
+    assert invoke("train", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
+    run_id = only_run_dir().name
+    missing = runner.invoke(app, ["predict", run_id, "nope.png"])
+    assert missing.exit_code == 2 and "input 'nope.png' does not exist" in missing.stderr
+    wrong = tmp_path / "big-idx3-ubyte"
+    wrong.write_bytes(idx_bytes(np.zeros((2, 28, 28), np.uint8)))
+    result = runner.invoke(app, ["predict", run_id, str(wrong)])
+    assert result.exit_code == 2 and "holds images of shape (1, 28, 28), but the model takes (1, 8, 8)" in result.stderr
+
+
+def test_version_and_help_list_the_modes() -> None:
+    assert __import__("trainlab").__version__ in invoke("--version").output
+    out = invoke("--help").output
+    for mode in ("download", "train", "test", "all", "predict"):
+        assert mode in out
+
+
+# -- the real console script, in separate processes -------------------------------------------
+
+
+def _big_npz(tmp_path: Path) -> Path:
+    x, y = make_images(400, classes=4, size=28)
+    path = tmp_path / "big.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([TRAINLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(proc: subprocess.Popen, count: int, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for metrics in Path("runs").glob("*/metrics.jsonl"):
+            if len(metrics.read_text().splitlines()) >= count:
+                return metrics.parent
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the epoch in time")
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    args = ["train", "data.name=npz", f"data.path={_big_npz(tmp_path)}", "model.arch=medium", "train.epochs=5",
+            "threads=1", "--quiet"]
+    whole = subprocess.run([TRAINLAB, *args, "output_dir=whole"], capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    proc = _start(*args)
+    run_dir = _wait_for_epochs(proc, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert read_run_record(run_dir)["status"] == "running"  # nobody could mark it: that is what kill -9 means
+    epochs_done = len(read_history(run_dir))
+    assert epochs_done < 5, "the run finished before the kill; the test proved nothing"
+
+    resumed = subprocess.run([TRAINLAB, "train", "--resume", run_dir.name, "--quiet"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    (whole_dir,) = Path("whole").iterdir()
+    strip = lambda h: [(e["step"], e["train_loss"], e["val_loss"], e["val_accuracy"]) for e in h]  # noqa: E731
+    assert strip(read_history(run_dir)) == strip(read_history(whole_dir))
+    ours, theirs = (json.loads((d / "summary.json").read_text()) for d in (run_dir, whole_dir))
+    assert ours["test_log_loss"] == theirs["test_log_loss"] and ours["test_accuracy"] == theirs["test_accuracy"]
+    assert read_run_record(run_dir)["status"] == "finished" and read_run_record(run_dir)["resumed"] == 1
+
+
+@pytest.mark.slow
+def test_sigterm_marks_the_run_killed_and_says_how_to_resume(tmp_path: Path) -> None:
+    proc = _start("train", "data.name=npz", f"data.path={_big_npz(tmp_path)}", "model.arch=medium",
+                  "train.epochs=20", "threads=1", "--quiet")
+    run_dir = _wait_for_epochs(proc, 1)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert "trainlab train --resume" in stderr and "Traceback" not in stderr
+    record = read_run_record(run_dir)
+    assert record["status"] == "killed" and record["error"] == "interrupted (KeyboardInterrupt)"

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trainlab.config import Config, flatten_config, load_config
+from trainlab.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_valid_and_frozen() -> None:
+    cfg = load_config()
+    assert cfg.data.name == "digits" and cfg.model.arch == "small"
+    with pytest.raises(Exception):
+        cfg.seed = 3  # type: ignore[misc]
+
+
+def test_precedence_defaults_then_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 7\ntrain:\n  epochs: 3\n  optimizer: {lr: 0.05}\n")
+    cfg = load_config(path, ["train.epochs=9"])
+    assert cfg.seed == 7  # file beats default
+    assert cfg.train.epochs == 9  # override beats file
+    assert cfg.train.optimizer.lr == 0.05
+    assert cfg.train.batch_size == Config().train.batch_size  # untouched default
+
+
+def test_json_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"layers": [{"type": "conv", "out": 8}, {"type": "relu"}]}}))
+    cfg = load_config(path)
+    assert cfg.model.arch == "custom"
+    assert cfg.model.layers[0].out == 8  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.optimizer.lr=-1"], "invalid config: train.optimizer.lr = -1: input should be greater than 0"),
+        (["train.optimizer.name=rmsprop"], "train.optimizer.name = 'rmsprop': input should be 'adam', 'adamw' or 'sgd'"),
+        (["train.epocs=3"], "unknown config key 'train.epocs'; valid keys there: epochs, batch_size"),
+        (["data.name=svhn"], "data.name = 'svhn': input should be 'digits', 'mnist'"),
+        (["model.layers=[{type: conv}]"], "model.layers.0.out is required"),
+        (["model.layers=[{type: convolution, out: 3}]"], "model.layers.0.type = 'convolution': must be one of"),
+        (["model.arch=custom"], "model.arch is 'custom' but model.layers is empty"),
+        (["model.arch=small", "model.layers=[{type: relu}]"], "set model.arch: custom to use the declared layers"),
+        (["train.epochs=2", "train.schedule.warmup_epochs=3"], "warm-up must end before training does"),
+        (["train.loss.label_smoothing=1.5"], "train.loss.label_smoothing = 1.5: input should be less than 1"),
+        (["train.batch_size=0"], "train.batch_size = 0: input should be greater than 0"),
+        (["epochs"], "override 'epochs' is not key=value"),
+        (["seed=1", "seed.x=1"], "override 'seed.x': 'seed' is a value (1), not a section"),
+    ],
+)
+def test_bad_values_name_field_value_and_fix(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid yaml"):
+        load_config(bad)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("5\n")
+    with pytest.raises(ConfigError, match="not a mapping"):
+        load_config(scalar)
+
+
+def test_flatten_config_gives_dotted_string_params() -> None:
+    flat = flatten_config(load_config(None, ["train.optimizer.lr=0.02"]))
+    assert flat["train.optimizer.lr"] == "0.02"
+    assert flat["data.name"] == "digits"
+    assert all(isinstance(v, str) for v in flat.values())
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_load(path: Path) -> None:
+    assert isinstance(load_config(path), Config)
+
+
+def test_readme_config_example_is_valid(tmp_path: Path) -> None:
+    text = (REPO / "README.md").read_text()
+    block = text.split("## Config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme.yaml").write_text(block)
+    cfg = load_config(tmp_path / "readme.yaml")
+    assert cfg.model.arch == "custom" and cfg.train.schedule.name == "onecycle"
