@@ -20,8 +20,14 @@ REPO = Path(__file__).resolve().parents[1]
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs in its own folder: runs/ and data/ land in tmp_path, never in the repo."""
     monkeypatch.chdir(tmp_path)
-    for var in ("WANDB_API_KEY", "WANDB_MODE", "MLFLOW_TRACKING_URI"):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_BASE_URL",
+                "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(var, raising=False)
+    # wandb's caches and settings live in the test's folder too (the secrets test scans them)
+    for var, sub in (("WANDB_CACHE_DIR", "cache"), ("WANDB_CONFIG_DIR", "config"), ("WANDB_DATA_DIR", "data"),
+                     ("WANDB_ARTIFACT_DIR", "artifacts")):
+        monkeypatch.setenv(var, str(tmp_path / ".wandb-home" / sub))
+    monkeypatch.setenv("WANDB_SILENT", "true")
 
 
 def make_images(n_per_class: int = 60, classes: int = 4, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -146,13 +152,25 @@ def http_server(idx_set: IdxSet) -> Iterator[Server]:
         server.server_close()
 
 
+def interrupt_at(epoch: int, step: int = 0):  # noqa: ANN201
+    """Training callbacks that press Ctrl-C at (epoch, step)."""
+    from trainlab.train import TrainCallbacks
+
+    class Interrupt(TrainCallbacks):
+        def on_step(self, e: int, s: int, loss: float, images: int) -> None:
+            if (e, s) == (epoch, step):
+                raise KeyboardInterrupt
+
+    return Interrupt()
+
+
 @pytest.fixture
 def fast_config():  # noqa: ANN201
     """A config for tiny data that trains in a second or two."""
     from trainlab.config import load_config
 
     def build(*overrides: str):  # noqa: ANN202
-        base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01"]
+        base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01", "tracking.trackers=[]"]
         return load_config(None, [*base, *overrides])
 
     return build

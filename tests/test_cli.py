@@ -37,7 +37,7 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     assert "verified digits.csv.gz" in result.output
     assert "test accuracy" in result.output and "macro F1" in result.output and "AUROC" in result.output
     run_dir = only_run_dir()
-    assert f"recorded in {run_dir}" in result.output
+    assert f"run folder: {run_dir}/" in result.output and "MLflow: run" in result.output
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test_accuracy"] > 0.8
 
@@ -156,6 +156,14 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tmp_path: Path) -> None
     ours, theirs = (json.loads((d / "summary.json").read_text()) for d in (run_dir, whole_dir))
     assert ours["test_log_loss"] == theirs["test_log_loss"] and ours["test_accuracy"] == theirs["test_accuracy"]
     assert read_run_record(run_dir)["status"] == "finished" and read_run_record(run_dir)["resumed"] == 1
+    # MLflow: the same run, every epoch once (the resume re-logged what the kill lost)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string=f"tags.trainlab_run_id = '{run_dir.name}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_loss")] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.slow
@@ -166,6 +174,7 @@ def test_sigterm_marks_the_run_killed_and_says_how_to_resume(tmp_path: Path) -> 
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143
-    assert "trainlab train --resume" in stderr and "Traceback" not in stderr
+    assert f"run {run_dir.name} is marked killed. Continue it with `trainlab train --resume {run_dir.name}`" in stderr
+    assert "Traceback" not in stderr
     record = read_run_record(run_dir)
     assert record["status"] == "killed" and record["error"] == "interrupted (KeyboardInterrupt)"

@@ -10,7 +10,7 @@ from trainlab.checkpoint import load_checkpoint
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.experiment import resume_experiment, run_experiment
 from trainlab.tracking import read_history, read_run_record
-from trainlab.train import TrainCallbacks
+from conftest import interrupt_at
 
 
 def test_trains_well_above_chance_in_seconds(fast_config, tiny_npz: Path) -> None:
@@ -36,23 +36,12 @@ def test_same_config_and_seed_give_identical_history(fast_config, tiny_npz: Path
     assert strip(other_seed.result.history) != strip(first.result.history)
 
 
-class _Interrupt(TrainCallbacks):
-    """Press Ctrl-C in the middle of an epoch."""
-
-    def __init__(self, epoch: int, step: int) -> None:
-        self.at = (epoch, step)
-
-    def on_step(self, epoch: int, step: int, loss: float, images: int) -> None:
-        if (epoch, step) == self.at:
-            raise KeyboardInterrupt
-
-
 def test_resume_after_interrupt_equals_uninterrupted_run(fast_config, tiny_npz: Path) -> None:
     cfg = fast_config("data.name=npz", f"data.path={tiny_npz}", "model.arch=medium", "train.epochs=4",
                       "train.schedule.name=onecycle")
     whole = run_experiment(cfg)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, callbacks=_Interrupt(epoch=3, step=2), run_id="cut")
+        run_experiment(cfg, callbacks=interrupt_at(epoch=3, step=2), run_id="cut")
     run_dir = Path(cfg.output_dir) / "cut"
     assert read_run_record(run_dir)["status"] == "killed"
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2

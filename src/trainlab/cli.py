@@ -35,13 +35,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+# wide enough for the tables when output goes to a file or CI log (Rich assumes 80 there)
+console = Console(width=None if sys.stdout.isatty() else 150)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 150)
 
 ConfigOption = typer.Option(None, "--config", "-c", help="YAML or JSON config file.", exists=False)
 OverridesArg = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5 train.optimizer.lr=0.01")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines.")
 RunsDirOption = typer.Option(Path("runs"), "--runs-dir", help="Folder of run folders (to find run ids).")
+TrackerOption = typer.Option(None, "--tracker", "-t",
+                             help="mlflow, wandb or none; repeat for several (overrides tracking.trackers).")
+TrackingUriOption = typer.Option(None, "--tracking-uri",
+                                 help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlruns).")
 
 
 def _version(value: bool) -> None:
@@ -54,6 +59,10 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Train image classifiers and manage the experiments around them."""
+    from dotenv import load_dotenv
+
+    # WANDB_API_KEY and friends; variables already set in the environment win
+    load_dotenv(Path.cwd() / ".env", override=False)
 
 
 # -- progress ----------------------------------------------------------------------
@@ -165,18 +174,29 @@ def _user_errors() -> Iterator[None]:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
-        err_console.print("interrupted; the run is marked killed. Continue it with "
-                          "`trainlab train --resume RUN_ID` (RUN_ID: the folder name under runs/)",
-                          markup=False, highlight=False, soft_wrap=True)
+        run_id = getattr(exc, "trainlab_run_id", None)
+        if run_id:
+            message = f"interrupted; run {run_id} is marked killed. Continue it with `trainlab train --resume {run_id}`"
+        else:
+            message = "interrupted"
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _load_config(config: Optional[Path], overrides: Optional[list[str]]) -> "Config":
+def _load_config(config: Optional[Path], overrides: Optional[list[str]], trackers: Optional[list[str]] = None) -> "Config":
     from trainlab.config import load_config
 
-    return load_config(config, overrides or [])
+    extra = []
+    if trackers:
+        chosen = [t for t in trackers if t != "none"]
+        extra.append(f"tracking.trackers=[{', '.join(chosen)}]")
+    return load_config(config, [*(overrides or []), *extra])
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 # -- output ------------------------------------------------------------------------
@@ -202,9 +222,14 @@ def _print_outcome(out: "RunOutcome") -> None:
         f"log loss {_fmt(m['log_loss'])}  (best epoch {r.best_epoch} of {len(r.history)}, {r.stop_reason})",
         soft_wrap=True, highlight=False,
     )
-    console.print(f"run {out.run_id} recorded in {out.run_dir}/ "
-                  "(config.yaml, metrics.jsonl, summary.json, test_predictions.csv, checkpoints/best.pt)",
-                  soft_wrap=True, highlight=False)
+    console.print(f"run {out.run_id} recorded:", highlight=False)
+    for line in out.where:
+        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+    if out.tracking_failures:
+        failed = ", ".join(f"{name} ({why})" for name, why in out.tracking_failures.items())
+        err_console.print(f"error: training and evaluation finished, but not every backend recorded the run: "
+                          f"{failed}. Exit code 3.", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3)
 
 
 def _print_evaluation(ev: "Evaluation", title: str) -> None:
@@ -240,8 +265,8 @@ def _train(cfg: "Config", quiet: bool, resume: Optional[str] = None, dataset: An
     downloads = DownloadBar(quiet)
     try:
         if resume:
-            return resume_experiment(resume, cfg.output_dir, callbacks=bar, download_progress=downloads)
-        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset)
+            return resume_experiment(resume, cfg.output_dir, callbacks=bar, download_progress=downloads, warn=_warn)
+        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset, warn=_warn)
     finally:
         downloads.close()
         bar.close()
@@ -272,15 +297,17 @@ def train(
     overrides: Optional[list[str]] = OverridesArg,
     config: Optional[Path] = ConfigOption,
     resume: Optional[str] = typer.Option(None, "--resume", help="Run id or run folder to continue from its last checkpoint."),
+    tracker: Optional[list[str]] = TrackerOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Train, evaluate on the test split, and record the run."""
     with _user_errors():
-        if resume and (config or overrides):
+        if resume and (config or overrides or tracker):
             from trainlab.errors import ConfigError
 
-            raise ConfigError("--resume continues a run with the config it was started with; drop --config and overrides")
-        cfg = _load_config(config, overrides)
+            raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
+                              "--tracker and overrides")
+        cfg = _load_config(config, overrides, tracker)
         out = _train(cfg, quiet, resume)
         _print_outcome(out)
 
@@ -289,11 +316,12 @@ def train(
 def all_(
     overrides: Optional[list[str]] = OverridesArg,
     config: Optional[Path] = ConfigOption,
+    tracker: Optional[list[str]] = TrackerOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Download + train + test: the whole pipeline in one command."""
     with _user_errors():
-        cfg = _load_config(config, overrides)
+        cfg = _load_config(config, overrides, tracker)
         dataset = _download(cfg, quiet)
         _print_dataset(dataset)
         out = _train(cfg, quiet, dataset=dataset)
@@ -306,13 +334,14 @@ def test(
     run_or_model: str = typer.Argument(..., metavar="RUN_OR_MODEL", help="A checkpoint .pt, a run folder or a run id."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Override where the dataset is looked up."),
     runs_dir: Path = RunsDirOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
 ) -> None:
     """Evaluate a saved model (or a run's best model) on its dataset's test split."""
     with _user_errors():
         from trainlab.experiment import evaluate_checkpoint
 
-        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json))
+        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri)
         if as_json:
             print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
                               "metrics": ev.metrics, "per_class": ev.per_class,
@@ -326,6 +355,7 @@ def predict(
     model: str = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run folder or a run id."),
     images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...) or IDX image files."),
     runs_dir: Path = RunsDirOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many most likely labels to show."),
 ) -> None:
@@ -333,7 +363,7 @@ def predict(
     with _user_errors():
         from trainlab.predict import predict_files
 
-        result = predict_files(model, images, runs_dir)
+        result = predict_files(model, images, runs_dir, tracking_uri=tracking_uri)
         if as_json:
             print(json.dumps([
                 {"source": src, "label": result.class_names[int(p.argmax())], "probability": float(p.max()),
@@ -356,6 +386,125 @@ def predict(
                 table.add_row(f"… {len(result.sources) - 50:,} more (use --json for all)")
                 break
         console.print(table)
+
+
+runs_app = typer.Typer(help="List runs from the MLflow record: filter, sort, group; `runs show RUN` for one.",
+                       no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+def _when(ms: int | None) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else ""
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    filter_string: str = typer.Option("", "--filter", "-f",
+                                      help="MLflow search syntax, e.g. \"metrics.test_accuracy > 0.9 and params.model = 'small'\""),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A metric (test_accuracy) or metrics./params./attributes. key."),
+    ascending: bool = typer.Option(False, "--asc", help="Sort ascending (default: descending)."),
+    group: Optional[str] = typer.Option(None, "--group", "-g", help="Group by this param; mean ± std of --metric per group."),
+    metric: str = typer.Option("test_accuracy", "--metric", "-m", help="Metric summarised by --group."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many runs."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print runs as JSON."),
+) -> None:
+    """List runs with their key metrics."""
+    if ctx.invoked_subcommand:
+        return
+    with _user_errors():
+        from trainlab.runs import KEY_METRICS, group_runs, list_runs, open_client
+
+        rows = list_runs(open_client(tracking_uri), experiment=experiment, filter_string=filter_string,
+                         sort=sort, ascending=ascending, limit=limit)
+        if as_json:
+            print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+            return
+        if group:
+            stats = group_runs(rows, group, metric)
+            table = Table(title=f"{metric} by {group} ({len(rows)} runs)", title_justify="left")
+            for col in (group, "runs", "mean", "std"):
+                table.add_column(col, justify="left" if col == group else "right")
+            for g in stats:
+                table.add_row(g.value, str(g.runs), _fmt(g.mean), _fmt(g.std))
+            console.print(table)
+            return
+        table = Table(title=f"{len(rows)} runs" + (f" matching {filter_string!r}" if filter_string else ""),
+                      title_justify="left")
+        several = len({r.experiment for r in rows}) > 1
+        headers = ["run", *(["experiment"] if several else []), "status", "dataset", "model", "epochs",
+                   "test acc", "macro F1", "AUROC", "started"]
+        for col in headers:
+            table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
+                             no_wrap=col == "run")
+        for r in rows:
+            table.add_row(r.run_id, *([r.experiment] if several else []), r.status.lower(),
+                          r.params.get("dataset", ""), r.params.get("model", ""),
+                          f"{r.metrics.get('epochs_run', float('nan')):.0f}",
+                          *(_fmt(r.metrics.get(m, float("nan"))) for m in KEY_METRICS), _when(r.start_ms))
+        console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: str = typer.Argument(..., metavar="RUN", help="trainlab run id or MLflow run id."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """One run: config, final metrics, tags and artifacts."""
+    with _user_errors():
+        from trainlab.runs import open_client, run_details
+
+        info = run_details(open_client(tracking_uri), run)
+        if as_json:
+            print(json.dumps(info, indent=2, default=str))
+            return
+        console.print(f"run {info['run_id']} (MLflow {info['mlflow_id']}) · experiment {info['experiment']} · "
+                      f"{info['status'].lower()} · {_when(info['start_ms'])} → {_when(info['end_ms'])}",
+                      highlight=False, soft_wrap=True)
+        for title, items in (("config", info["params"]), ("metrics", info["metrics"]), ("tags", info["tags"])):
+            table = Table(title=title, title_justify="left", show_header=False)
+            table.add_column("key")
+            table.add_column("value")
+            for key, value in items.items():
+                if title == "config" and "." not in key and key not in ("name", "seed", "device", "threads", "output_dir"):
+                    continue  # the short filter aliases repeat config values
+                table.add_row(key, _fmt(value) if isinstance(value, float) else str(value))
+            console.print(table)
+        console.print("artifacts:", highlight=False)
+        for path, size in info["artifacts"]:
+            console.print(f"  {path}  ({size:,} bytes)", highlight=False, markup=False)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+) -> None:
+    """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
+    import os
+
+    with _user_errors():
+        from trainlab.redaction import redact
+        from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        if uri.startswith("http"):
+            console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
+            return
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            from trainlab.errors import TrackingError
+
+            raise TrackingError(f"no MLflow store at {uri}; train a run first (`trainlab train`)")
+        console.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                                  "--host", host, "--port", str(port)])
 
 
 def main() -> None:

@@ -8,11 +8,12 @@ the value seen and what is allowed.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainlab.errors import ConfigError
 
@@ -22,6 +23,16 @@ MONITOR_METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_auroc")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_credentials(url: str | None) -> str | None:
+    if url and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@", url):
+        raise ValueError(
+            f"the URL {re.sub('//[^@]+@', '//***@', url)!r} holds credentials, which would be recorded with "
+            "every run; put them in environment variables or .env (MLFLOW_TRACKING_USERNAME / "
+            "MLFLOW_TRACKING_PASSWORD for MLflow) and drop them from the URL"
+        )
+    return url
 
 
 class DataConfig(_Section):
@@ -59,6 +70,8 @@ class DataConfig(_Section):
     mirror: str | None = Field(
         None, description="Base URL tried before the official sources (a company mirror, or a test server)."
     )
+
+    _check_mirror = field_validator("mirror")(_no_credentials)
 
 
 class ConvLayer(_Section):
@@ -186,6 +199,33 @@ class TrainConfig(_Section):
         return self
 
 
+class TrackingConfig(_Section):
+    trackers: tuple[Literal["mlflow", "wandb"], ...] = Field(
+        ("mlflow", "wandb"),
+        description="Backends that record the run besides the run folder (always written). [] = none.",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite store in "
+        "mlruns/ of the working folder (no server needed).",
+    )
+    wandb_project: str | None = Field(None, description="W&B project. Default: $WANDB_PROJECT, else 'trainlab'.")
+    wandb_entity: str | None = Field(None, description="W&B team or user. Default: $WANDB_ENTITY or your default.")
+    wandb_mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto",
+        description="auto: $WANDB_MODE if set, else online when WANDB_API_KEY is set (environment or .env), "
+        "else offline (kept on disk for `wandb sync`).",
+    )
+    system_metrics_interval: float = Field(
+        2.0, ge=0.1, description="Seconds between CPU/RAM/GPU samples; short so short runs get some."
+    )
+    finish_timeout: float = Field(
+        60.0, gt=0, description="Seconds the backends get to receive what is queued when the run ends."
+    )
+
+    _check_uri = field_validator("mlflow_uri")(_no_credentials)
+
+
 class Config(_Section):
     name: str = Field("default", description="Experiment name; runs with the same name are grouped.")
     seed: int = Field(0, description="Seeds weight init, shuffling and dropout.")
@@ -197,6 +237,7 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 # -- loading -------------------------------------------------------------------------
@@ -280,7 +321,7 @@ def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
                 f"{field}.type = {err['ctx']['tag']!r}: must be one of {err['ctx']['expected_tags']}"
             )
         elif err["type"] == "value_error":
-            problems.append(msg)
+            problems.append(msg if not loc or loc[-1] in msg else f"{field}: {msg}")
         elif err["type"] == "missing":
             problems.append(f"{field} is required")
         else:

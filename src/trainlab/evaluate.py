@@ -14,6 +14,8 @@ from torch import nn
 
 from trainlab.metrics import accuracy, auroc, predict_logits, probabilities
 
+CURVE_POINTS = 500  # per class; enough to draw the curve, small enough to store with every run
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -53,6 +55,13 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequen
     return report
 
 
+def thin(curve: dict[str, np.ndarray], max_points: int = CURVE_POINTS) -> dict[str, list[float]]:
+    """Keep at most ``max_points`` evenly spaced points of a curve (always both ends), as lists."""
+    n = len(next(iter(curve.values())))
+    keep = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+    return {key: values[keep].tolist() for key, values in curve.items()}
+
+
 def classification_report(y: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Evaluation:
     from sklearn.metrics import (confusion_matrix, log_loss, precision_recall_curve,
                                  precision_recall_fscore_support, roc_curve)
@@ -83,8 +92,10 @@ def classification_report(y: np.ndarray, probs: np.ndarray, class_names: Sequenc
             continue  # a curve needs both positives and negatives
         fpr, tpr, roc_t = roc_curve(positives, probs[:, k])
         prec, rec, pr_t = precision_recall_curve(positives, probs[:, k])
-        roc[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.nan_to_num(roc_t, posinf=1.0).tolist()}
-        pr[name] = {"precision": prec.tolist(), "recall": rec.tolist(), "thresholds": pr_t.tolist()}
+        roc[name] = thin({"fpr": fpr, "tpr": tpr, "thresholds": np.nan_to_num(roc_t, posinf=1.0)})
+        # precision_recall_curve has one point per distinct score (thousands): thresholds
+        # has one fewer entry than precision and recall, so it is padded with 1.0
+        pr[name] = thin({"precision": prec, "recall": rec, "thresholds": np.append(pr_t, 1.0)})
     return Evaluation(
         class_names=tuple(class_names),
         metrics=metrics,

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from trainlab.errors import CheckpointError, ConfigError
 from trainlab.evaluate import Evaluation, evaluate
 from trainlab.models import count_parameters, create_model
 from trainlab.provenance import environment, git_state
-from trainlab.tracking import FolderTracker, Run, RunInfo, Tracker, read_run_record
+from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background, read_run_record
 from trainlab.train import TrainCallbacks, TrainResult, train
 
 
@@ -40,6 +40,8 @@ class RunOutcome:
     parameters: int
     result: TrainResult
     test: Evaluation
+    where: list[str]  # where each tracking backend recorded the run
+    tracking_failures: dict[str, str]  # backend -> what went wrong (empty when all recorded)
 
 
 def new_run_id() -> str:
@@ -96,11 +98,15 @@ def run_experiment(
     resume: dict[str, Any] | None = None,
     run_id: str | None = None,
     dataset: Dataset | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Train, evaluate on the test split and record.
 
-    ``resume`` is a last.pt payload to continue from; ``dataset`` one already loaded from ``cfg.data``.
+    ``resume`` is a last.pt payload to continue from; ``dataset`` one already loaded from
+    ``cfg.data``; ``warn`` receives tracking problems (training goes on regardless).
     """
+    trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
+    prepare_in_background(trackers, warn)  # import the tracking clients while data loads
     device, threads = configure_torch(cfg)
     dataset, splits = load_data(cfg.data, download_progress, dataset)
     check_loss_fits(cfg.train.loss, dataset)
@@ -112,8 +118,8 @@ def run_experiment(
 
     run_id = run_id or new_run_id()
     info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
-                   resumed=resume is not None)
-    with Run(info, trackers if trackers is not None else [FolderTracker()]) as run:
+                   config=config_to_dict(cfg), resumed=resume is not None)
+    with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
         if resume is None:
             record_start(run, cfg, dataset, splits, threads, count_parameters(model))
         else:
@@ -125,20 +131,26 @@ def run_experiment(
                        tracker=run, callbacks=callbacks, resume=resume)
         best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
         test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
-        record_evaluation(run, test, prefix="test_")
+        run.log_evaluation(test, prefix="test_")
         run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
                          "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
                          "epochs_run": len(result.history)})
         run.set_tags({"stop_reason": result.stop_reason})
-        for path in (result.best_checkpoint, result.last_checkpoint):
-            run.log_artifact(path, "checkpoints")
-    return RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result, test)
+        run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
+                                               "class_names": list(dataset.class_names)})
+        run.log_artifact(result.last_checkpoint, "checkpoints")
+    return RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result, test,
+                      run.where(), dict(run.failures))
 
 
 def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int) -> None:
     """Everything known before the first step: config, code, data and environment."""
     git = git_state()
-    run.log_params(flatten_config(cfg))
+    # short aliases make filters read naturally: params.model = 'small'
+    aliases = {"model": cfg.model.arch, "dataset": cfg.data.name, "optimizer": cfg.train.optimizer.name,
+               "lr": str(cfg.train.optimizer.lr), "batch_size": str(cfg.train.batch_size),
+               "epochs": str(cfg.train.epochs)}
+    run.log_params({**flatten_config(cfg), **aliases})
     run.set_tags({
         "dataset": dataset.name,
         "model": cfg.model.arch,
@@ -160,17 +172,6 @@ def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, thread
         run.log_text("git.diff", git.diff)
 
 
-def record_evaluation(run: Run, ev: Evaluation, prefix: str) -> None:
-    columns, rows = ev.predictions_table()
-    run.log_table(f"{prefix}predictions", columns, rows)
-    run.log_table(f"{prefix}per_class", ["class", "precision", "recall", "f1", "support"],
-                  [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]] for c in ev.per_class])
-    run.log_table(f"{prefix}confusion_matrix", ["true \\ predicted", *ev.class_names],
-                  [[name, *map(int, row)] for name, row in zip(ev.class_names, ev.confusion)])
-    run.log_dict(f"{prefix}roc_curves.json", ev.roc)
-    run.log_dict(f"{prefix}pr_curves.json", ev.pr)
-
-
 def resume_experiment(run_ref: str, runs_dir: Path, **kwargs: Any) -> RunOutcome:
     """Continue a run from its last checkpoint, with the config it was started with."""
     last_path = resolve_checkpoint(run_ref, runs_dir, which=LAST)
@@ -186,9 +187,12 @@ def resume_experiment(run_ref: str, runs_dir: Path, **kwargs: Any) -> RunOutcome
 
 
 def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
-                    download_progress: DownloadProgress | None = None) -> tuple[dict[str, Any], Evaluation]:
+                        download_progress: DownloadProgress | None = None,
+                        tracking_uri: str | None = None) -> tuple[dict[str, Any], Evaluation]:
     """Evaluate a saved model on its dataset's test split; returns the checkpoint and the evaluation."""
-    payload = load_checkpoint(resolve_checkpoint(ref, runs_dir))
+    from trainlab.runs import locate_checkpoint
+
+    payload = load_checkpoint(locate_checkpoint(ref, runs_dir, tracking_uri))
     cfg = validate_config(payload["config"])
     data_cfg = cfg.data if data_dir is None else cfg.data.model_copy(update={"data_dir": data_dir})
     configure_torch(cfg)

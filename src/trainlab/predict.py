@@ -9,10 +9,11 @@ from typing import Sequence
 
 import numpy as np
 
-from trainlab.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from trainlab.checkpoint import load_checkpoint, model_from_checkpoint
 from trainlab.data import load_images, read_idx_file
 from trainlab.errors import ConfigError, DataError
 from trainlab.metrics import predict_logits, probabilities
+from trainlab.runs import locate_checkpoint
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,9 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
     return sources, np.concatenate(batches)
 
 
-def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 1024) -> Prediction:
-    payload = load_checkpoint(resolve_checkpoint(model_ref, runs_dir))
+def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 1024,
+                  tracking_uri: str | None = None) -> Prediction:
+    payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri))
     model = model_from_checkpoint(payload)
     sources, pixels = read_inputs(paths, model.input_shape)
     started = time.perf_counter()

@@ -27,6 +27,7 @@ from trainlab.metrics import epoch_metrics
 
 class MetricSink(Protocol):
     def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def flush(self) -> None: ...
 
 
 class TrainCallbacks:
@@ -234,6 +235,8 @@ def train(
             "training": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                          "loop": state.__dict__},
         })
+        if tracker is not None:
+            tracker.flush()  # hand this epoch to the tracking backends
         callbacks.on_epoch_end(epoch, metrics)
 
     if state.best_epoch is None:

@@ -5,26 +5,48 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+if TYPE_CHECKING:
+    from trainlab.evaluate import Evaluation
 
 Status = Literal["finished", "failed", "killed"]
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Who the run is: its id, its local folder, its experiment and the tags known at start."""
+    """Who the run is: its id, local folder, experiment, resolved config, and tags known at start."""
 
     run_id: str
     run_dir: Path
     experiment: str
+    config: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     resumed: bool = False
 
 
+@dataclass(frozen=True)
+class MetricPoint:
+    """Values of one step (an epoch), stamped when the training loop logged them."""
+
+    step: int
+    timestamp_ms: int
+    values: dict[str, float]
+
+
 class Tracker(ABC):
-    """A backend that records runs. Constructors are cheap; work starts in :meth:`start`."""
+    """A backend that records runs.
+
+    Constructors are cheap (no imports of client libraries, no I/O); ``prepare``
+    imports the client, ``start`` opens the run. All calls come from one worker
+    thread, in order; an exception marks the backend failed without stopping
+    training.
+    """
 
     name: str = "tracker"
+
+    def prepare(self) -> None:
+        """Import the client library; runs in the background while data loads."""
 
     @abstractmethod
     def start(self, run: RunInfo) -> None: ...
@@ -36,11 +58,11 @@ class Tracker(ABC):
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
     @abstractmethod
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None: ...
+    def log_metrics(self, points: Sequence[MetricPoint]) -> None: ...
 
     @abstractmethod
     def replace_history(self, history: Sequence[dict[str, float]]) -> None:
-        """On resume: make the per-epoch record equal ``history`` (epoch i+1 = history[i])."""
+        """On resume: make the per-epoch record hold exactly ``history`` (epoch i+1 = history[i])."""
 
     @abstractmethod
     def log_summary(self, metrics: dict[str, float]) -> None:
@@ -54,11 +76,20 @@ class Tracker(ABC):
     def log_text(self, name: str, text: str) -> None: ...
 
     @abstractmethod
-    def log_table(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None: ...
+    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+        """Predictions table, per-class report, confusion matrix, ROC and PR curves."""
+
+    @abstractmethod
+    def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
+        """The best checkpoint, as the run's model."""
 
     @abstractmethod
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        """A file produced by the run (a checkpoint, a plot)."""
+        """Any other file produced by the run."""
 
     @abstractmethod
     def finish(self, status: Status, error: str | None = None) -> None: ...
+
+    def where(self) -> str | None:
+        """One line for the user: where the run is recorded and how to look at it."""
+        return None

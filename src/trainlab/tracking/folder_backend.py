@@ -17,12 +17,15 @@ import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
 from trainlab.fileio import atomic_write_json, atomic_write_text
-from trainlab.tracking.base import RunInfo, Status, Tracker
+from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
+
+if TYPE_CHECKING:
+    from trainlab.evaluate import Evaluation
 
 
 def _now() -> str:
@@ -71,9 +74,9 @@ class FolderTracker(Tracker):
         self._record["tags"].update(tags)
         self._save()
 
-    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, points: Sequence[MetricPoint]) -> None:
         with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": step, **metrics}) + "\n")
+            fh.writelines(json.dumps({"step": p.step, **p.values}) + "\n" for p in points)
 
     def replace_history(self, history: Sequence[dict[str, float]]) -> None:
         lines = "".join(json.dumps({"step": i + 1, **m}) + "\n" for i, m in enumerate(history))
@@ -98,6 +101,19 @@ class FolderTracker(Tracker):
         writer.writerows(rows)
         atomic_write_text(self.run_dir / f"{name}.csv", buf.getvalue())
 
+    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+        columns, rows = ev.predictions_table()
+        self.log_table(f"{prefix}predictions", columns, rows)
+        self.log_table(f"{prefix}per_class", ["class", "precision", "recall", "f1", "support"],
+                       [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]] for c in ev.per_class])
+        self.log_table(f"{prefix}confusion_matrix", ["true \\ predicted", *ev.class_names],
+                       [[name, *map(int, row)] for name, row in zip(ev.class_names, ev.confusion)])
+        self.log_dict(f"{prefix}roc_curves.json", ev.roc)
+        self.log_dict(f"{prefix}pr_curves.json", ev.pr)
+
+    def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
+        self.log_artifact(path, "checkpoints")
+
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         path = Path(path).resolve()
         if self.run_dir.resolve() in path.parents:
@@ -109,6 +125,9 @@ class FolderTracker(Tracker):
     def finish(self, status: Status, error: str | None = None) -> None:
         self._record.update(status=status, ended=_now(), error=error)
         self._save()
+
+    def where(self) -> str:
+        return f"run folder: {self.run_dir}/"
 
 
 def read_run_record(run_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""One run, recorded by every backend, off the training loop's hot path.
+
+``Run.log_metrics`` only appends to an in-memory buffer (a few microseconds);
+``flush`` (at each epoch end) hands the buffer to the backends' workers: one
+thread per backend, each calling its backend in order, so a slow or hung
+backend (an unreachable server) never holds up the others. A backend that
+raises is marked failed and skipped from then on, with a warning; the others
+keep recording. Used as a context
+manager, the run ends as finished, failed (with the error) or killed
+(Ctrl-C / SIGTERM), and ``finish`` waits a bounded time for the queue to drain.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from trainlab.redaction import redact
+from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
+
+if TYPE_CHECKING:
+    from trainlab.evaluate import Evaluation
+
+Warn = Callable[[str], None]
+
+
+def prepare_in_background(trackers: Sequence[Tracker], warn: Warn | None = None) -> threading.Thread:
+    """Import the client libraries (seconds for mlflow) while the caller loads data."""
+
+    def work() -> None:
+        for t in trackers:
+            try:
+                t.prepare()
+            except Exception as exc:  # start() will fail too and report it; nothing is lost here
+                if warn:
+                    warn(redact(f"{t.name}: could not load its client library ({type(exc).__name__}: {exc})"))
+
+    thread = threading.Thread(target=work, name="trainlab-tracker-prepare", daemon=True)
+    thread.start()
+    return thread
+
+
+class Run:
+    def __init__(self, info: RunInfo, trackers: Sequence[Tracker], *, finish_timeout: float = 60.0,
+                 warn: Warn | None = None) -> None:
+        self.info = info
+        self.trackers = list(trackers)
+        self.finish_timeout = finish_timeout
+        self.status: Status | None = None
+        self.failures: dict[str, str] = {}  # backend name -> what went wrong
+        self._warn = warn or (lambda message: None)
+        self._pending: list[MetricPoint] = []
+        self._queues: dict[str, queue.Queue[tuple[str, tuple[Any, ...]] | None]] = {}
+        self._workers: dict[str, threading.Thread] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.info.run_dir
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> "Run":
+        for t in self.trackers:
+            self._queues[t.name] = queue.Queue()
+            self._workers[t.name] = threading.Thread(target=self._work, args=(t, self._queues[t.name]),
+                                                     name=f"trainlab-{t.name}", daemon=True)
+            self._workers[t.name].start()
+        self._call("start", self.info)
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.finish("finished")
+        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            exc.trainlab_run_id = self.run_id  # type: ignore[union-attr]  # for the "resume with" hint
+            self.finish("killed", f"interrupted ({type(exc).__name__})")
+        else:
+            self.finish("failed", f"{type(exc).__name__}: {exc}")
+
+    def finish(self, status: Status, error: str | None = None) -> None:
+        """Hand over what is queued and end the run in every backend, waiting at most ``finish_timeout``."""
+        if self.status is not None:
+            return
+        self.status = status
+        self.flush()
+        self._call("finish", status, redact(error) if error else None)
+        deadline = time.monotonic() + self.finish_timeout
+        for name, ops in self._queues.items():
+            ops.put(None)
+        for name, worker in self._workers.items():
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                waiting = self._queues[name].qsize()
+                self.failures.setdefault(name, "did not finish in time")
+                self._warn(f"{name} did not finish within {self.finish_timeout:g} s ({waiting} calls still "
+                           f"queued); its record of run {self.run_id} may be incomplete. Raise "
+                           "tracking.finish_timeout if the network is slow")
+
+    def where(self) -> list[str]:
+        """Where each backend recorded the run (for the user)."""
+        return [line for t in self.trackers if t.name not in self.failures and (line := t.where())]
+
+    # -- logging -----------------------------------------------------------------------
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer one step's values; no I/O here."""
+        self._pending.append(MetricPoint(step, time.time_ns() // 1_000_000, dict(metrics)))
+
+    def flush(self) -> None:
+        """Hand buffered metrics to the backends (called at each epoch end)."""
+        if self._pending:
+            points, self._pending = self._pending, []
+            self._call("log_metrics", points)
+
+    def log_params(self, params: dict[str, str]) -> None:
+        self._call("log_params", {k: redact(v) for k, v in params.items()})
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._call("set_tags", {k: redact(v) for k, v in tags.items()})
+
+    def replace_history(self, history: Sequence[dict[str, float]]) -> None:
+        self._call("replace_history", list(history))
+
+    def log_summary(self, metrics: dict[str, float]) -> None:
+        self._call("log_summary", dict(metrics))
+
+    def log_dict(self, name: str, data: Any) -> None:
+        self._call("log_dict", name, data)
+
+    def log_text(self, name: str, text: str) -> None:
+        self._call("log_text", name, redact(text))
+
+    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+        self._call("log_evaluation", ev, prefix)
+
+    def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
+        self._call("log_model", path, metadata)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", path, artifact_path)
+
+    # -- the worker --------------------------------------------------------------------
+
+    def _call(self, method: str, *args: Any) -> None:
+        if method != "log_metrics":
+            self.flush()  # metrics logged before this call reach the backends first
+        for ops in self._queues.values():
+            ops.put((method, args))
+
+    def _work(self, tracker: Tracker, ops: "queue.Queue[tuple[str, tuple[Any, ...]] | None]") -> None:
+        while (op := ops.get()) is not None:
+            method, args = op
+            if tracker.name in self.failures:
+                continue  # drain: a failed backend gets nothing more
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as exc:
+                reason = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
+                self.failures[tracker.name] = reason
+                self._warn(f"{tracker.name} stopped recording run {self.run_id} ({method} failed: {reason}); "
+                           "training goes on and the other backends keep recording")

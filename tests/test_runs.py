@@ -1,0 +1,116 @@
+"""Reading runs back: `trainlab runs`, `runs show`, `test` by MLflow run, `ui`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from trainlab.cli import app
+from trainlab.experiment import run_experiment
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def three_runs(fast_config, tiny_npz: Path) -> list:
+    base = ("data.name=npz", f"data.path={tiny_npz}", "train.epochs=2", "tracking.trackers=[mlflow]", "name=cmp")
+    return [run_experiment(fast_config(*base, f"model.arch={arch}", f"seed={seed}"))
+            for arch, seed in (("small", 0), ("small", 1), ("medium", 0))]
+
+
+def invoke(*args: str):  # noqa: ANN201
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_runs_lists_filters_sorts_and_groups(three_runs) -> None:
+    ids = [o.run_id for o in three_runs]
+    listed = invoke("runs").output
+    assert all(i in listed for i in ids) and "test acc" in listed
+
+    small = json.loads(invoke("runs", "--filter", "params.model = 'small'", "--json").output)
+    assert sorted(r["run_id"] for r in small) == sorted(ids[:2])
+
+    ordered = json.loads(invoke("runs", "--sort", "test_log_loss", "--asc", "--json").output)
+    losses = [r["metrics"]["test_log_loss"] for r in ordered]
+    assert losses == sorted(losses) and len(losses) == 3
+
+    grouped = invoke("runs", "--group", "model", "--metric", "test_accuracy").output
+    accs = [o.test.metrics["accuracy"] for o in three_runs[:2]]
+    import statistics
+
+    assert f"{statistics.fmean(accs):.4f}" in grouped and "medium" in grouped
+    filtered = invoke("runs", "--filter", "metrics.test_accuracy > 2").output
+    assert "0 runs" in filtered
+
+
+def test_runs_show_one_run(three_runs) -> None:
+    out = invoke("runs", "show", three_runs[0].run_id).output
+    assert "train.epochs" in out and "test_accuracy" in out and "checkpoints/best.pt" in out
+    assert "dataset" in out and "git_commit" in out
+    details = json.loads(invoke("runs", "show", three_runs[0].run_id, "--json").output)
+    assert details["status"] == "FINISHED" and details["params"]["model.arch"] == "small"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["runs", "show", "nope"], "error: no run 'nope' in the MLflow store"),
+    (["runs", "--filter", "bogus ==="], "error: invalid --filter or --sort"),
+    (["runs", "--experiment", "other"], "error: no experiment named 'other'; known: Default, cmp"),
+])
+def test_runs_bad_input(three_runs, args: list[str], message: str) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
+
+
+def test_runs_without_a_store_says_what_to_do() -> None:
+    result = runner.invoke(app, ["runs"])
+    assert result.exit_code == 2 and "no MLflow store at sqlite:///" in result.stderr
+
+
+def test_test_and_predict_by_run_id_from_mlflow_alone(three_runs, tmp_path: Path) -> None:
+    first = three_runs[0]
+    shutil.rmtree("runs")  # only the MLflow record is left
+    tested = json.loads(invoke("test", first.run_id, "--json").output)
+    assert tested["metrics"]["accuracy"] == first.test.metrics["accuracy"]
+    mlflow_id = json.loads(invoke("runs", "show", first.run_id, "--json").output)["mlflow_id"]
+    assert json.loads(invoke("test", mlflow_id, "--json").output)["run_id"] == first.run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_ui_serves_mlflow_on_loopback(three_runs) -> None:
+    port = _free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "ui", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.loads(response.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+                time.sleep(0.5)
+        assert "cmp" in {e["name"] for e in body["experiments"]}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -1,0 +1,115 @@
+"""Team scale on loopback: a real PostgreSQL, a real `mlflow server`, three trainers at once.
+
+The trainers run the same code as on a laptop; only MLFLOW_TRACKING_URI changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (PG_BIN / "initdb").is_file(),
+                       reason="PostgreSQL 15 server not installed (apt-get install postgresql-15)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; yields a database URI."""
+    folder = Path(tempfile.mkdtemp(prefix="trainlab-pg-", dir="/tmp"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, "postgres", "postgres")
+    port = _free_port()
+    data = folder / "data"
+    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
+                   check=True, capture_output=True)
+    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
+                                 f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"]),
+                   check=True, capture_output=True)
+    try:
+        subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
+                                     "postgres", "mlflow"]), check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+    finally:
+        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = open(tmp_path / "mlflow-server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres,
+                             "--artifacts-destination", str(tmp_path / "shared-artifacts"),
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "mlflow server did not come up"
+            time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def test_three_trainers_log_to_one_postgres_backed_server(mlflow_server: str, tiny_npz: Path) -> None:
+    from mlflow import MlflowClient
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    trainers = [
+        subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "train", "--tracker", "mlflow",
+                          "data.name=npz", f"data.path={tiny_npz}", "train.epochs=3", "threads=1", f"seed={seed}",
+                          "name=team", "tracking.system_metrics_interval=0.5", "--quiet"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for seed in range(3)
+    ]
+    for proc in trainers:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert f"MLflow: {mlflow_server}/#/experiments/" in out
+
+    client = MlflowClient(mlflow_server)
+    experiment = client.get_experiment_by_name("team")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1", "2"]
+    for run in runs:
+        for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc", "lr"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
+        assert "best.pt" in {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "checkpoints")}

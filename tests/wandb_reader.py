@@ -1,0 +1,99 @@
+"""Read a W&B offline run file (run-*.wandb) back with wandb's own protobuf classes.
+
+wandb 0.31 has no public reader. The file is a 7-byte header (":W&B", magic,
+version) then 32 KiB blocks of LevelDB-log records: a 7-byte header (crc32,
+length, type: 1 full, 2 first, 3 middle, 4 last) and the payload, a serialized
+``wandb_internal_pb2.Record``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+_BLOCK = 32 * 1024
+_HEADER = 7
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def raw_records(path: Path) -> Iterator[bytes]:
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file (header {data[:7]!r})")
+    pos, pending = _HEADER, b""
+    while pos + _HEADER <= len(data):
+        left = _BLOCK - pos % _BLOCK
+        if left < _HEADER:  # block trailer padding
+            pos += left
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+        pos += _HEADER
+        chunk = data[pos:pos + length]
+        pos += length
+        if kind == FULL:
+            yield chunk
+        elif kind == FIRST:
+            pending = chunk
+        elif kind == MIDDLE:
+            pending += chunk
+        elif kind == LAST:
+            yield pending + chunk
+            pending = b""
+
+
+def _key(item: Any) -> str:
+    return item.key or "/".join(item.nested_key)
+
+
+@dataclass
+class OfflineRun:
+    run_id: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    stats: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+
+
+def read_offline_run(path: Path) -> OfflineRun:
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run = OfflineRun()
+    for raw in raw_records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "run":
+            run.run_id = record.run.run_id
+            run.tags = list(record.run.tags)
+            for item in record.run.config.update:
+                run.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "config":
+            for item in record.config.update:
+                run.config[_key(item)] = json.loads(item.value_json)
+        elif kind == "history":
+            run.history.append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            for item in record.summary.update:
+                run.summary[_key(item)] = json.loads(item.value_json)
+        elif kind == "stats":
+            run.stats.append({_key(i): json.loads(i.value_json) for i in record.stats.item})
+        elif kind == "artifact":
+            run.artifacts.append({"name": record.artifact.name, "type": record.artifact.type,
+                                  "files": [m.path for m in record.artifact.manifest.contents]})
+        elif kind == "exit":
+            run.exit_code = record.exit.exit_code
+    return run
+
+
+def offline_run_file(root: Path, run_id: str) -> Path:
+    """The newest run file of ``run_id`` under ``root``/wandb."""
+    files = sorted(Path(root).glob(f"wandb/offline-run-*-{run_id}/run-{run_id}.wandb"))
+    if not files:
+        raise FileNotFoundError(f"no offline W&B run {run_id} under {root}/wandb")
+    return files[-1]
