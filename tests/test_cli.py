@@ -73,7 +73,7 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     [
         (["train", "train.optimizer.lr=-1"], "error: invalid config: train.optimizer.lr = -1: input should be greater than 0"),
         (["train", "--config", "missing.yaml"], "error: config file 'missing.yaml' does not exist"),
-        (["train", "model.arch=huge"], "error: invalid config: model.arch = 'huge': input should be 'small', 'medium'"),
+        (["train", "model.arch=huge"], "error: invalid config: model.arch = 'huge': input should be 'small', 'fast', 'medium'"),
         (["download", "--dataset", "svhn"], "error: invalid config: data.name = 'svhn'"),
         (["train", "--resume", "x", "train.epochs=2"], "error: --resume continues a run with the config"),
         (["train", "--resume", "nope"], "error: 'nope' is not a checkpoint file, a run folder, or a run id"),

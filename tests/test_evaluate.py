@@ -39,7 +39,7 @@ def test_report_on_known_predictions() -> None:
                                "f1": pytest.approx(0.8), "support": 2}
     assert ev.confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert set(ev.roc) == {"x", "y", "z"} and ev.roc["x"]["fpr"][0] == 0.0
-    columns, rows = ev.predictions_table()
+    columns, rows = ev.predictions
     assert columns == ["index", "true_label", "predicted_label", "p_x", "p_y", "p_z"]
     assert rows[1][:3] == [1, "x", "y"] and rows[5][:3] == [5, "z", "x"]
 

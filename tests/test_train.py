@@ -130,3 +130,14 @@ def test_record_has_every_part(fast_config, tiny_npz: Path) -> None:
     assert best["class_names"] == ["nw", "ne", "sw", "se"] and best["config"]["data"]["name"] == "npz"
     assert best["model"]["input_shape"] == [1, 16, 16]
     assert torch.is_tensor(best["model"]["state_dict"]["scale"])
+
+
+@pytest.mark.parametrize("preset", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_trains_one_tiny_epoch(preset: Path, tiny_npz: Path) -> None:
+    from trainlab.config import load_config
+
+    cfg = load_config(preset, ["data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "tracking.trackers=[]",
+                               "threads=1", "train.early_stop.target=null"])
+    out = run_experiment(cfg)
+    assert len(out.result.history) == 1 and np.isfinite(out.result.history[0]["train_loss"])
+    assert out.test.metrics["accuracy"] > 0.25  # above chance after one epoch on visible classes

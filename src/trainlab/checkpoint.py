@@ -47,13 +47,15 @@ def model_payload(model: Classifier) -> dict[str, Any]:
         "layers": model.layers,
         "input_shape": list(model.input_shape),
         "num_outputs": model.num_outputs,
+        "channels_last": model.channels_last,
         "state_dict": model.state_dict(),
     }
 
 
 def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
     spec = payload["model"]
-    model = Classifier(spec["layers"], spec["input_shape"], spec["num_outputs"])
+    model = Classifier(spec["layers"], spec["input_shape"], spec["num_outputs"],
+                       channels_last=spec.get("channels_last", True))
     model.load_state_dict(spec["state_dict"])
     return model.eval()
 

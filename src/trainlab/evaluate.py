@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -32,7 +33,8 @@ class Evaluation:
     def y_pred(self) -> np.ndarray:
         return self.probs.argmax(axis=1)
 
-    def predictions_table(self) -> tuple[list[str], list[list[Any]]]:
+    @cached_property
+    def predictions(self) -> tuple[list[str], list[list[Any]]]:
         """Columns and rows: sample index, true label, predicted label, one probability per class."""
         columns = ["index", "true_label", "predicted_label", *(f"p_{name}" for name in self.class_names)]
         names = np.asarray(self.class_names, dtype=object)
@@ -44,7 +46,7 @@ class Evaluation:
 
 
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
-             batch_size: int = 1024) -> Evaluation:
+             batch_size: int = 256) -> Evaluation:
     """Run ``model`` over the split and compute every metric of the record."""
     started = time.perf_counter()
     logits = predict_logits(model, x, batch_size)

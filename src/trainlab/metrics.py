@@ -23,7 +23,7 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.double(), dim=1)
 
 
-def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Forward pass only, no autograd, in large batches."""
     pixels = torch.as_tensor(x)
     device = next(model.parameters()).device

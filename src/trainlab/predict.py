@@ -54,7 +54,7 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
     return sources, np.concatenate(batches)
 
 
-def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 1024,
+def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 256,
                   tracking_uri: str | None = None) -> Prediction:
     payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri))
     model = model_from_checkpoint(payload)

@@ -58,6 +58,7 @@ class TrainResult:
     stop_reason: str  # "completed", "patience" or "target"
     best_checkpoint: Path
     last_checkpoint: Path
+    first_step_at: float | None = None  # time.time() when this call's first optimizer step ended
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -163,6 +164,7 @@ def train(
         state = LoopState(**resume["training"]["loop"])
 
     best_path, last_path = checkpoint_dir / BEST, checkpoint_dir / LAST
+    first_step_at: float | None = None
     callbacks.on_train_start(cfg.epochs, steps, state.epoch + 1)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stop_reason:
@@ -192,6 +194,8 @@ def train(
                 pred = logits.argmax(1) if logits.shape[1] > 1 else (logits[:, 0] > 0).long()
                 correct += (pred == yb).sum()
             seen += len(yb)
+            if first_step_at is None:
+                first_step_at = time.time()
             callbacks.on_step(epoch, step, loss.item(), len(yb))
         train_seconds = time.perf_counter() - started
         train_loss = float(loss_sum) / seen
@@ -248,4 +252,5 @@ def train(
         stop_reason=state.stop_reason or "completed",
         best_checkpoint=best_path,
         last_checkpoint=last_path,
+        first_step_at=first_step_at,
     )

@@ -102,7 +102,7 @@ class FolderTracker(Tracker):
         atomic_write_text(self.run_dir / f"{name}.csv", buf.getvalue())
 
     def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
-        columns, rows = ev.predictions_table()
+        columns, rows = ev.predictions
         self.log_table(f"{prefix}predictions", columns, rows)
         self.log_table(f"{prefix}per_class", ["class", "precision", "recall", "f1", "support"],
                        [[c["class"], c["precision"], c["recall"], c["f1"], c["support"]] for c in ev.per_class])

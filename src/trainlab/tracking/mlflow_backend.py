@@ -169,7 +169,7 @@ class MlflowTracker(Tracker):
     def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
         from trainlab.plots import evaluation_figures
 
-        columns, rows = ev.predictions_table()
+        columns, rows = ev.predictions
         self.client.log_table(self.run_id, {c: [r[i] for r in rows] for i, c in enumerate(columns)},
                               f"{prefix}predictions.json")
         self.client.log_table(self.run_id, {k: [c[k] for c in ev.per_class] for k in ev.per_class[0]},

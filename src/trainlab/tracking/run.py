@@ -55,6 +55,7 @@ class Run:
         self._pending: list[MetricPoint] = []
         self._queues: dict[str, queue.Queue[tuple[str, tuple[Any, ...]] | None]] = {}
         self._workers: dict[str, threading.Thread] = {}
+        self._started = threading.Semaphore(0)  # released once per backend when its start() returns
 
     @property
     def run_id(self) -> str:
@@ -102,6 +103,19 @@ class Run:
                 self._warn(f"{name} did not finish within {self.finish_timeout:g} s ({waiting} calls still "
                            f"queued); its record of run {self.run_id} may be incomplete. Raise "
                            "tracking.finish_timeout if the network is slow")
+
+    def wait_started(self, timeout: float) -> list[str]:
+        """Wait (at most ``timeout`` seconds) until every backend has started; the names still starting.
+
+        Starting a backend is seconds of CPU (imports, a service process); on a small
+        machine it costs less before training than when it competes with the training's
+        threads for the cores.
+        """
+        deadline = time.monotonic() + timeout
+        started = 0
+        while started < len(self.trackers) and self._started.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            started += 1
+        return [t.name for t in self.trackers][started:] if started < len(self.trackers) else []
 
     def where(self) -> list[str]:
         """Where each backend recorded the run (for the user)."""
@@ -166,3 +180,6 @@ class Run:
                 self.failures[tracker.name] = reason
                 self._warn(f"{tracker.name} stopped recording run {self.run_id} ({method} failed: {reason}); "
                            "training goes on and the other backends keep recording")
+            finally:
+                if method == "start":
+                    self._started.release()

@@ -144,7 +144,7 @@ class WandbTracker(Tracker):
     def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
         import wandb
 
-        columns, rows = ev.predictions_table()
+        columns, rows = ev.predictions
         tables = wandb.Artifact(f"{prefix}predictions-{self.run.id}", type="predictions")
         tables.add(wandb.Table(columns=columns, data=rows), f"{prefix}predictions")
         tables.add(wandb.Table(columns=["class", "precision", "recall", "f1", "support"],
