@@ -146,7 +146,9 @@ class WandbTracker(Tracker):
 
         columns, rows = ev.predictions
         tables = wandb.Artifact(f"{prefix}predictions-{self.run.id}", type="predictions")
-        tables.add(wandb.Table(columns=columns, data=rows), f"{prefix}predictions")
+        # declared column types: wandb then skips inferring them row by row (a third of the time)
+        dtypes = [int, str, str, *[float] * (len(columns) - 3)]
+        tables.add(wandb.Table(columns=columns, data=rows, dtype=dtypes), f"{prefix}predictions")
         tables.add(wandb.Table(columns=["class", "precision", "recall", "f1", "support"],
                                data=[[c[k] for k in ("class", "precision", "recall", "f1", "support")]
                                      for c in ev.per_class]), f"{prefix}per_class")
