@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +32,8 @@ def raw_records(path: Path) -> Iterator[bytes]:
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
         pos += _HEADER
+        if pos + length > len(data):
+            return  # a record still being written
         chunk = data[pos:pos + length]
         pos += length
         if kind == FULL:
@@ -60,7 +63,19 @@ class OfflineRun:
     exit_code: int | None = None
 
 
-def read_offline_run(path: Path) -> OfflineRun:
+def read_offline_run(path: Path, wait: float = 30.0) -> OfflineRun:
+    """The run as recorded; waits up to ``wait`` seconds for its exit record.
+
+    ``run.finish()`` returns before wandb's service has written everything to the file
+    (the process's exit waits for it, a test reading the file right away may not).
+    """
+    deadline = time.monotonic() + wait
+    while (run := _read_once(path)).exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return run
+
+
+def _read_once(path: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
     run = OfflineRun()
@@ -68,9 +83,9 @@ def read_offline_run(path: Path) -> OfflineRun:
         record = pb.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run.run_id = record.run.run_id
-            run.tags = list(record.run.tags)
+        if kind == "run":  # the first carries everything; later ones (a tag change) only what changed
+            run.run_id = record.run.run_id or run.run_id
+            run.tags = list(record.run.tags) or run.tags
             for item in record.run.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)
         elif kind == "config":
