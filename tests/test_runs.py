@@ -86,6 +86,28 @@ def test_test_and_predict_by_run_id_from_mlflow_alone(three_runs, tmp_path: Path
     assert json.loads(invoke("test", mlflow_id, "--json").output)["run_id"] == first.run_id
 
 
+def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) -> None:
+    from mlflow import MlflowClient
+
+    first = three_runs[0]
+    tested = json.loads(invoke("test", first.run_id, "--record", "--json").output)
+    assert tested["metrics"]["accuracy"] == first.test.metrics["accuracy"]
+    client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
+    (run,) = client.search_runs([client.get_experiment_by_name("cmp").experiment_id],
+                                filter_string=f"tags.evaluated_run = '{first.run_id}'")
+    assert run.data.tags["job"] == "evaluate" and run.data.tags["trainlab_run_id"] == tested["recorded_as"]
+    assert run.data.metrics["test_accuracy"] == first.test.metrics["accuracy"]
+    assert run.info.status == "FINISHED"
+    assert {"test_predictions.json", "plots/test_confusion_matrix.png"} <= {
+        a.path for d in ("", "plots") for a in client.list_artifacts(run.info.run_id, d or None)}
+    listed = json.loads(invoke("runs", "--filter", "tags.job = 'evaluate'", "--json").output)
+    assert [r["run_id"] for r in listed] == [tested["recorded_as"]]
+    assert "(unset)" not in invoke("runs", "--group", "model").output  # groups count trainings only
+
+    result = runner.invoke(app, ["test", first.run_id, "--record", "--tracker", "bogus"])
+    assert result.exit_code == 2 and "tracking.trackers" in result.stderr and "bogus" in result.stderr
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

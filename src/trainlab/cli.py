@@ -222,13 +222,19 @@ def _print_outcome(out: "RunOutcome") -> None:
         f"log loss {_fmt(m['log_loss'])}  (best epoch {r.best_epoch} of {len(r.history)}, {r.stop_reason})",
         soft_wrap=True, highlight=False,
     )
-    console.print(f"run {out.run_id} recorded:", highlight=False)
-    for line in out.where:
-        console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
-    if out.tracking_failures:
-        failed = ", ".join(f"{name} ({why})" for name, why in out.tracking_failures.items())
-        err_console.print(f"error: training and evaluation finished, but not every backend recorded the run: "
-                          f"{failed}. Exit code 3.", markup=False, highlight=False, soft_wrap=True)
+    _print_where(out.run_id, out.where, out.tracking_failures)
+
+
+def _print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: bool = False) -> None:
+    """Where the run is recorded; exit code 3 when a backend could not record it."""
+    if not quiet:
+        console.print(f"run {run_id} recorded:", highlight=False)
+        for line in where:
+            console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+    if failures:
+        failed = ", ".join(f"{name} ({why})" for name, why in failures.items())
+        err_console.print(f"error: run {run_id} finished, but not every backend recorded it: {failed}. "
+                          "Exit code 3.", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(3)
 
 
@@ -336,18 +342,26 @@ def test(
     runs_dir: Path = RunsDirOption,
     tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+    record: bool = typer.Option(False, "--record", help="Record this evaluation as a run of its own (job "
+                                "'evaluate', tagged with the run that trained the model) in the trackers."),
+    tracker: Optional[list[str]] = TrackerOption,
 ) -> None:
     """Evaluate a saved model (or a run's best model) on its dataset's test split."""
     with _user_errors():
-        from trainlab.experiment import evaluate_checkpoint
+        from trainlab.experiment import evaluate_checkpoint, record_evaluation
 
         payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri)
+        recorded = record_evaluation(payload, ev, run_or_model, tracker_names=tracker, mlflow_uri=tracking_uri,
+                                     warn=_warn) if record else None
         if as_json:
             print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
                               "metrics": ev.metrics, "per_class": ev.per_class,
-                              "confusion_matrix": ev.confusion.tolist()}, indent=2))
-            return
-        _print_evaluation(ev, f"test split · run {payload.get('run_id')} · epoch {payload.get('epoch')}")
+                              "confusion_matrix": ev.confusion.tolist(),
+                              **({"recorded_as": recorded.run_id} if recorded else {})}, indent=2))
+        else:
+            _print_evaluation(ev, f"test split · run {payload.get('run_id')} · epoch {payload.get('epoch')}")
+        if recorded:
+            _print_where(recorded.run_id, recorded.where, recorded.tracking_failures, quiet=as_json)
 
 
 @app.command()
@@ -442,9 +456,11 @@ def runs(
             table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
                              no_wrap=col == "run")
         for r in rows:
+            evaluation = r.tags.get("job") == "evaluate"  # `trainlab test --record`: no training of its own
             table.add_row(r.run_id, *([r.experiment] if several else []), r.status.lower(),
-                          r.params.get("dataset", ""), r.params.get("model", ""),
-                          f"{r.metrics.get('epochs_run', float('nan')):.0f}",
+                          r.params.get("dataset", r.tags.get("dataset", "")),
+                          r.params.get("model", r.tags.get("model", "")),
+                          "test" if evaluation else f"{r.metrics.get('epochs_run', float('nan')):.0f}",
                           *(_fmt(r.metrics.get(m, float("nan"))) for m in KEY_METRICS), _when(r.start_ms))
         console.print(table)
 

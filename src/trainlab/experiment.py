@@ -204,6 +204,41 @@ def resume_experiment(run_ref: str, runs_dir: Path, **kwargs: Any) -> RunOutcome
     return run_experiment(cfg, resume=payload, run_id=payload["run_id"], **kwargs)
 
 
+@dataclass(frozen=True)
+class EvaluationRecord:
+    run_id: str
+    where: list[str]  # where each tracking backend recorded the evaluation
+    tracking_failures: dict[str, str]
+
+
+def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
+                      tracker_names: Sequence[str] | None = None, mlflow_uri: str | None = None,
+                      trackers: Sequence[Tracker] | None = None,
+                      warn: Callable[[str], None] | None = None) -> EvaluationRecord:
+    """Record a test of a saved model as a run of its own (job "evaluate"), tagged with the run that trained it.
+
+    The trackers are those the model was trained with unless ``tracker_names`` / ``mlflow_uri`` say otherwise.
+    """
+    tracking = dict(payload["config"].get("tracking") or {})
+    if tracker_names is not None:
+        tracking["trackers"] = [t for t in tracker_names if t != "none"]
+    if mlflow_uri is not None:
+        tracking["mlflow_uri"] = mlflow_uri
+    cfg = validate_config({**payload["config"], "tracking": tracking})
+    trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
+    prepare_in_background(trackers, warn)
+    run_id = new_run_id()
+    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
+                   config=config_to_dict(cfg), job="evaluate")
+    with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+        run.set_tags({"job": "evaluate", "evaluated_run": str(payload.get("run_id") or "none"),
+                      "model_source": source, "evaluated_epoch": str(payload.get("epoch") or "unknown"),
+                      "dataset": cfg.data.name, "model": cfg.model.arch, "trainlab_version": __version__})
+        run.log_evaluation(ev, prefix="test_")
+        run.log_summary({f"test_{k}": v for k, v in ev.metrics.items()})
+    return EvaluationRecord(run_id, run.where(), dict(run.failures))
+
+
 def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
                         download_progress: DownloadProgress | None = None,
                         tracking_uri: str | None = None) -> tuple[dict[str, Any], Evaluation]:

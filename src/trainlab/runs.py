@@ -85,9 +85,12 @@ def list_runs(client: Any, *, experiment: str | None = None, filter_string: str 
 
 
 def group_runs(rows: Sequence[RunRow], param: str, metric: str) -> list[GroupStats]:
-    """Mean and sample std of ``metric`` for each value of ``param`` (runs without the metric skipped)."""
+    """Mean and sample std of ``metric`` for each value of ``param``, over training runs (evaluation runs
+    of `trainlab test --record` would count a model twice; runs without the metric are skipped)."""
     groups: dict[str, list[float]] = {}
     for row in rows:
+        if row.tags.get("job") == "evaluate":
+            continue
         value = row.metrics.get(metric)
         if value is not None and not math.isnan(value):
             groups.setdefault(row.params.get(param, "(unset)"), []).append(value)

@@ -23,6 +23,7 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     resumed: bool = False
+    job: str = "train"  # or "evaluate": a saved model tested on its own
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class WandbTracker(Tracker):
             id=wandb_id,
             name=run.run_id,
             group=run.experiment,
-            job_type="train",
+            job_type=run.job,
             config=run.config,
             # absolute: wandb's service process may have been started in another folder
             dir=str(self._directory.resolve()),
