@@ -188,11 +188,14 @@ def _user_errors() -> Iterator[None]:
 def _load_config(config: Optional[Path], overrides: Optional[list[str]], trackers: Optional[list[str]] = None) -> "Config":
     from trainlab.config import load_config
 
-    extra = []
-    if trackers:
-        chosen = [t for t in trackers if t != "none"]
-        extra.append(f"tracking.trackers=[{', '.join(chosen)}]")
+    chosen = _tracker_names(trackers)
+    extra = [f"tracking.trackers=[{', '.join(chosen)}]"] if chosen is not None else []
     return load_config(config, [*(overrides or []), *extra])
+
+
+def _tracker_names(trackers: Optional[list[str]]) -> Optional[list[str]]:
+    """--tracker values as tracking.trackers; `none` alone means no tracker; None when not given."""
+    return [t for t in trackers if t != "none"] if trackers else None
 
 
 def _warn(message: str) -> None:
@@ -351,8 +354,8 @@ def test(
         from trainlab.experiment import evaluate_checkpoint, record_evaluation
 
         payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri)
-        recorded = record_evaluation(payload, ev, run_or_model, tracker_names=tracker, mlflow_uri=tracking_uri,
-                                     warn=_warn) if record else None
+        recorded = record_evaluation(payload, ev, run_or_model, tracker_names=_tracker_names(tracker),
+                                     mlflow_uri=tracking_uri, warn=_warn) if record else None
         if as_json:
             print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
                               "metrics": ev.metrics, "per_class": ev.per_class,
@@ -507,16 +510,12 @@ def ui(
 
     with _user_errors():
         from trainlab.redaction import redact
-        from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+        from trainlab.runs import existing_store
 
-        uri = resolve_tracking_uri(tracking_uri)
+        uri = existing_store(tracking_uri)
         if uri.startswith("http"):
             console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
             return
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            from trainlab.errors import TrackingError
-
-            raise TrackingError(f"no MLflow store at {uri}; train a run first (`trainlab train`)")
         console.print(f"MLflow UI for {uri} on http://{host}:{port} (Ctrl-C stops it)", highlight=False)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,

@@ -221,7 +221,7 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
     """
     tracking = dict(payload["config"].get("tracking") or {})
     if tracker_names is not None:
-        tracking["trackers"] = [t for t in tracker_names if t != "none"]
+        tracking["trackers"] = list(tracker_names)
     if mlflow_uri is not None:
         tracking["mlflow_uri"] = mlflow_uri
     cfg = validate_config({**payload["config"], "tracking": tracking})

@@ -1,12 +1,10 @@
-"""Figures of a run: confusion matrix, ROC and PR curves, training curves (matplotlib).
+"""Figures of a run's evaluation: confusion matrix, ROC and PR curves (matplotlib).
 
 Each function returns a matplotlib Figure built without pyplot's global state;
 trackers store them (MLflow figures) and the report embeds them.
 """
 
 from __future__ import annotations
-
-from typing import Sequence
 
 from matplotlib.figure import Figure
 
@@ -46,21 +44,6 @@ def roc_figure(ev: Evaluation) -> Figure:
 
 def pr_figure(ev: Evaluation) -> Figure:
     return _curves_figure(ev.pr, "recall", "precision", "Precision-recall, one-vs-rest")
-
-
-def history_figure(history: Sequence[dict[str, float]]) -> Figure:
-    epochs = list(range(1, len(history) + 1))
-    fig = Figure(figsize=(10, 4), layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    for key in ("train_loss", "val_loss"):
-        loss_ax.plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
-    for key in ("train_accuracy", "val_accuracy", "val_macro_f1"):
-        acc_ax.plot(epochs, [h[key] for h in history], marker="o", ms=3, label=key)
-    loss_ax.set(xlabel="epoch", title="loss")
-    acc_ax.set(xlabel="epoch", title="accuracy / F1")
-    loss_ax.legend()
-    acc_ax.legend()
-    return fig
 
 
 def evaluation_figures(ev: Evaluation) -> dict[str, Figure]:

@@ -32,7 +32,3 @@ def redact(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, MASK)
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{MASK}@", text)
-
-
-def redact_mapping(values: dict[str, str]) -> dict[str, str]:
-    return {k: redact(v) for k, v in values.items()}

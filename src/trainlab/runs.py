@@ -40,14 +40,19 @@ class GroupStats:
     std: float  # sample standard deviation; NaN for a single run
 
 
-def open_client(uri: str | None = None) -> Any:
+def existing_store(uri: str | None = None) -> str:
+    """The resolved tracking URI; a local store that does not exist yet is an error, not a new empty store."""
     resolved = resolve_tracking_uri(uri)
     if resolved.startswith("sqlite:///") and not Path(resolved.removeprefix("sqlite:///")).is_file():
         raise TrackingError(
             f"no MLflow store at {resolved}; train a run first (`trainlab train`), or point "
             "--tracking-uri / MLFLOW_TRACKING_URI at your tracking server"
         )
-    return client_for(resolved)
+    return resolved
+
+
+def open_client(uri: str | None = None) -> Any:
+    return client_for(existing_store(uri))
 
 
 def order_clause(sort: str, ascending: bool) -> str:
