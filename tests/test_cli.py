@@ -67,6 +67,18 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     assert all(abs(sum(item["probabilities"].values()) - 1) < 1e-6 for item in as_json)
     assert sum(item["label"] == str(d) for item, d in zip(as_json, digits.target[:5])) >= 4
 
+    # --int8: a quantized copy, calibrated on the training images; same labels on these, other probabilities
+    int8 = invoke("predict", run_dir.name, str(idx), "--int8")
+    assert int8.exit_code == 0, int8.output
+    assert "images/s int8 (quantized in" in int8.output
+    int8_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json", "--int8").output)
+    assert [item["label"] for item in int8_json] == [item["label"] for item in as_json]
+    assert [item["probability"] for item in int8_json] != [item["probability"] for item in as_json]
+    tested8 = json.loads(invoke("test", run_dir.name, "--json", "--int8").output)
+    assert tested8["precision"] == "int8" and tested8["metrics"]["fp32_accuracy"] == summary["test_accuracy"]
+    assert tested8["metrics"]["label_agreement_fp32"] > 0.9
+    assert "labels agree with fp32" in invoke("test", run_dir.name, "--int8").output
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -99,6 +111,18 @@ def test_predict_rejects_missing_inputs_and_wrong_idx_shape(tmp_path: Path) -> N
     wrong.write_bytes(idx_bytes(np.zeros((2, 28, 28), np.uint8)))
     result = runner.invoke(app, ["predict", run_id, str(wrong)])
     assert result.exit_code == 2 and "holds images of shape (1, 28, 28), but the model takes (1, 8, 8)" in result.stderr
+
+
+def test_predict_int8_without_the_training_images_says_so(tiny_npz: Path, tmp_path: Path) -> None:
+    assert invoke("train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
+    image = tmp_path / "one.png"
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(image)
+    tiny_npz.unlink()
+    result = runner.invoke(app, ["predict", only_run_dir().name, str(image), "--int8"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("error: --int8 calibrates on the model's training images, which are not available: "
+                                    f"data.path = {str(tiny_npz)!r} does not exist")
+    assert invoke("predict", only_run_dir().name, str(image)).exit_code == 0  # fp32 needs only the checkpoint
 
 
 def test_version_and_help_list_the_modes() -> None:

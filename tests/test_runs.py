@@ -96,6 +96,7 @@ def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) 
     (run,) = client.search_runs([client.get_experiment_by_name("cmp").experiment_id],
                                 filter_string=f"tags.evaluated_run = '{first.run_id}'")
     assert run.data.tags["job"] == "evaluate" and run.data.tags["trainlab_run_id"] == tested["recorded_as"]
+    assert run.data.tags["precision"] == "fp32"
     assert run.data.metrics["test_accuracy"] == first.test.metrics["accuracy"]
     assert run.info.status == "FINISHED"
     assert {"test_predictions.json", "plots/test_confusion_matrix.png"} <= {
@@ -103,6 +104,12 @@ def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) 
     listed = json.loads(invoke("runs", "--filter", "tags.job = 'evaluate'", "--json").output)
     assert [r["run_id"] for r in listed] == [tested["recorded_as"]]
     assert "(unset)" not in invoke("runs", "--group", "model").output  # groups count trainings only
+
+    int8 = json.loads(invoke("test", first.run_id, "--record", "--int8", "--json").output)
+    (run,) = client.search_runs([run.info.experiment_id], filter_string=f"tags.trainlab_run_id = '{int8['recorded_as']}'")
+    assert int8["precision"] == run.data.tags["precision"] == "int8"
+    assert run.data.metrics["test_fp32_accuracy"] == first.test.metrics["accuracy"]
+    assert run.data.metrics["test_label_agreement_fp32"] == int8["metrics"]["label_agreement_fp32"] > 0.9
 
     result = runner.invoke(app, ["test", first.run_id, "--record", "--tracker", "bogus"])
     assert result.exit_code == 2 and "tracking.trackers" in result.stderr and "bogus" in result.stderr

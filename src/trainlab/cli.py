@@ -45,6 +45,8 @@ QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or per-
 RunsDirOption = typer.Option(Path("runs"), "--runs-dir", help="Folder of run folders (to find run ids).")
 TrackerOption = typer.Option(None, "--tracker", "-t",
                              help="mlflow, wandb or none; repeat for several (overrides tracking.trackers).")
+Int8Option = typer.Option(False, "--int8", help="Run an int8 copy of the model (2-3x faster on CPU; calibrated "
+                          "on the first 1,024 training images; labels can differ from fp32 on a few images).")
 TrackingUriOption = typer.Option(None, "--tracking-uri",
                                  help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlruns).")
 
@@ -255,6 +257,14 @@ def _print_evaluation(ev: "Evaluation", title: str) -> None:
         f"log loss {_fmt(m['log_loss'])} · {m['images_per_second']:,.0f} images/s inference",
         soft_wrap=True, highlight=False,
     )
+    if ev.precision == "int8":
+        console.print(
+            f"int8: {m['images_per_second'] / m['fp32_images_per_second']:.1f}x the fp32 speed "
+            f"({m['fp32_images_per_second']:,.0f} images/s) · labels agree with fp32 on "
+            f"{m['label_agreement_fp32']:.2%} of images · fp32 accuracy {_fmt(m['fp32_accuracy'])} · "
+            f"quantized in {m['quantize_seconds']:.2f} s",
+            soft_wrap=True, highlight=False,
+        )
 
 
 def _download(cfg: "Config", quiet: bool) -> Any:
@@ -348,17 +358,18 @@ def test(
     record: bool = typer.Option(False, "--record", help="Record this evaluation as a run of its own (job "
                                 "'evaluate', tagged with the run that trained the model) in the trackers."),
     tracker: Optional[list[str]] = TrackerOption,
+    int8: bool = Int8Option,
 ) -> None:
     """Evaluate a saved model (or a run's best model) on its dataset's test split."""
     with _user_errors():
         from trainlab.experiment import evaluate_checkpoint, record_evaluation
 
-        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri)
+        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri, int8)
         recorded = record_evaluation(payload, ev, run_or_model, tracker_names=_tracker_names(tracker),
                                      mlflow_uri=tracking_uri, warn=_warn) if record else None
         if as_json:
             print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
-                              "metrics": ev.metrics, "per_class": ev.per_class,
+                              "precision": ev.precision, "metrics": ev.metrics, "per_class": ev.per_class,
                               "confusion_matrix": ev.confusion.tolist(),
                               **({"recorded_as": recorded.run_id} if recorded else {})}, indent=2))
         else:
@@ -375,12 +386,15 @@ def predict(
     tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many most likely labels to show."),
+    int8: bool = Int8Option,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the model's training images are looked "
+                                            "up (for --int8 calibration)."),
 ) -> None:
     """Label images with a saved model: label and class probabilities."""
     with _user_errors():
         from trainlab.predict import predict_files
 
-        result = predict_files(model, images, runs_dir, tracking_uri=tracking_uri)
+        result = predict_files(model, images, runs_dir, tracking_uri=tracking_uri, int8=int8, data_dir=data_dir)
         if as_json:
             print(json.dumps([
                 {"source": src, "label": result.class_names[int(p.argmax())], "probability": float(p.max()),
@@ -388,8 +402,10 @@ def predict(
                 for src, p in zip(result.sources, result.probs)
             ], indent=2))
             return
-        table = Table(title=f"{len(result.sources):,} images · {result.images_per_second:,.0f} images/s",
-                      title_justify="left")
+        title = f"{len(result.sources):,} images · {result.images_per_second:,.0f} images/s"
+        if result.quantize_seconds is not None:
+            title += f" int8 (quantized in {result.quantize_seconds:.2f} s)"
+        table = Table(title=title, title_justify="left")
         table.add_column("image")
         for k in range(min(top_k, len(result.class_names))):
             table.add_column(f"label {k + 1}" if top_k > 1 else "label")

@@ -6,11 +6,12 @@ Everything is computed by scikit-learn from the model's probabilities.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 from torch import nn
 
 from trainlab.metrics import accuracy, auroc, predict_logits, probabilities
@@ -28,6 +29,7 @@ class Evaluation:
     pr: dict[str, dict[str, list[float]]]  # class -> precision, recall, thresholds
     y_true: np.ndarray
     probs: np.ndarray
+    precision: str = "fp32"  # of the model's arithmetic: fp32, or int8 (`--int8`)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -48,13 +50,36 @@ class Evaluation:
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
              batch_size: int = 256) -> Evaluation:
     """Run ``model`` over the split and compute every metric of the record."""
+    logits, images_per_second = timed_logits(model, x, batch_size)
+    report = classification_report(y, probabilities(logits).numpy(), class_names)
+    report.metrics["images_per_second"] = images_per_second
+    return report
+
+
+def evaluate_int8(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
+                  calibration: np.ndarray, batch_size: int = 256) -> Evaluation:
+    """Evaluate an int8 copy of ``model`` (calibrated on ``calibration``), and how far it moved from fp32."""
+    from trainlab.quantize import label_agreement, quantize_int8
+
+    fp32_logits, fp32_speed = timed_logits(model, x, batch_size)
+    fp32_probs = probabilities(fp32_logits).numpy()  # not the logits: a binary head has one column
+    quantized = quantize_int8(model, calibration, batch_size)
+    report = replace(evaluate(quantized.model, x, y, class_names, batch_size), precision="int8")
+    report.metrics.update({
+        "label_agreement_fp32": label_agreement(report.probs, fp32_probs),
+        "fp32_accuracy": accuracy(y, fp32_probs.argmax(1)),
+        "fp32_images_per_second": fp32_speed,
+        "quantize_seconds": quantized.seconds,
+    })
+    return report
+
+
+def timed_logits(model: nn.Module, x: np.ndarray, batch_size: int) -> tuple[torch.Tensor, float]:
+    """The model's logits for ``x`` and the images per second of that forward pass."""
     started = time.perf_counter()
     logits = predict_logits(model, x, batch_size)
     seconds = time.perf_counter() - started
-    probs = probabilities(logits).numpy()
-    report = classification_report(y, probs, class_names)
-    report.metrics["images_per_second"] = len(y) / seconds if seconds > 0 else float("inf")
-    return report
+    return logits, len(x) / seconds if seconds > 0 else float("inf")
 
 
 def thin(curve: dict[str, np.ndarray], max_points: int = CURVE_POINTS) -> dict[str, list[float]]:

@@ -22,7 +22,7 @@ from trainlab.config import Config, DataConfig, LossConfig, config_to_dict, flat
 from trainlab.data import Dataset, Splits, create_dataset, split_dataset
 from trainlab.data.fetch import DownloadProgress
 from trainlab.errors import CheckpointError, ConfigError
-from trainlab.evaluate import Evaluation, evaluate
+from trainlab.evaluate import Evaluation, evaluate, evaluate_int8
 from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import environment, git_state
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background, read_run_record
@@ -233,7 +233,8 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
     with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
         run.set_tags({"job": "evaluate", "evaluated_run": str(payload.get("run_id") or "none"),
                       "model_source": source, "evaluated_epoch": str(payload.get("epoch") or "unknown"),
-                      "dataset": cfg.data.name, "model": cfg.model.arch, "trainlab_version": __version__})
+                      "precision": ev.precision, "dataset": cfg.data.name, "model": cfg.model.arch,
+                      "trainlab_version": __version__})
         run.log_evaluation(ev, prefix="test_")
         run.log_summary({f"test_{k}": v for k, v in ev.metrics.items()})
     return EvaluationRecord(run_id, run.where(), dict(run.failures))
@@ -241,18 +242,38 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
 
 def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
                         download_progress: DownloadProgress | None = None,
-                        tracking_uri: str | None = None) -> tuple[dict[str, Any], Evaluation]:
-    """Evaluate a saved model on its dataset's test split; returns the checkpoint and the evaluation."""
+                        tracking_uri: str | None = None, int8: bool = False) -> tuple[dict[str, Any], Evaluation]:
+    """Evaluate a saved model on its dataset's test split; returns the checkpoint and the evaluation.
+
+    With ``int8``, an int8 copy of the model is evaluated (calibrated on the first training images),
+    with its label agreement, accuracy and speed against the fp32 model in the metrics.
+    """
     from trainlab.runs import locate_checkpoint
 
     payload = load_checkpoint(locate_checkpoint(ref, runs_dir, tracking_uri))
     cfg = validate_config(payload["config"])
-    data_cfg = cfg.data if data_dir is None else cfg.data.model_copy(update={"data_dir": data_dir})
     configure_torch(cfg)
-    dataset = create_dataset(data_cfg, download_progress)
+    dataset = checkpoint_dataset(payload, data_dir, download_progress)
     model = model_from_checkpoint(payload)
-    if tuple(model.input_shape) != dataset.input_shape:
+    batch = cfg.train.eval_batch_size
+    if int8:
+        from trainlab.quantize import CALIBRATION_IMAGES
+
+        calibration = dataset.train_x[:CALIBRATION_IMAGES]
+        return payload, evaluate_int8(model, dataset.test_x, dataset.test_y, dataset.class_names, calibration, batch)
+    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, batch)
+
+
+def checkpoint_dataset(payload: dict[str, Any], data_dir: Path | None = None,
+                       download_progress: DownloadProgress | None = None) -> Dataset:
+    """The dataset a checkpoint's model was trained on (looked up in ``data_dir`` when given)."""
+    data_cfg = validate_config(payload["config"]).data
+    if data_dir is not None:
+        data_cfg = data_cfg.model_copy(update={"data_dir": data_dir})
+    dataset = create_dataset(data_cfg, download_progress)
+    input_shape = tuple(payload["model"]["input_shape"])
+    if input_shape != tuple(dataset.input_shape):
         raise CheckpointError(
-            f"the model takes images of shape {model.input_shape} but dataset {dataset.name!r} has {dataset.input_shape}"
+            f"the model takes images of shape {input_shape} but dataset {dataset.name!r} has {dataset.input_shape}"
         )
-    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, cfg.train.eval_batch_size)
+    return dataset

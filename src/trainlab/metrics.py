@@ -26,7 +26,8 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 def predict_logits(model: nn.Module, x: np.ndarray | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Forward pass only, no autograd, in large batches."""
     pixels = torch.as_tensor(x)
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)  # an int8 model keeps its weights in packed buffers instead
+    device = first.device if first is not None else torch.device("cpu")
     was_training = model.training
     model.eval()
     try:

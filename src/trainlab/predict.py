@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -12,7 +11,8 @@ import numpy as np
 from trainlab.checkpoint import load_checkpoint, model_from_checkpoint
 from trainlab.data import load_images, read_idx_file
 from trainlab.errors import ConfigError, DataError
-from trainlab.metrics import predict_logits, probabilities
+from trainlab.evaluate import timed_logits
+from trainlab.metrics import probabilities
 from trainlab.runs import locate_checkpoint
 
 
@@ -22,6 +22,8 @@ class Prediction:
     probs: np.ndarray  # (N, classes)
     class_names: tuple[str, ...]
     images_per_second: float
+    precision: str  # fp32, or int8 (`--int8`)
+    quantize_seconds: float | None  # with int8: tracing, calibrating and converting the model
 
 
 def _is_idx(path: Path) -> bool:
@@ -55,11 +57,23 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
 
 
 def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 256,
-                  tracking_uri: str | None = None) -> Prediction:
+                  tracking_uri: str | None = None, int8: bool = False, data_dir: Path | None = None) -> Prediction:
+    """Probabilities for every input image; with ``int8``, from an int8 copy calibrated on the model's training images."""
     payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri))
     model = model_from_checkpoint(payload)
     sources, pixels = read_inputs(paths, model.input_shape)
-    started = time.perf_counter()
-    probs = probabilities(predict_logits(model, pixels, batch_size)).numpy()
-    seconds = time.perf_counter() - started
-    return Prediction(sources, probs, tuple(payload["class_names"]), len(pixels) / max(seconds, 1e-9))
+    quantize_seconds = None
+    if int8:
+        from trainlab.experiment import checkpoint_dataset
+        from trainlab.quantize import CALIBRATION_IMAGES, quantize_int8
+
+        try:
+            calibration = checkpoint_dataset(payload, data_dir).train_x[:CALIBRATION_IMAGES]
+        except DataError as exc:
+            raise DataError(f"--int8 calibrates on the model's training images, which are not available: {exc}; "
+                            "pass --data-dir where they are, or run without --int8") from None
+        quantized = quantize_int8(model, calibration, batch_size)
+        model, quantize_seconds = quantized.model, quantized.seconds
+    logits, images_per_second = timed_logits(model, pixels, batch_size)
+    return Prediction(sources, probabilities(logits).numpy(), tuple(payload["class_names"]), images_per_second,
+                      "int8" if int8 else "fp32", quantize_seconds)
