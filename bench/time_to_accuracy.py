@@ -11,7 +11,8 @@ includes its per-epoch validation) at the first epoch that ends at X% or more.
                                      [--dataset fashion-mnist] [--data-dir data] [--threads 2]
 
 Prints: seconds to 90/91/92/93%, ratio to the reference, images/s, peak RSS,
-and the best accuracy each reaches within the budget (5 minutes by default);
+and the best accuracy each reaches within the budget (5 minutes by default),
+then the preset's inference images/s on the 10k test images, fp32 and int8 (`--int8`);
 the long preset (seed 0) shows what trainlab reaches when given the budget.
 """
 
@@ -64,8 +65,9 @@ def child_reference(args: argparse.Namespace) -> dict:
 
 def child_trainlab(args: argparse.Namespace) -> dict:
     from trainlab.config import load_config
-    from trainlab.evaluate import evaluate
+    from trainlab.evaluate import evaluate, evaluate_int8
     from trainlab.experiment import build_model, configure_torch
+    from trainlab.quantize import CALIBRATION_IMAGES
     from trainlab.train import TrainCallbacks, train
 
     overrides = [f"seed={args.seed}", f"threads={args.threads}", f"data.data_dir={args.data_dir}",
@@ -89,7 +91,12 @@ def child_trainlab(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         train(model, splits, cfg.train, seed=cfg.seed, checkpoint_dir=Path(tmp), checkpoint_meta={},
               callbacks=AfterEpoch())
-    return {"epochs": epochs}
+    int8 = evaluate_int8(model, ds.test_x, ds.test_y, ds.class_names, ds.train_x[:CALIBRATION_IMAGES],
+                         cfg.train.eval_batch_size).metrics
+    return {"epochs": epochs, "int8": {"images_per_second": int8["images_per_second"],
+                                       "fp32_images_per_second": int8["fp32_images_per_second"],
+                                       "label_agreement_fp32": int8["label_agreement_fp32"],
+                                       "accuracy": int8["accuracy"], "fp32_accuracy": int8["fp32_accuracy"]}}
 
 
 def run_child(kind: str, seed: int, args: argparse.Namespace, config: str | None = None) -> dict:
@@ -172,11 +179,16 @@ def main() -> None:
                 mean = statistics.fmean(ours) if not any(math.isnan(v) for v in ours) else math.nan
                 ratios.append("—" if math.isnan(mean) or math.isnan(ref) else f"{mean / ref:.3f} (1/{ref / mean:.1f})")
             print(f"  {name:<42} " + "  ".join(f"{format(t, '.0%')}: {r}" for t, r in zip(THRESHOLDS, ratios)))
-    infer = [e.get("inference_images_per_second") for r in preset for e in r["epochs"]]
-    print(f"\ntrainlab inference on the 10k test images: {statistics.fmean(infer):,.0f} images/s "
-          f"({statistics.fmean(infer) / statistics.fmean(e['images_per_second'] for r in preset for e in r['epochs']):.1f}x "
-          "its training throughput)")
-
+    train_speed = statistics.fmean(e["images_per_second"] for r in preset for e in r["epochs"])
+    infer = statistics.fmean(e["inference_images_per_second"] for r in preset for e in r["epochs"])
+    print(f"\ntrainlab inference on the 10k test images ({Path(args.config).stem}, training at {train_speed:,.0f} images/s):")
+    print(f"  fp32            {infer:>8,.0f} images/s  {infer / train_speed:.1f}x its training throughput")
+    int8 = [r["int8"] for r in preset]
+    speed = statistics.fmean(q["images_per_second"] for q in int8)
+    agree = statistics.fmean(q["label_agreement_fp32"] for q in int8)
+    change = statistics.fmean(q["accuracy"] - q["fp32_accuracy"] for q in int8)
+    print(f"  int8 (--int8)   {speed:>8,.0f} images/s  {speed / train_speed:.1f}x; labels agree with fp32 on "
+          f"{agree:.2%}, accuracy {change * 100:+.2f} points")
 
 if __name__ == "__main__":
     main()

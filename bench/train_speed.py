@@ -2,8 +2,9 @@
 
 Prints the input pipeline's images/s alone (batch slicing and normalisation of
 the in-memory uint8 tensors), then after each epoch: seconds per epoch,
-training images/s, inference images/s on the 10k test images, and test
-accuracy. Figures, not assertions.
+training images/s, inference images/s on the 10k test images (fp32, and the
+int8 copy `--int8` runs, with its label agreement with fp32), and test accuracy.
+Figures, not assertions.
 
     python bench/train_speed.py --epochs 3 [--model small] [--threads 2] [--batch-size 128] [--data-dir data]
 """
@@ -21,9 +22,10 @@ import torch
 
 from trainlab.config import load_config
 from trainlab.data import create_dataset, split_dataset
-from trainlab.evaluate import evaluate
+from trainlab.evaluate import evaluate_int8
 from trainlab.experiment import build_model
 from trainlab.models import count_parameters
+from trainlab.quantize import CALIBRATION_IMAGES
 from trainlab.train import TrainCallbacks, train
 
 
@@ -67,13 +69,16 @@ def main() -> None:
     print(f"# model {args.model}: {count_parameters(model):,} parameters, batch {args.batch_size}")
     print(f"# input pipeline alone: {pipeline_images_per_second(model, splits.train_x, args.batch_size):,.0f} "
           "images/s (index a shuffled batch of uint8 images, convert, normalise, lay out NHWC)")
-    print(f"{'epoch':>5} {'s/epoch':>8} {'train img/s':>12} {'infer img/s':>12} {'test acc':>9}")
+    print(f"{'epoch':>5} {'s/epoch':>8} {'train img/s':>12} {'infer img/s':>12} {'int8 img/s':>11} "
+          f"{'int8 agrees':>12} {'test acc':>9}")
 
     class Report(TrainCallbacks):
         def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-            ev = evaluate(model, splits.test_x, splits.test_y, dataset.class_names, batch_size=256)
+            m = evaluate_int8(model, splits.test_x, splits.test_y, dataset.class_names,
+                              dataset.train_x[:CALIBRATION_IMAGES], batch_size=256).metrics
             print(f"{epoch:>5} {metrics['epoch_seconds']:>8.1f} {metrics['images_per_second']:>12,.0f} "
-                  f"{ev.metrics['images_per_second']:>12,.0f} {ev.metrics['accuracy']:>9.4f}", flush=True)
+                  f"{m['fp32_images_per_second']:>12,.0f} {m['images_per_second']:>11,.0f} "
+                  f"{m['label_agreement_fp32']:>12.2%} {m['fp32_accuracy']:>9.4f}", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         train(model, splits, cfg.train, seed=cfg.seed, checkpoint_dir=Path(tmp), checkpoint_meta={},
