@@ -104,18 +104,17 @@ class Run:
                            f"queued); its record of run {self.run_id} may be incomplete. Raise "
                            "tracking.finish_timeout if the network is slow")
 
-    def wait_started(self, timeout: float) -> list[str]:
-        """Wait (at most ``timeout`` seconds) until every backend has started; the names still starting.
+    def wait_started(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until every backend has started.
 
         Starting a backend is seconds of CPU (imports, a service process); on a small
         machine it costs less before training than when it competes with the training's
         threads for the cores.
         """
         deadline = time.monotonic() + timeout
-        started = 0
-        while started < len(self.trackers) and self._started.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            started += 1
-        return [t.name for t in self.trackers][started:] if started < len(self.trackers) else []
+        for _ in self.trackers:
+            if not self._started.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                return
 
     def where(self) -> list[str]:
         """Where each backend recorded the run (for the user)."""
