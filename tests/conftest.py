@@ -108,9 +108,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     root: Path
     requests: list[str]
+    authorizations: list[str | None]
 
     def do_GET(self) -> None:  # noqa: N802
         self.requests.append(self.path)
+        self.authorizations.append(self.headers.get("Authorization"))
         mode, _, name = self.path.strip("/").partition("/")
         path = self.root / name
         if mode == "error" or not path.is_file():
@@ -135,18 +137,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Server:
     url: str
     requests: list[str]
+    authorizations: list[str | None]  # the Authorization header of each request
 
 
 @pytest.fixture
 def http_server(idx_set: IdxSet) -> Iterator[Server]:
     """A loopback HTTP server publishing ``idx_set``'s files (and any file put in its folder)."""
     requests: list[str] = []
-    handler = type("Handler", (_Handler,), {"root": idx_set.folder, "requests": requests})
+    authorizations: list[str | None] = []
+    handler = type("Handler", (_Handler,), {"root": idx_set.folder, "requests": requests,
+                                            "authorizations": authorizations})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Server(f"http://127.0.0.1:{server.server_address[1]}", requests)
+        yield Server(f"http://127.0.0.1:{server.server_address[1]}", requests, authorizations)
     finally:
         server.shutdown()
         server.server_close()

@@ -44,7 +44,7 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     # test: by run id, as JSON, equal to what the run recorded
     tested = invoke("test", run_dir.name, "--json")
     assert tested.exit_code == 0, tested.output
-    assert json.loads(tested.output)["metrics"]["accuracy"] == summary["test_accuracy"]
+    assert json.loads(tested.stdout)["metrics"]["accuracy"] == summary["test_accuracy"]
     table = invoke("test", str(run_dir / "checkpoints" / "best.pt"))
     assert "images/s inference" in table.output and "precision" in table.output
 
@@ -62,8 +62,9 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     shown = invoke("predict", run_dir.name, *pngs, str(idx), "--top-k", "2")
     assert shown.exit_code == 0, shown.output
     assert "few-idx3-ubyte.gz[4]" in shown.output and "images/s" in shown.output
-    as_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json").output)
+    as_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json", "--top-k", "3").stdout)
     assert len(as_json) == 5
+    assert all([t["label"] for t in item["top_k"]][0] == item["label"] and len(item["top_k"]) == 3 for item in as_json)
     assert all(abs(sum(item["probabilities"].values()) - 1) < 1e-6 for item in as_json)
     assert sum(item["label"] == str(d) for item, d in zip(as_json, digits.target[:5])) >= 4
 
@@ -71,10 +72,10 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     int8 = invoke("predict", run_dir.name, str(idx), "--int8")
     assert int8.exit_code == 0, int8.output
     assert "images/s int8 (quantized in" in int8.output
-    int8_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json", "--int8").output)
+    int8_json = json.loads(invoke("predict", run_dir.name, str(idx), "--json", "--int8").stdout)
     assert [item["label"] for item in int8_json] == [item["label"] for item in as_json]
     assert [item["probability"] for item in int8_json] != [item["probability"] for item in as_json]
-    tested8 = json.loads(invoke("test", run_dir.name, "--json", "--int8").output)
+    tested8 = json.loads(invoke("test", run_dir.name, "--json", "--int8").stdout)
     assert tested8["precision"] == "int8" and tested8["metrics"]["fp32_accuracy"] == summary["test_accuracy"]
     assert tested8["metrics"]["label_agreement_fp32"] > 0.9
     assert "labels agree with fp32" in invoke("test", run_dir.name, "--int8").output
@@ -88,7 +89,7 @@ def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
         (["train", "model.arch=huge"], "error: invalid config: model.arch = 'huge': input should be 'small', 'fast', 'medium'"),
         (["download", "--dataset", "svhn"], "error: invalid config: data.name = 'svhn'"),
         (["train", "--resume", "x", "train.epochs=2"], "error: --resume continues a run with the config"),
-        (["train", "--resume", "nope"], "error: 'nope' is not a checkpoint file, a run folder, or a run id"),
+        (["train", "--resume", "nope"], "error: 'nope' is not a run folder or a run id under 'runs'"),
         (["test", "nope.pt"], "error: 'nope.pt' is not a checkpoint file"),
         (["train", "train.loss.name=binary_cross_entropy"], "error: train.loss.name is 'binary_cross_entropy' but"),
         (["train", "data.name=npz"], "error: data.name is 'npz' but data.path is not set"),
@@ -123,6 +124,92 @@ def test_predict_int8_without_the_training_images_says_so(tiny_npz: Path, tmp_pa
     assert result.stderr.startswith("error: --int8 calibrates on the model's training images, which are not available: "
                                     f"data.path = {str(tiny_npz)!r} does not exist")
     assert invoke("predict", only_run_dir().name, str(image)).exit_code == 0  # fp32 needs only the checkpoint
+
+
+def test_predict_warns_when_the_background_is_the_opposite_of_training(tmp_path: Path) -> None:
+    """A dark digit photographed on white paper, fed to a model trained on light-on-dark digits."""
+    assert invoke("train", "train.epochs=3", "threads=1", "--quiet", "--tracker", "none").exit_code == 0
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    paper = []
+    for i in range(4):
+        path = tmp_path / f"paper{i}.png"
+        Image.fromarray(np.uint8(255 - digits.images[i] * 15)).save(path)  # dark ink, white paper
+        paper.append(str(path))
+    plain = runner.invoke(app, ["predict", only_run_dir().name, *paper, "--json"])
+    assert plain.exit_code == 0
+    assert plain.stderr.count("\n") == 1 and plain.stderr.startswith(
+        "warning: 4 of 4 images have a light background (")
+    assert "but the model was trained on dark backgrounds; its labels for them are likely wrong: pass --invert" in plain.stderr
+    inverted = runner.invoke(app, ["predict", only_run_dir().name, *paper, "--json", "--invert"])
+    assert inverted.exit_code == 0 and inverted.stderr == ""
+    labels = [item["label"] for item in json.loads(inverted.stdout)]
+    assert sum(label == str(d) for label, d in zip(labels, digits.target[:4])) >= 3
+
+
+def test_piped_output_says_what_it_trains_and_keeps_talking_inside_long_epochs(tmp_path: Path) -> None:
+    """CI logs, Docker, `| tee`: no progress bar, so a line per epoch and one every --log-interval seconds."""
+    done = subprocess.run([TRAINLAB, "train", "data.name=npz", f"data.path={_big_npz(tmp_path)}", "model.arch=medium",
+                           "train.epochs=1", "threads=1", "--tracker", "none", "--log-interval", "0.5"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    run_id = only_run_dir().name
+    assert lines[0].startswith("npz: 1,152 train / 128 val (10% of train) / 320 test images of 1x28x28, 4 classes "
+                               "(0, 1, 2, 3) · model medium (")
+    assert lines[0].endswith(f" parameters) · cpu, 1 thread · run {run_id}")
+    inside = [line for line in lines if line.startswith("epoch 1/1  step ")]
+    assert inside, done.stdout
+    assert all("(running)" in line and "img/s  epoch ends in" in line for line in inside)
+    assert any(line.startswith("epoch 1/1  loss ") for line in lines)  # the epoch's own line still comes
+    assert "\x1b[" not in done.stdout  # no terminal control codes in a log
+
+
+def test_an_image_folder_as_people_have_it(tmp_path: Path) -> None:
+    """train/ val/ test/ folders, a stray text file and a broken JPEG: trained on, said, recorded."""
+    names = ["cat", "dog"]
+    for split, n, seed in (("train", 30, 0), ("val", 5, 1), ("test", 5, 2)):
+        x, y = make_images(n, classes=2, size=20, seed=seed)
+        for i, (img, label) in enumerate(zip(x, y)):
+            folder = tmp_path / "pets" / split / names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / f"{i}.png")
+    (tmp_path / "pets" / "train" / "cat" / "README.txt").write_text("from the shelter")
+    (tmp_path / "pets" / "train" / "dog" / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.image_size=16",
+                                 "train.epochs=2", "threads=1", "--tracker", "none"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("imagefolder: 60 train / 10 val (folder val/) / 10 test images of 1x16x16, 2 classes "
+                                    "(cat, dog)")
+    assert result.stderr.startswith("warning: skipped 2 unreadable or non-image files (train/cat/README.txt, "
+                                    "train/dog/cut.jpg); all are listed in the run's data.json")
+    data = json.loads((only_run_dir() / "data.json").read_text())
+    assert data["skipped_files"] == ["train/cat/README.txt", "train/dog/cut.jpg"] and data["validation"] == "folder val/"
+    strict = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.strict=true",
+                                 "--tracker", "none", "output_dir=strict"])
+    assert strict.exit_code == 2 and "README.txt' is not an image" in strict.stderr and not Path("strict").exists()
+
+
+def test_bad_model_files_are_refused_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    from trainlab.checkpoint import save_checkpoint
+
+    assert invoke("train", "train.epochs=1", "threads=1", "--quiet", "--tracker", "none").exit_code == 0
+    good = torch.load(only_run_dir() / "checkpoints" / "best.pt", weights_only=True)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    save_checkpoint(tmp_path / "keyless.pt", {"epoch": 1})
+    wrong = {**good, "model": {**good["model"], "input_shape": [1, 16, 16]}}  # weights of an 8x8 model
+    save_checkpoint(tmp_path / "wrong-shape.pt", {k: v for k, v in wrong.items() if k != "format"})
+    for name, message in (("empty.pt", "is empty (0 bytes)"), ("foreign.pt", "is not a trainlab checkpoint"),
+                          ("keyless.pt", "has no valid 'config'"), ("wrong-shape.pt", "do not fit the architecture")):
+        for command in (["test", str(tmp_path / name)], ["predict", str(tmp_path / name), str(tmp_path / "x.png")]):
+            Image.new("L", (8, 8)).save(tmp_path / "x.png")
+            result = runner.invoke(app, command)
+            assert result.exit_code == 2 and result.stderr.count("\n") == 1, (name, result.output)
+            assert message in result.stderr and "Traceback" not in result.output, (name, result.stderr)
 
 
 def test_version_and_help_list_the_modes() -> None:

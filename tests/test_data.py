@@ -3,6 +3,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import re
 import tarfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import IdxSet, Server, idx_bytes, make_images
-from trainlab.config import DataConfig
+from trainlab.config import DataConfig, load_config
 from trainlab.data import create_dataset, dataset_names, read_idx_file, split_dataset
 from trainlab.data import cifar10 as cifar_module
 from trainlab.data import idx as idx_module
@@ -244,14 +245,36 @@ def test_imagefolder_with_train_and_test_folders(tmp_path: Path) -> None:
     assert np.bincount(ds.test_y).tolist() == [3, 3, 3]
 
 
-def test_imagefolder_single_root_rgb_and_bad_image(tmp_path: Path) -> None:
+def test_imagefolder_single_root_rgb_skips_bad_files_unless_strict(tmp_path: Path) -> None:
     x, y = make_images(10, classes=2)
     _write_pngs(tmp_path / "imgs", x, y, ["a", "b"], rgb=True)
     ds = create_dataset(DataConfig(name="imagefolder", path=tmp_path / "imgs"))
-    assert ds.train_x.shape[1:] == (3, 28, 28) and len(ds.train_y) + len(ds.test_y) == 20
-    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not a png")
+    assert ds.train_x.shape[1:] == (3, 28, 28) and len(ds.train_y) + len(ds.test_y) == 20 and ds.skipped == ()
+    (tmp_path / "imgs" / "a" / "broken.png").write_bytes(b"not a png")  # a truncated download
+    (tmp_path / "imgs" / "b" / "notes.txt").write_text("labelled by Ann")  # junk beside the images
+    ds = create_dataset(DataConfig(name="imagefolder", path=tmp_path / "imgs"))
+    assert len(ds.train_y) + len(ds.test_y) == 20  # every good image, and only those
+    assert sorted(ds.skipped) == ["a/broken.png", "b/notes.txt"]
+    with pytest.raises(DataError, match="notes.txt' is not an image"):
+        create_dataset(DataConfig(name="imagefolder", path=tmp_path / "imgs", strict=True))
+    (tmp_path / "imgs" / "b" / "notes.txt").unlink()
     with pytest.raises(CorruptDataError, match="broken.png' cannot be read"):
-        create_dataset(DataConfig(name="imagefolder", path=tmp_path / "imgs"))
+        create_dataset(DataConfig(name="imagefolder", path=tmp_path / "imgs", strict=True))
+
+
+@pytest.mark.parametrize("val_name", ["val", "valid", "validation"])
+def test_imagefolder_validation_folder_is_the_validation_split(tmp_path: Path, val_name: str) -> None:
+    names = ["cat", "dog"]
+    for split, n, seed in (("train", 12, 0), (val_name, 4, 1), ("test", 3, 2)):
+        x, y = make_images(n, classes=2, size=20, seed=seed)
+        _write_pngs(tmp_path / "imgs" / split, x, y, names)
+    cfg = load_config(None, ["data.name=imagefolder", f"data.path={tmp_path / 'imgs'}", "data.image_size=16"])
+    ds = create_dataset(cfg.data)
+    assert ds.input_shape == (1, 16, 16)  # one number: a square
+    assert ds.val_source == f"folder {val_name}/" and ds.val_x.shape == (8, 1, 16, 16)
+    splits = split_dataset(ds, cfg.data.val_fraction, cfg.data.split_seed)
+    assert splits.sizes() == {"train": 24, "val": 8, "test": 6}  # nothing held out of train/
+    assert np.array_equal(splits.val_x, ds.val_x)
 
 
 def test_imagefolder_needs_a_path_and_two_classes(tmp_path: Path) -> None:
@@ -272,6 +295,19 @@ def test_npz_with_index_and_onehot_labels(tmp_path: Path, tiny_npz: Path) -> Non
     ds = create_dataset(DataConfig(name="npz", path=tmp_path / "oh.npz"))
     assert ds.label_encoding == "onehot" and ds.train_x.shape[1:] == (1, 16, 16)
     assert np.array_equal(np.sort(np.concatenate([ds.train_y, ds.test_y])), np.sort(y))
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"x": np.zeros((10, 8, 8), np.uint8), "y": np.arange(9) % 2}, "x has 10 images but y has 9 labels"),
+    ({"x": np.zeros((10, 8, 8), np.uint8), "y": np.arange(10) % 2 - 1}, "holds the label -1; labels are class indices"),
+    ({"x": np.zeros((10, 8, 8), np.uint8), "y": np.zeros(10, np.int64)}, "every training image has the same label"),
+    ({"x": np.zeros((10, 8, 8), np.uint8), "y": np.arange(10) % 2, "x_test": np.zeros((4, 8, 8), np.uint8),
+      "y_test": np.array([0, 1, 2, 3])}, "the test split has classes the training split never shows ('2', '3')"),
+])
+def test_npz_bad_data_is_refused_before_training(tmp_path: Path, arrays: dict, message: str) -> None:
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=re.escape(message)):
+        create_dataset(DataConfig(name="npz", path=tmp_path / "bad.npz"))
 
 
 def test_npz_errors(tmp_path: Path) -> None:

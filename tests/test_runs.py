@@ -38,10 +38,10 @@ def test_runs_lists_filters_sorts_and_groups(three_runs) -> None:
     listed = invoke("runs").output
     assert all(i in listed for i in ids) and "test acc" in listed
 
-    small = json.loads(invoke("runs", "--filter", "params.model = 'small'", "--json").output)
+    small = json.loads(invoke("runs", "--filter", "params.model = 'small'", "--json").stdout)
     assert sorted(r["run_id"] for r in small) == sorted(ids[:2])
 
-    ordered = json.loads(invoke("runs", "--sort", "test_log_loss", "--asc", "--json").output)
+    ordered = json.loads(invoke("runs", "--sort", "test_log_loss", "--asc", "--json").stdout)
     losses = [r["metrics"]["test_log_loss"] for r in ordered]
     assert losses == sorted(losses) and len(losses) == 3
 
@@ -58,13 +58,15 @@ def test_runs_show_one_run(three_runs) -> None:
     out = invoke("runs", "show", three_runs[0].run_id).output
     assert "train.epochs" in out and "test_accuracy" in out and "checkpoints/best.pt" in out
     assert "dataset" in out and "git_commit" in out
-    details = json.loads(invoke("runs", "show", three_runs[0].run_id, "--json").output)
+    details = json.loads(invoke("runs", "show", three_runs[0].run_id, "--json").stdout)
     assert details["status"] == "FINISHED" and details["params"]["model.arch"] == "small"
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["runs", "show", "nope"], "error: no run 'nope' in the MLflow store"),
-    (["runs", "--filter", "bogus ==="], "error: invalid --filter or --sort"),
+    (["runs", "--filter", "bogus ==="], "error: invalid --filter 'bogus ===': Invalid clause(s) in filter string"),
+    (["runs", "--filter", "metrics.x >"], "error: invalid --filter 'metrics.x >': "),
+    (["runs", "--sort", "params.model", "--filter", "params.x = 1"], "error: invalid --filter 'params.x = 1' or --sort"),
     (["runs", "--experiment", "other"], "error: no experiment named 'other'; known: Default, cmp"),
 ])
 def test_runs_bad_input(three_runs, args: list[str], message: str) -> None:
@@ -80,17 +82,17 @@ def test_runs_without_a_store_says_what_to_do() -> None:
 def test_test_and_predict_by_run_id_from_mlflow_alone(three_runs, tmp_path: Path) -> None:
     first = three_runs[0]
     shutil.rmtree("runs")  # only the MLflow record is left
-    tested = json.loads(invoke("test", first.run_id, "--json").output)
+    tested = json.loads(invoke("test", first.run_id, "--json").stdout)
     assert tested["metrics"]["accuracy"] == first.test.metrics["accuracy"]
-    mlflow_id = json.loads(invoke("runs", "show", first.run_id, "--json").output)["mlflow_id"]
-    assert json.loads(invoke("test", mlflow_id, "--json").output)["run_id"] == first.run_id
+    mlflow_id = json.loads(invoke("runs", "show", first.run_id, "--json").stdout)["mlflow_id"]
+    assert json.loads(invoke("test", mlflow_id, "--json").stdout)["run_id"] == first.run_id
 
 
 def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) -> None:
     from mlflow import MlflowClient
 
     first = three_runs[0]
-    tested = json.loads(invoke("test", first.run_id, "--record", "--json").output)
+    tested = json.loads(invoke("test", first.run_id, "--record", "--json").stdout)
     assert tested["metrics"]["accuracy"] == first.test.metrics["accuracy"]
     client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
     (run,) = client.search_runs([client.get_experiment_by_name("cmp").experiment_id],
@@ -101,11 +103,11 @@ def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) 
     assert run.info.status == "FINISHED"
     assert {"test_predictions.json", "plots/test_confusion_matrix.png"} <= {
         a.path for d in ("", "plots") for a in client.list_artifacts(run.info.run_id, d or None)}
-    listed = json.loads(invoke("runs", "--filter", "tags.job = 'evaluate'", "--json").output)
+    listed = json.loads(invoke("runs", "--filter", "tags.job = 'evaluate'", "--json").stdout)
     assert [r["run_id"] for r in listed] == [tested["recorded_as"]]
     assert "(unset)" not in invoke("runs", "--group", "model").output  # groups count trainings only
 
-    int8 = json.loads(invoke("test", first.run_id, "--record", "--int8", "--json").output)
+    int8 = json.loads(invoke("test", first.run_id, "--record", "--int8", "--json").stdout)
     (run,) = client.search_runs([run.info.experiment_id], filter_string=f"tags.trainlab_run_id = '{int8['recorded_as']}'")
     assert int8["precision"] == run.data.tags["precision"] == "int8"
     assert run.data.metrics["test_fp32_accuracy"] == first.test.metrics["accuracy"]
@@ -122,24 +124,23 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ui_serves_mlflow_on_loopback(three_runs) -> None:
+def test_ui_says_its_url_once_the_page_answers(three_runs) -> None:
     port = _free_port()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "ui", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert line.startswith(f"MLflow UI for sqlite:///") and f"on http://127.0.0.1:{port} (Ctrl-C stops it)" in line
+        # announced means answering: the first request succeeds, no retry loop
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    body = json.loads(response.read())
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
-                time.sleep(0.5)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.loads(response.read())
         assert "cmp" in {e["name"] for e in body["experiments"]}
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
+        busy = runner.invoke(app, ["ui", "--port", str(port)])  # the port is taken now
+        assert busy.exit_code == 2 and busy.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use"), \
+            busy.output
     finally:
         proc.terminate()
         proc.wait(30)

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 
 from trainlab.errors import ConfigError
-from trainlab.experiment import resume_experiment, run_experiment
+from trainlab.experiment import resume_experiment, resume_target, run_experiment
 from trainlab.tracking import (FolderTracker, MetricPoint, MlflowTracker, Run, RunInfo, Tracker, WandbTracker,
                                read_history, read_run_record)
 from trainlab.tracking.mlflow_backend import RUN_ID_TAG
@@ -138,8 +138,43 @@ def test_finish_waits_a_bounded_time_for_a_hung_backend(tmp_path: Path) -> None:
         pass
     assert time.monotonic() - started < 3
     assert "did not finish within 0 s" in warnings[0] or "did not finish within" in warnings[0]
-    assert run.failures == {"hung": "did not finish in time"}
+    assert run.failures == {"hung": "did not finish within 0.3 s"}
     release.set()
+
+
+def test_ctrl_c_waits_seconds_for_a_hung_backend_and_the_run_folder_ends_last(tmp_path: Path) -> None:
+    """The user pressed Ctrl-C: a backend stuck on a dead network gets KILL_WAIT_S, not finish_timeout."""
+    from trainlab.tracking.run import KILL_WAIT_S
+
+    release = threading.Event()
+    hung, folder, warnings = Recorder("hung", block=release), FolderTracker(), []
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        with Run(info(tmp_path), [folder, hung], finish_timeout=60, warn=warnings.append):
+            raise KeyboardInterrupt
+    assert time.monotonic() - started < KILL_WAIT_S + 2
+    record = read_run_record(tmp_path / "r1")
+    assert record["status"] == "killed" and record["tracking_failures"] == {"hung": "did not finish within 3 s"}
+    assert "`trainlab train --resume r1` completes it" in warnings[0]
+    release.set()
+
+
+def test_the_run_folder_says_finished_only_after_the_others_ended(tmp_path: Path) -> None:
+    order: list[str] = []
+
+    class Slow(Recorder):
+        def finish(self, status: str, error: str | None = None) -> None:
+            time.sleep(0.3)
+            order.append(self.name)
+
+    class Folder(FolderTracker):
+        def finish(self, status: Any, error: str | None = None) -> None:
+            order.append("folder")
+            super().finish(status, error)
+
+    with Run(info(tmp_path), [Folder(), Slow("a"), Slow("b")]):
+        pass
+    assert order[-1] == "folder" and sorted(order[:2]) == ["a", "b"]
 
 
 # -- every real backend, one contract ----------------------------------------------------------
@@ -166,6 +201,8 @@ def test_mlflow_run_read_back(tracked_config) -> None:
     client = local_client()
     run = mlflow_run(client, out.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == out.run_id
+    # MLflow 3 opens an untagged experiment in its GenAI view, with no metric columns
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.params["train.epochs"] == "4" and run.data.params["model"] == "small"
     assert run.data.params["data.name"] == "npz" and run.data.params["dataset"] == "npz"
     tags = run.data.tags
@@ -177,7 +214,11 @@ def test_mlflow_run_read_back(tracked_config) -> None:
     assert losses == [e["train_loss"] for e in out.result.history]
     assert run.data.metrics["test_accuracy"] == out.test.metrics["accuracy"]
     assert any(k.startswith("system/cpu_utilization") for k in run.data.metrics)  # MLflow's own sampler
-    assert {"checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "environment.json", "data.json",
+    environment = json.loads(Path(client.download_artifacts(run.info.run_id, "environment.json", "env")).read_text())
+    assert environment["cpu_capability"] == __import__("torch").backends.cpu.get_cpu_capability()
+    assert environment["cpu_model"] and environment["cpu_count"] and environment["numpy"]
+    assert run.data.tags["trainlab.pid"] and run.data.tags["trainlab.host"]  # who recorded it, for liveness
+    assert {"checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "environment.json", "data.json", "git.diff",
             "test_predictions.json", "test_confusion_matrix.json", "test_roc_curves.json", "test_pr_curves.json",
             "plots/test_confusion_matrix.png", "plots/test_roc.png", "plots/test_pr.png"} <= artifact_paths(
         client, run.info.run_id)
@@ -203,7 +244,7 @@ def test_resume_relogs_into_the_same_mlflow_run_without_duplicates(tracked_confi
     cfg = tracked_config("tracking.trackers=[mlflow]")
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, callbacks=interrupt_at(3), run_id="again")
-    resume_experiment("again", Path("runs"))
+    resume_experiment(resume_target("again", Path("runs")))
     client = local_client()
     run = mlflow_run(client, "again")  # exactly one MLflow run carries the id
     assert run.info.status == "FINISHED"
@@ -244,16 +285,22 @@ def test_wandb_marks_a_killed_run(tracked_config, tmp_path: Path) -> None:
 # -- backend failures never lose the training ---------------------------------------------------
 
 
-def test_unwritable_mlflow_store_leaves_wandb_recording(tracked_config, tmp_path: Path) -> None:
-    (tmp_path / "a-file").write_text("not a folder")
+def test_a_backend_failing_mid_run_leaves_the_others_recording(tracked_config, tmp_path: Path) -> None:
+    """MLflow's store becomes unusable after the run started: W&B and the run folder record the run."""
     warnings: list[str] = []
-    out = run_experiment(tracked_config(f"tracking.mlflow_uri=sqlite:///{tmp_path}/a-file/mlflow.db"),
-                         warn=warnings.append)
+
+    class BreaksAfterStart(MlflowTracker):
+        def log_metrics(self, points: Sequence[MetricPoint]) -> None:
+            raise OSError(28, "No space left on device", "mlruns/mlflow.db")
+
+    out = run_experiment(tracked_config(), trackers=[FolderTracker(), BreaksAfterStart(system_metrics_interval=0.2),
+                                                     WandbTracker(mode="offline")], warn=warnings.append)
     assert out.test.metrics["accuracy"] > 0.9
-    assert set(out.tracking_failures) == {"mlflow"}
+    assert set(out.tracking_failures) == {"mlflow"} and "No space left on device" in out.tracking_failures["mlflow"]
     assert any("mlflow stopped recording run" in w for w in warnings)
     assert read_offline_run(offline_run_file(tmp_path, out.run_id)).summary["test_accuracy"] > 0.9
-    assert read_run_record(out.run_dir)["status"] == "finished"
+    record = read_run_record(out.run_dir)
+    assert record["status"] == "finished" and set(record["tracking_failures"]) == {"mlflow"}
 
 
 class _Rejecting(http.server.BaseHTTPRequestHandler):
@@ -291,12 +338,17 @@ def test_wandb_online_failure_leaves_mlflow_recording_and_exits_3(tiny_npz: Path
                            f"data.path={tiny_npz}", "train.epochs=2", "threads=1"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 3, done.stderr
-    assert "warning: wandb stopped recording run" in done.stderr
-    assert "finished, but not every backend recorded it: wandb (" in done.stderr
-    assert "test accuracy" in done.stdout and "MLflow: run" in done.stdout
+    # said once, as soon as W&B gave up (before the summary), with the command that uploads the copy later
+    assert done.stderr.count("warning: wandb: could not record online (") == 1
+    assert "kept an offline copy instead. W&B (offline): wandb/offline-run-" in done.stderr
+    assert "upload it later with `wandb sync wandb/offline-run-" in done.stderr
+    assert "finished, but not every backend recorded it: wandb (could not record online" in done.stderr
+    assert "test accuracy" in done.stdout and "MLflow: run" in done.stdout and "W&B (offline)" in done.stdout
     assert "k" * 40 not in done.stdout + done.stderr
     run_id = next(Path("runs").iterdir()).name
     assert mlflow_run(local_client(), run_id).info.status == "FINISHED"
+    copy = read_offline_run(next(Path("wandb").glob(f"offline-run-*-{run_id}-offline-*/run-*.wandb")))
+    assert copy.summary["trainlab_status"] == "finished" and copy.summary["test_accuracy"] > 0.5
 
 
 # -- secrets ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 
 from trainlab.checkpoint import load_checkpoint
 from trainlab.errors import ConfigError, TrainingError
-from trainlab.experiment import resume_experiment, run_experiment
+from trainlab.experiment import resume_experiment, resume_target, run_experiment
 from trainlab.tracking import read_history, read_run_record
 from conftest import interrupt_at
 
@@ -45,14 +45,13 @@ def test_resume_after_interrupt_equals_uninterrupted_run(fast_config, tiny_npz: 
     run_dir = Path(cfg.output_dir) / "cut"
     assert read_run_record(run_dir)["status"] == "killed"
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2
-    resumed = resume_experiment("cut", Path(cfg.output_dir))
+    resumed = resume_experiment(resume_target("cut", Path(cfg.output_dir)))
     assert resumed.run_id == "cut"
     assert [e["val_loss"] for e in resumed.result.history] == [e["val_loss"] for e in whole.result.history]
     assert resumed.test.metrics["log_loss"] == whole.test.metrics["log_loss"]
     assert [h["step"] for h in read_history(run_dir)] == [1, 2, 3, 4]
     assert read_run_record(run_dir)["status"] == "finished"
-    with pytest.raises(ConfigError, match="already finished"):
-        resume_experiment("cut", Path(cfg.output_dir))
+    assert resume_target("cut", Path(cfg.output_dir)).finished  # the CLI says so and does nothing
 
 
 def test_early_stopping_on_target_and_patience(fast_config, tiny_npz: Path) -> None:
@@ -98,11 +97,20 @@ def test_onehot_targets_declared_with_integer_labels_and_the_reverse(tmp_path: P
 
 
 def test_divergence_is_reported_not_hidden(fast_config, tiny_npz: Path) -> None:
-    with pytest.raises(TrainingError, match="training diverged in epoch 1"):
+    with pytest.raises(TrainingError, match=r"training diverged at epoch 1, step \d+: the loss is .* the learning "
+                                            r"rate train.optimizer.lr = 1e\+12 is the likely cause: try 1e\+11"):
         run_experiment(fast_config("data.name=npz", f"data.path={tiny_npz}", "train.optimizer.name=sgd",
                                    "train.optimizer.lr=1e12", "model.layers=[{type: flatten}, {type: linear, out: 8}]"))
     record = read_run_record(next(Path("runs").iterdir()))
     assert record["status"] == "failed" and "diverged" in record["error"]
+
+
+def test_a_loss_that_explodes_but_stays_finite_is_divergence_too(fast_config, tiny_npz: Path) -> None:
+    """Adam at lr=1e6 gave finite losses of 1e12 and 10% accuracy, with exit 0: now it stops at once."""
+    with pytest.raises(TrainingError, match=r"train.optimizer.lr = 1e\+06 is the likely cause: try 100000"):
+        run_experiment(fast_config("data.name=npz", f"data.path={tiny_npz}", "train.optimizer.lr=1e6"))
+    record = read_run_record(next(Path("runs").iterdir()))
+    assert record["status"] == "failed" and "diverged at epoch 1" in record["error"]
 
 
 @pytest.mark.parametrize("schedule", ["constant", "step", "cosine", "onecycle"])

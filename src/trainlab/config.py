@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from trainlab.errors import ConfigError
 
@@ -25,14 +25,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _no_credentials(url: str | None) -> str | None:
-    if url and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@", url):
+def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
+    """Names that become identifiers (experiment, folders) cannot be masked later: refuse secrets in them."""
+    from trainlab.redaction import holds_secret, redact
+
+    if value is not None and holds_secret(str(value)):
         raise ValueError(
-            f"the URL {re.sub('//[^@]+@', '//***@', url)!r} holds credentials, which would be recorded with "
-            "every run; put them in environment variables or .env (MLFLOW_TRACKING_USERNAME / "
-            "MLFLOW_TRACKING_PASSWORD for MLflow) and drop them from the URL"
+            f"{info.field_name} = {redact(str(value))!r} holds a credential, and it would become part of "
+            "folder, file and experiment names; keep credentials in environment variables or .env and drop them here"
         )
-    return url
+    return value
 
 
 class DataConfig(_Section):
@@ -41,6 +43,10 @@ class DataConfig(_Section):
     )
     data_dir: Path = Field(
         Path("data"), description="Folder searched first for dataset files; downloads land here."
+    )
+    strict: bool = Field(
+        False, description="imagefolder: fail on the first unreadable image instead of skipping it (skipped "
+        "files are counted, named in a warning and recorded with the run)."
     )
     path: Path | None = Field(
         None,
@@ -60,18 +66,25 @@ class DataConfig(_Section):
     split_seed: int = Field(
         0, description="Seed of the validation/test split; fixed so runs with other seeds compare on the same data."
     )
-    image_size: tuple[int, int] | None = Field(
-        None, description="imagefolder: (height, width) in pixels every image is resized to. Default 28x28."
+    image_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = Field(
+        None, description="imagefolder: (height, width) in pixels every image is resized to, or one number for "
+        "a square. Default 28x28."
     )
     channels: Literal[1, 3] | None = Field(
         None, description="imagefolder: 1 = grayscale, 3 = RGB. Default: 3 if any image has colour."
     )
     download: bool = Field(True, description="Download missing files from the official sources.")
     mirror: str | None = Field(
-        None, description="Base URL tried before the official sources (a company mirror, or a test server)."
+        None, description="Base URL tried before the official sources (a company mirror, or a test server). "
+        "Credentials in it (https://user:token@host/) are used, and recorded as ***."
     )
 
-    _check_mirror = field_validator("mirror")(_no_credentials)
+    _check_identifiers = field_validator("data_dir")(_no_secret_in_identifier)
+
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _square(cls, value: Any) -> Any:
+        return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ConvLayer(_Section):
@@ -214,7 +227,8 @@ class TrackingConfig(_Section):
     mlflow_uri: str | None = Field(
         None,
         description="MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite store in "
-        "mlruns/ of the working folder (no server needed).",
+        "mlruns/ of the working folder (no server needed). Prefer MLFLOW_TRACKING_USERNAME / _PASSWORD to "
+        "credentials in the URL (those are used, and recorded as ***).",
     )
     wandb_project: str | None = Field(None, description="W&B project. Default: $WANDB_PROJECT, else 'trainlab'.")
     wandb_entity: str | None = Field(None, description="W&B team or user. Default: $WANDB_ENTITY or your default.")
@@ -230,8 +244,6 @@ class TrackingConfig(_Section):
         60.0, gt=0, description="Seconds the backends get to receive what is queued when the run ends."
     )
 
-    _check_uri = field_validator("mlflow_uri")(_no_credentials)
-
 
 class Config(_Section):
     name: str = Field("default", description="Experiment name; runs with the same name are grouped.")
@@ -245,6 +257,8 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    _check_identifiers = field_validator("name", "output_dir")(_no_secret_in_identifier)
 
 
 # -- loading -------------------------------------------------------------------------
@@ -364,8 +378,15 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     return cfg.model_dump(mode="json")
 
 
+def recorded_config(cfg: Config) -> dict[str, Any]:
+    """The config as every record keeps it (run files, checkpoints, trackers): credentials masked."""
+    from trainlab.redaction import redact_mapping
+
+    return redact_mapping(config_to_dict(cfg))
+
+
 def flatten_config(cfg: Config) -> dict[str, str]:
-    """Dotted keys -> strings, the form trackers take as params."""
+    """Dotted keys -> strings, the form trackers take as params (credentials masked)."""
     flat: dict[str, str] = {}
 
     def walk(prefix: str, value: Any) -> None:
@@ -377,5 +398,5 @@ def flatten_config(cfg: Config) -> dict[str, str]:
         else:
             flat[prefix] = "" if value is None else str(value)
 
-    walk("", config_to_dict(cfg))
+    walk("", recorded_config(cfg))
     return flat

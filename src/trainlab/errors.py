@@ -12,7 +12,8 @@ escapes is a bug.
     │   └── DownloadError       fetching a file failed (network, server, checksum)
     ├── CheckpointError     a checkpoint or run folder is missing or unreadable
     ├── TrainingError       training cannot go on (the loss diverged)
-    └── TrackingError       a tracking backend cannot record the run
+    ├── StorageError        a folder cannot be written (permissions, a full disk)
+    └── TrackingError       a tracking backend cannot record the run, or a store cannot be read
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class CheckpointError(TrainlabError):
 
 class TrainingError(TrainlabError):
     """Training cannot go on: the loss diverged, or no epoch gave a usable metric."""
+
+
+class StorageError(TrainlabError):
+    """A run folder, store or cache cannot be written: permissions, a read-only mount, a full disk."""
 
 
 class TrackingError(TrainlabError):

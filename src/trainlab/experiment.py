@@ -6,30 +6,60 @@ reproduction) call; it returns results and prints nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from trainlab import __version__
-from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from trainlab.config import Config, DataConfig, LossConfig, config_to_dict, flatten_config, validate_config
+from trainlab import __version__, failpoints
+from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
+from trainlab.config import Config, DataConfig, LossConfig, flatten_config, recorded_config, validate_config
 from trainlab.data import Dataset, Splits, create_dataset, split_dataset
 from trainlab.data.fetch import DownloadProgress
-from trainlab.errors import CheckpointError, ConfigError
+from trainlab.data.images import background
+from trainlab.errors import CheckpointError, ConfigError, StorageError
 from trainlab.evaluate import Evaluation, evaluate, evaluate_int8
+from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import environment, git_state
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background, read_run_record
+from trainlab.tracking.mlflow_backend import local_store_path, resolve_tracking_uri
+from trainlab.tracking.process import process_alive, this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
 
-
 STARTUP_WAIT_S = 15.0
+SHOW_SKIPPED = 3  # unreadable files named in the warning; all are recorded
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """What a run is about to train, on what, where: the line a user sees first."""
+
+    run_id: str
+    dataset: str
+    class_names: tuple[str, ...]
+    sizes: dict[str, int]
+    input_shape: tuple[int, ...]
+    val_source: str  # "folder val/" or "10% of train"
+    model: str
+    parameters: int
+    device: str
+    threads: int
+    resumed: bool
+
+
+class RunCallbacks(TrainCallbacks):
+    """Training progress hooks, plus the run's opening facts; the defaults do nothing."""
+
+    def on_run_start(self, start: RunStart) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +115,43 @@ def check_loss_fits(loss: LossConfig, dataset: Dataset) -> None:
         )
 
 
+def check_storage(cfg: Config) -> None:
+    """Before any work: every folder the run will write takes a file (exit 2 naming it, nothing created)."""
+    check_writable(Path(cfg.output_dir), "run folder")
+    if "mlflow" in cfg.tracking.trackers and (db := local_store_path(resolve_tracking_uri(cfg.tracking.mlflow_uri))):
+        check_writable(db.parent, "MLflow store folder")
+        if db.is_file() and not os.access(db, os.W_OK):
+            raise StorageError(f"the MLflow store {db} is read-only; fix its permissions or point "
+                               "MLFLOW_TRACKING_URI elsewhere")
+    if "wandb" in cfg.tracking.trackers and cfg.tracking.wandb_mode != "disabled":
+        check_writable(Path("wandb"), "W&B folder")
+
+
+@contextmanager
+def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
+    """One process records a run at a time: a second `--resume` of a live run is refused."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"run {run_id!r} is being recorded by another process right now; wait for it to end "
+                          "(or stop it) before resuming it") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def disk_full(exc: OSError, run_id: str) -> StorageError:
+    """A full disk mid-run: one line, the last good checkpoint kept, and how to continue."""
+    where = f" while writing {exc.filename}" if exc.filename else ""
+    return StorageError(f"{(exc.strerror or 'no space left on device').lower()}{where}; the last good checkpoint "
+                        f"is kept: free some space, then continue with `trainlab train --resume {run_id}`")
+
+
 def load_data(cfg: DataConfig, progress: DownloadProgress | None = None,
               dataset: Dataset | None = None) -> tuple[Dataset, Splits]:
     """Load (unless already loaded) and split."""
@@ -120,9 +187,12 @@ def run_experiment(
 ) -> RunOutcome:
     """Train, evaluate on the test split and record.
 
-    ``resume`` is a last.pt payload to continue from; ``dataset`` one already loaded from
-    ``cfg.data``; ``warn`` receives tracking problems (training goes on regardless).
+    ``resume`` is a last.pt payload to continue from (a run whose epochs are all done gets its
+    evaluation and records completed); ``dataset`` one already loaded from ``cfg.data``;
+    ``warn`` receives problems that do not stop the run (a tracking backend, skipped files).
     """
+    warn = warn or (lambda message: None)
+    check_storage(cfg)
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)  # import the tracking clients while data loads
     device, threads = configure_torch(cfg)
@@ -131,37 +201,59 @@ def run_experiment(
     model = build_model(cfg, dataset, splits).to(device)
 
     run_id = run_id or new_run_id()
-    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
-                   config=config_to_dict(cfg), resumed=resume is not None)
-    with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
-        if resume is None:
-            record_start(run, cfg, dataset, splits, threads, count_parameters(model))
-        else:
-            run.replace_history(resume["training"]["loop"]["history"])
-        # backends finish starting before the first step, not in the middle of the first epoch
-        # where they would stall the training threads; a slow one (an unreachable server) is not waited for
-        run.wait_started(timeout=STARTUP_WAIT_S)
-        meta = {"config": config_to_dict(cfg), "class_names": list(dataset.class_names),
-                "run_id": run_id, "trainlab_version": __version__}
-        result = train(model, splits, cfg.train, seed=cfg.seed, device=device,
-                       checkpoint_dir=run.run_dir / "checkpoints", checkpoint_meta=meta,
-                       tracker=run, callbacks=callbacks, resume=resume)
-        best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
-        test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
-        run.log_evaluation(test, prefix="test_")
-        startup = {"seconds_to_first_step": result.first_step_at - process_start_time()} if result.first_step_at else {}
-        run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
-                         "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
-                         "epochs_run": len(result.history), **startup})
-        run.set_tags({"stop_reason": result.stop_reason})
-        run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
-                                               "class_names": list(dataset.class_names)})
-        run.log_artifact(result.last_checkpoint, "checkpoints")
+    run_dir = Path(cfg.output_dir) / run_id
+    info = RunInfo(run_id=run_id, run_dir=run_dir, experiment=cfg.name, config=recorded_config(cfg),
+                   tags=this_process(), resumed=resume is not None)
+    val_source = dataset.val_source or f"{cfg.data.val_fraction:.0%} of train"
+    if isinstance(callbacks, RunCallbacks):
+        callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
+                                        dataset.input_shape, val_source, cfg.model.arch, count_parameters(model),
+                                        device.type, threads, resume is not None))
+    if dataset.skipped:
+        shown = ", ".join(dataset.skipped[:SHOW_SKIPPED])
+        more = f" and {len(dataset.skipped) - SHOW_SKIPPED:,} more" if len(dataset.skipped) > SHOW_SKIPPED else ""
+        warn(f"skipped {len(dataset.skipped):,} unreadable or non-image files ({shown}{more}); all are listed in "
+             "the run's data.json. Set data.strict: true to stop at the first one instead")
+    with run_lock(run_dir, run_id), Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+        try:
+            if resume is None:
+                record_start(run, cfg, dataset, splits, threads, count_parameters(model), val_source)
+            else:
+                run.replace_history(resume["training"]["loop"]["history"])
+            # backends finish starting before the first step, not in the middle of the first epoch
+            # where they would stall the training threads; a slow one (an unreachable server) is not waited for
+            run.wait_started(timeout=STARTUP_WAIT_S)
+            meta = {"config": info.config, "class_names": list(dataset.class_names), "run_id": run_id,
+                    "trainlab_version": __version__, "background": background(splits.train_x)}
+            result = train(model, splits, cfg.train, seed=cfg.seed, device=device,
+                           checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
+                           tracker=run, callbacks=callbacks, resume=resume)
+            best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
+            test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
+            failpoints.reached("evaluate")
+            run.log_evaluation(test, prefix="test_")
+            startup = {"seconds_to_first_step": result.first_step_at - process_start_time()} if result.first_step_at else {}
+            run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
+                             "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
+                             "epochs_run": len(result.history), **startup})
+            run.set_tags({"stop_reason": result.stop_reason})
+            run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
+                                                   "class_names": list(dataset.class_names)})
+            run.log_artifact(result.last_checkpoint, "checkpoints")
+        except OSError as exc:
+            if exc.errno not in _DISK_ERRNOS:
+                raise
+            raise disk_full(exc, run_id) from None
+        except KeyboardInterrupt as exc:
+            exc.trainlab_resumable = (run_dir / "checkpoints" / LAST).is_file()  # type: ignore[attr-defined]
+            raise
+    failpoints.reached("after-folder")
     return RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result, test,
                       run.where(), dict(run.failures))
 
 
-def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int) -> None:
+def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
+                 val_source: str) -> None:
     """Everything known before the first step: config, code, data and environment."""
     git = git_state()
     # short aliases make filters read naturally: params.model = 'small'
@@ -177,31 +269,56 @@ def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, thread
         "trainlab_version": __version__,
         "data_fingerprint": data_fingerprint(dataset)[:16],
         "seed": str(cfg.seed),
+        **({"skipped_files": str(len(dataset.skipped))} if dataset.skipped else {}),
     })
-    run.log_dict("config.yaml", config_to_dict(cfg))
+    run.log_dict("config.yaml", recorded_config(cfg))
     run.log_dict("environment.json", environment(threads))
     run.log_dict("data.json", {
         "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
-        "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(),
+        "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(), "validation": val_source,
         "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
+        "skipped_files": list(dataset.skipped),
     })
     run.log_dict("model.json", {"arch": cfg.model.arch, "parameters": parameters})
-    if git.diff:
-        run.log_text("git.diff", git.diff)
+    run.log_text("git.diff", git.diff)  # empty for a clean tree: present either way, so readers need no special case
 
 
-def resume_experiment(run_ref: str, runs_dir: Path, **kwargs: Any) -> RunOutcome:
-    """Continue a run from its last checkpoint, with the config it was started with."""
-    last_path = resolve_checkpoint(run_ref, runs_dir, which=LAST)
-    payload = load_checkpoint(last_path)
+@dataclass(frozen=True)
+class ResumeTarget:
+    """A run to complete: its last checkpoint and config, and whether every backend already has its end."""
+
+    run_id: str
+    run_dir: Path
+    payload: dict[str, Any]
+    config: Config
+    finished: bool
+
+
+def resume_target(ref: str, runs_dir: Path) -> ResumeTarget:
+    """Find a run to resume by id or folder; refuse one that is alive or has nothing to continue from."""
+    folder = next((f for f in (Path(ref), Path(runs_dir) / ref) if (f / "run.json").is_file()), None)
+    if folder is None:
+        raise CheckpointError(f"{ref!r} is not a run folder or a run id under {str(runs_dir)!r}; `--resume` needs "
+                              "the run folder with its checkpoints (list runs with `trainlab runs`)")
+    record = read_run_record(folder)
+    run_id = record.get("run_id", folder.name)
+    if record.get("status") == "running" and process_alive(record.get("tags", {})):
+        raise ConfigError(f"run {run_id!r} is still running (pid {record['tags'].get('trainlab.pid')}); wait for "
+                          "it to end, or stop it, before resuming it")
+    last = folder / "checkpoints" / LAST
+    if not last.is_file():
+        raise CheckpointError(f"run {run_id!r} has no last checkpoint: it ended before its first epoch did, so "
+                              "there is nothing to continue from; start it again with `trainlab train` and its config")
+    payload = load_checkpoint(last, complete=True)
     if "training" not in payload:
-        raise CheckpointError(f"{str(last_path)!r} is a best-model checkpoint; resume needs a run's last.pt")
-    cfg = validate_config(payload["config"])
-    run_dir = last_path.parent.parent
-    if read_run_record(run_dir).get("status") == "finished":
-        raise ConfigError(f"run {payload['run_id']!r} already finished; there is nothing to resume")
-    cfg = cfg.model_copy(update={"output_dir": run_dir.parent})
-    return run_experiment(cfg, resume=payload, run_id=payload["run_id"], **kwargs)
+        raise CheckpointError(f"{str(last)!r} holds no training state; it cannot be continued")
+    cfg = validate_config(payload["config"]).model_copy(update={"output_dir": folder.parent})
+    return ResumeTarget(run_id, folder, payload, cfg, record.get("status") == "finished")
+
+
+def resume_experiment(target: ResumeTarget, **kwargs: Any) -> RunOutcome:
+    """Complete a run: its remaining epochs, its test evaluation, and every backend's record and end."""
+    return run_experiment(target.config, resume=target.payload, run_id=target.run_id, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -225,11 +342,12 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
     if mlflow_uri is not None:
         tracking["mlflow_uri"] = mlflow_uri
     cfg = validate_config({**payload["config"], "tracking": tracking})
+    check_storage(cfg)
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)
     run_id = new_run_id()
     info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
-                   config=config_to_dict(cfg), job="evaluate")
+                   config=recorded_config(cfg), tags=this_process(), job="evaluate")
     with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
         run.set_tags({"job": "evaluate", "evaluated_run": str(payload.get("run_id") or "none"),
                       "model_source": source, "evaluated_epoch": str(payload.get("epoch") or "unknown"),
@@ -250,11 +368,11 @@ def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
     """
     from trainlab.runs import locate_checkpoint
 
-    payload = load_checkpoint(locate_checkpoint(ref, runs_dir, tracking_uri))
+    payload = load_checkpoint(locate_checkpoint(ref, runs_dir, tracking_uri), complete=True)
     cfg = validate_config(payload["config"])
     configure_torch(cfg)
+    model = model_from_checkpoint(payload)  # a damaged checkpoint fails before the dataset loads
     dataset = checkpoint_dataset(payload, data_dir, download_progress)
-    model = model_from_checkpoint(payload)
     batch = cfg.train.eval_batch_size
     if int8:
         from trainlab.quantize import CALIBRATION_IMAGES

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator
+
+PROBE_BYTES = 64 * 1024  # a disk without room for this cannot hold a run's first files
 
 
 @contextmanager
@@ -25,6 +28,10 @@ def atomic_open(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename not in (None, str(tmp)):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from None  # the file the user knows, not the temp file
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -36,6 +43,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Before any work: ``folder`` (or the nearest folder above it that exists) takes a new file.
+
+    A real probe, not ``os.access``: root passes every permission check but not a read-only
+    mount, and a full disk shows only when a file is written. Nothing is left behind.
+    """
+    from trainlab.errors import StorageError
+
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(f"cannot create the {what} {folder}: {existing} is a file, not a folder; move it away "
+                           "or choose another folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".trainlab-probe-") as probe:
+            probe.write(b"x" * PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise StorageError(f"cannot write the {what} {folder}: {(exc.strerror or str(exc)).lower()} (in {existing}); "
+                           "free some space, fix the permissions or choose another folder") from None
 
 
 def remove_stale_parts(path: Path) -> None:

@@ -16,6 +16,9 @@ from trainlab.metrics import probabilities
 from trainlab.runs import locate_checkpoint
 
 
+MAX_NAMED = 3  # images named in a note; the rest are counted
+
+
 @dataclass(frozen=True)
 class Prediction:
     sources: list[str]  # file name, or file[index] for images inside an IDX file
@@ -24,6 +27,25 @@ class Prediction:
     images_per_second: float
     precision: str  # fp32, or int8 (`--int8`)
     quantize_seconds: float | None  # with int8: tracing, calibrating and converting the model
+    notes: list[str]  # things the user should know about these predictions (polarity, int8 on this CPU)
+
+
+def polarity_note(pixels: np.ndarray, sources: Sequence[str], trained_on: str | None, inverted: bool) -> str | None:
+    """When images have the opposite background of the training images (dark digit on white paper vs white on black)."""
+    from trainlab.data.images import border_brightness
+
+    if trained_on not in ("dark", "light") or len(pixels) == 0:
+        return None
+    light = border_brightness(pixels) >= 128
+    opposite = [src for src, is_light in zip(sources, light) if is_light == (trained_on == "dark")]
+    if not opposite:
+        return None
+    named = ", ".join(opposite[:MAX_NAMED]) + (f" and {len(opposite) - MAX_NAMED:,} more" if len(opposite) > MAX_NAMED else "")
+    other = "light" if trained_on == "dark" else "dark"
+    fix = "drop --invert" if inverted else "pass --invert"
+    return (f"{len(opposite):,} of {len(sources):,} images have a {other} background{' after --invert' if inverted else ''} "
+            f"({named}) but the model was trained on {trained_on} backgrounds; its labels for them are likely "
+            f"wrong: {fix} to flip them")
 
 
 def _is_idx(path: Path) -> bool:
@@ -57,16 +79,24 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
 
 
 def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 256,
-                  tracking_uri: str | None = None, int8: bool = False, data_dir: Path | None = None) -> Prediction:
-    """Probabilities for every input image; with ``int8``, from an int8 copy calibrated on the model's training images."""
-    payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri))
+                  tracking_uri: str | None = None, int8: bool = False, data_dir: Path | None = None,
+                  invert: bool = False) -> Prediction:
+    """Probabilities for every input image; with ``int8``, from an int8 copy calibrated on the model's training images.
+
+    ``invert`` flips the pixels (255 - p) first, for images whose background is the opposite of the training data's.
+    """
+    payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri), complete=True)
     model = model_from_checkpoint(payload)
     sources, pixels = read_inputs(paths, model.input_shape)
+    if invert:
+        pixels = 255 - pixels
+    notes = [note] if (note := polarity_note(pixels, sources, payload.get("background"), invert)) else []
     quantize_seconds = None
     if int8:
         from trainlab.experiment import checkpoint_dataset
-        from trainlab.quantize import CALIBRATION_IMAGES, quantize_int8
+        from trainlab.quantize import CALIBRATION_IMAGES, int8_cpu_note, quantize_int8
 
+        notes += [note] if (note := int8_cpu_note()) else []
         try:
             calibration = checkpoint_dataset(payload, data_dir).train_x[:CALIBRATION_IMAGES]
         except DataError as exc:
@@ -76,4 +106,4 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
         model, quantize_seconds = quantized.model, quantized.seconds
     logits, images_per_second = timed_logits(model, pixels, batch_size)
     return Prediction(sources, probabilities(logits).numpy(), tuple(payload["class_names"]), images_per_second,
-                      "int8" if int8 else "fp32", quantize_seconds)
+                      "int8" if int8 else "fp32", quantize_seconds, notes)

@@ -40,6 +40,37 @@ def git_state(cwd: Path | None = None) -> GitState:
     return GitState(commit.strip(), (branch or "").strip() or None, bool(status.strip()), diff)
 
 
+# the instruction sets that decide float bit-identity (torch's kernel choice) and int8 speed (VNNI)
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "sve")
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info() -> dict[str, object]:
+    """The CPU a figure was measured on: model, cores, torch's kernel capability, the relevant SIMD flags."""
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                model = value.strip()
+            elif key.strip() in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass  # not Linux: the model from platform, no flags
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": sorted(flags & set(SIMD_FLAGS)),
+    }
+
+
+def has_vnni(cpu: dict[str, object]) -> bool:
+    return bool(set(cpu.get("cpu_flags") or ()) & set(VNNI_FLAGS))  # type: ignore[arg-type]
+
+
 def environment(threads: int) -> dict[str, object]:
     """Python, torch, platform, CPU/GPU and installed packages (never environment variables)."""
     import torch
@@ -49,9 +80,10 @@ def environment(threads: int) -> dict[str, object]:
         "trainlab": __version__,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        "numpy": metadata.version("numpy"),
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **cpu_info(),
         "torch_threads": threads,
         "cuda": torch.version.cuda if cuda else None,
         "gpu": torch.cuda.get_device_name(0) if cuda else None,

@@ -73,3 +73,27 @@ def quantize_int8(model: nn.Module, calibration: np.ndarray | torch.Tensor, batc
 def label_agreement(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     """Share of rows whose most likely class is the same in two sets of scores."""
     return float((np.asarray(a).argmax(1) == np.asarray(b).argmax(1)).mean()) if len(a) else float("nan")
+
+
+def int8_slower_note(int8_images_per_second: float, fp32_images_per_second: float) -> str | None:
+    """A note when int8 did not pay off on this CPU (it needs VNNI; AVX2-only CPUs run it at fp32 speed or less)."""
+    from trainlab.provenance import cpu_info, has_vnni
+
+    ratio = int8_images_per_second / fp32_images_per_second if fp32_images_per_second else 0.0
+    if ratio >= 1.2:
+        return None
+    cpu = cpu_info()
+    why = "it has no VNNI int8 instructions" if not has_vnni(cpu) else "the model may be too small to gain"
+    return (f"--int8 ran at {ratio:.1f}x the fp32 speed on this CPU ({cpu['cpu_model']}, "
+            f"{cpu['cpu_capability']}): {why}; fp32 is as fast here and exact")
+
+
+def int8_cpu_note() -> str | None:
+    """Before quantizing for `predict`: warn when this CPU lacks the instructions that make int8 fast."""
+    from trainlab.provenance import cpu_info, has_vnni
+
+    cpu = cpu_info()
+    if has_vnni(cpu):
+        return None
+    return (f"this CPU ({cpu['cpu_model']}, {cpu['cpu_capability']}) has no VNNI int8 instructions: --int8 is "
+            "unlikely to be faster than fp32 here, and its probabilities differ slightly")

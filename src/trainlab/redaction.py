@@ -1,14 +1,20 @@
 """Keep secrets out of everything trainlab writes or prints.
 
-Secrets are the values of credential variables in the environment (API keys,
-tokens, passwords), and the user:password part of URLs. ``redact`` masks both;
-it is applied to params, tags, error messages, warnings and recorded text.
+A secret is any of:
+- the value of a credential variable in the environment (WANDB_API_KEY, tokens, passwords);
+- the ``user:password@`` part of a URL, wherever the URL appears;
+- the value of a key named like ``*key*``, ``*token*``, ``*secret*``, ``*password*`` (``?token=...`` in a
+  URL, ``api_key: ...`` in a file, a config mapping's entry).
+
+``redact`` masks them in text, ``redact_mapping`` in nested config values. Strings that become
+identifiers (experiment names, folder names) are refused instead: see ``holds_secret``.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 SECRET_VARIABLES = (
     "WANDB_API_KEY",
@@ -17,9 +23,16 @@ SECRET_VARIABLES = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "DATABRICKS_TOKEN",
+    "HF_TOKEN",
+    "GITHUB_TOKEN",
 )
 MASK = "***"
+_SECRET_NAME = r"[A-Za-z0-9_.-]*(?:key|token|secret|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+# name=value, name: value, "name": "value" (a query string, an env file, YAML, JSON)
+_NAMED_VALUE = re.compile(
+    rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)", re.IGNORECASE)
+_SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
 
 
 def secret_values() -> list[str]:
@@ -27,8 +40,33 @@ def secret_values() -> list[str]:
     return [v for name in SECRET_VARIABLES if len(v := os.environ.get(name, "")) >= 8]
 
 
+def _mask_named(match: re.Match[str]) -> str:
+    value = match["value"]
+    return match[0] if value == MASK else f"{match['name']}{match['sep']}{MASK}"
+
+
 def redact(text: str) -> str:
-    """``text`` with secret values and URL credentials replaced by ***."""
+    """``text`` with secret values, URL credentials and the values of secret-named keys replaced by ***."""
     for value in secret_values():
         text = text.replace(value, MASK)
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+    return _NAMED_VALUE.sub(_mask_named, text)
+
+
+def is_secret_key(name: str) -> bool:
+    return bool(_SECRET_KEY.match(name.rsplit(".", 1)[-1]))
+
+
+def redact_mapping(data: Any, key: str = "") -> Any:
+    """A copy of nested dicts / lists with every secret masked: values of secret-named keys, and text."""
+    if isinstance(data, dict):
+        return {k: redact_mapping(v, str(k)) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_mapping(v, key) for v in data]
+    if key and is_secret_key(key) and data not in (None, "", MASK):
+        return MASK
+    return redact(data) if isinstance(data, str) else data
+
+
+def holds_secret(text: str) -> bool:
+    return redact(text) != text

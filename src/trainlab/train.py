@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from trainlab import failpoints
 from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
 from trainlab.config import LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from trainlab.data import Splits
@@ -48,6 +49,7 @@ class LoopState:
     best_epoch: int | None = None
     stale_epochs: int = 0
     stop_reason: str | None = None
+    first_loss: float | None = None  # of the run's first step: the yardstick for divergence
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,22 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     first_step_at: float | None = None  # time.time() when this call's first optimizer step ended
+
+
+DIVERGED = 100.0  # a step loss this many times the first step's (at least 1.0) means training blew up
+
+
+def check_loss(loss: float, state: LoopState, epoch: int, step: int, lr: float) -> None:
+    """Stop at the first step whose loss is NaN, infinite, or exploded: later epochs would only waste time."""
+    if state.first_loss is None and math.isfinite(loss):
+        state.first_loss = loss
+    limit = DIVERGED * max(state.first_loss or 1.0, 1.0)
+    if not math.isfinite(loss) or loss > limit:
+        started = f" (the first step's was {state.first_loss:.3g})" if state.first_loss is not None else ""
+        raise TrainingError(
+            f"training diverged at epoch {epoch}, step {step + 1}: the loss is {loss:.4g}{started}; the learning "
+            f"rate train.optimizer.lr = {lr:g} is the likely cause: try {lr / 10:g}, or add warm-up"
+        )
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -196,14 +214,13 @@ def train(
             seen += len(yb)
             if first_step_at is None:
                 first_step_at = time.time()
-            callbacks.on_step(epoch, step, loss.item(), len(yb))
+            loss_value = loss.item()  # a sync per step; the progress bar shows it anyway
+            check_loss(loss_value, state, epoch, step, cfg.optimizer.lr)
+            callbacks.on_step(epoch, step, loss_value, len(yb))
+            if step == 0 and epoch == min(2, cfg.epochs):
+                failpoints.reached("mid-epoch")
         train_seconds = time.perf_counter() - started
         train_loss = float(loss_sum) / seen
-        if not math.isfinite(train_loss):
-            raise TrainingError(
-                f"training diverged in epoch {epoch}: train loss is {train_loss}; "
-                f"lower train.optimizer.lr (now {cfg.optimizer.lr}) or add warm-up"
-            )
 
         # validate
         metrics = {

@@ -25,6 +25,10 @@ class Dataset:
     files: dict[str, str] = field(default_factory=dict)  # source file -> SHA-256 (the data version)
     location: str = ""  # where the files were read from
     label_encoding: Literal["index", "onehot"] = "index"  # as the source stores them
+    val_x: np.ndarray | None = None  # a validation split the source provides (an image folder's val/)
+    val_y: np.ndarray | None = None
+    val_source: str = ""  # where val_x came from, for the user ("folder val/")
+    skipped: tuple[str, ...] = ()  # source files that could not be read and were left out
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -78,21 +82,39 @@ def create_dataset(cfg: DataConfig, progress: DownloadProgress | None = None) ->
 
 
 def check_dataset(ds: Dataset) -> None:
-    """Internal consistency every loader must guarantee; a failure here names the dataset."""
-    for split, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
+    """What every loader must guarantee before training starts; a failure names the dataset and the fix."""
+    where = f"dataset {ds.name!r} ({ds.location})" if ds.location else f"dataset {ds.name!r}"
+    splits = [("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)]
+    if ds.val_x is not None and ds.val_y is not None:
+        splits.append(("validation", ds.val_x, ds.val_y))
+    for split, x, y in splits:
         if x.dtype != np.uint8 or x.ndim != 4:
-            raise DataError(f"dataset {ds.name!r}: {split} images are {x.dtype} {x.shape}, expected uint8 (N, C, H, W)")
+            raise DataError(f"{where}: {split} images are {x.dtype} {x.shape}, expected uint8 (N, C, H, W)")
         if len(x) != len(y):
-            raise DataError(f"dataset {ds.name!r}: {split} has {len(x)} images but {len(y)} labels")
+            raise DataError(f"{where}: {split} has {len(x)} images but {len(y)} labels; every image needs one label")
         if len(y) and (y.min() < 0 or y.max() >= ds.num_classes):
-            raise DataError(
-                f"dataset {ds.name!r}: {split} labels run from {y.min()} to {y.max()}, "
-                f"but there are {ds.num_classes} classes"
-            )
+            raise DataError(f"{where}: {split} labels run from {y.min()} to {y.max()}, but there are "
+                            f"{ds.num_classes} classes (0 to {ds.num_classes - 1}); fix the labels")
+        if 0 in x.shape[1:]:
+            raise DataError(f"{where}: {split} images have shape {x.shape[1:]}; every side must be at least 1 pixel")
+    if len(ds.train_y) == 0:
+        raise DataError(f"{where}: the training split is empty; add training images")
+    trained = np.unique(ds.train_y)
+    if len(trained) < 2:
+        raise DataError(f"{where}: every training image has the same label ({ds.class_names[int(trained[0])]!r}); "
+                        "a classifier needs at least 2 classes")
+    for split, _, y in splits[1:]:
+        unseen = sorted(set(np.unique(y).tolist()) - set(trained.tolist()))
+        if unseen:
+            names = ", ".join(repr(ds.class_names[i]) for i in unseen[:5])
+            raise DataError(f"{where}: the {split} split has classes the training split never shows ({names}); "
+                            "the model cannot learn them: add training images of those classes or drop them")
 
 
 def split_dataset(ds: Dataset, val_fraction: float, seed: int) -> Splits:
-    """Hold out a stratified validation share of the training split."""
+    """The source's own validation split when it has one, else a stratified share of the training split."""
+    if ds.val_x is not None and ds.val_y is not None and len(ds.val_y):
+        return Splits(ds.train_x, ds.train_y, ds.val_x, ds.val_y, ds.test_x, ds.test_y, ds.class_names)
     train_idx, val_idx = stratified_indices(ds.train_y, val_fraction, seed)
     return Splits(
         ds.train_x[train_idx], ds.train_y[train_idx],
@@ -106,6 +128,8 @@ def stratified_indices(y: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(y))
+    if len(y) and y.min() < 0:
+        raise DataError(f"labels must be class indices 0, 1, ...; found {y.min()}: fix the labels")
     counts = np.bincount(y)
     stratify = y if counts[counts > 0].min() >= 2 else None
     try:

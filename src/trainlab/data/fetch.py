@@ -9,10 +9,12 @@ after the checksum matches, so an interrupted or corrupt download leaves nothing
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import http.client
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from typing import Callable
 
 from trainlab.errors import CorruptDataError, DataNotFoundError, DownloadError
 from trainlab.fileio import atomic_open, remove_stale_parts
+from trainlab.redaction import redact
 
 # (file name, bytes done, bytes total or None)
 DownloadProgress = Callable[[str, int, "int | None"], None]
@@ -171,10 +174,24 @@ def download_file(
     )
 
 
+def _request(url: str) -> urllib.request.Request:
+    """A GET request; credentials in the URL (https://user:token@host/) become a Basic Authorization header."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"User-Agent": "trainlab"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        host = parts.hostname or ""
+        url = urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host))
+    return urllib.request.Request(url, headers=headers)
+
+
 def _download_verified(url: str, remote: RemoteFile, final: Path, progress: DownloadProgress | None) -> None:
     digest = hashlib.sha256()
+    shown = redact(url)  # messages and logs never carry the mirror's credentials
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "trainlab"})
+        request = _request(url)
         with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, atomic_open(final) as out:
             total = response.length
             done = 0
@@ -185,12 +202,12 @@ def _download_verified(url: str, remote: RemoteFile, final: Path, progress: Down
                 if progress:
                     progress(remote.name, done, total)
             if total is not None and done < total:
-                raise DownloadError(f"{url} ended after {done} of {total} bytes")
+                raise DownloadError(f"{shown} ended after {done} of {total} bytes")
             got = digest.hexdigest()
             if got != remote.sha256:  # raising here discards the temp file
-                raise DownloadError(f"{url} sent a file with SHA-256 {got[:12]}…, expected {remote.sha256[:12]}…")
+                raise DownloadError(f"{shown} sent a file with SHA-256 {got[:12]}…, expected {remote.sha256[:12]}…")
     except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url} answered HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"{shown} answered HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise DownloadError(f"{url} failed: {reason}") from None
+        raise DownloadError(redact(f"{shown} failed: {reason}")) from None

@@ -15,26 +15,59 @@ from trainlab.errors import ConfigError, CorruptDataError, DataError, DataNotFou
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 DEFAULT_SIZE = (28, 28)
+VAL_FOLDERS = ("val", "valid", "validation")  # the names people give a validation split
 
 
-def load_images(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode, convert (L or RGB) and resize images to uint8 (N, C, H, W)."""
+def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image as uint8 (C, H, W); raises CorruptDataError naming the file."""
     from PIL import Image, UnidentifiedImageError
 
     height, width = size
-    out = np.empty((len(paths), channels, height, width), dtype=np.uint8)
+    try:
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            if img.size != (width, height):
+                img = img.resize((width, height), Image.Resampling.BILINEAR)
+            arr = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CorruptDataError(f"image {str(path)!r} cannot be read ({exc}); remove or replace it") from None
+    return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
+
+
+def load_images(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> np.ndarray:
+    """Decode, convert (L or RGB) and resize images to uint8 (N, C, H, W); an unreadable file is an error."""
+    return decode_images(paths, channels, size, strict=True)[0]
+
+
+def decode_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
+                  strict: bool) -> tuple[np.ndarray, list[Path]]:
+    """Decode every readable image; unless ``strict``, unreadable ones are left out and returned."""
     mode = "L" if channels == 1 else "RGB"
-    for i, path in enumerate(paths):
+    out = np.empty((len(paths), channels, *size), dtype=np.uint8)
+    kept, skipped = 0, []
+    for path in paths:
         try:
-            with Image.open(path) as img:
-                img = img.convert(mode)
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-            raise CorruptDataError(f"image {str(path)!r} cannot be read ({exc}); remove or replace it") from None
-        out[i] = arr[None] if channels == 1 else arr.transpose(2, 0, 1)
-    return out
+            out[kept] = _decode(path, mode, size)
+            kept += 1
+        except CorruptDataError:
+            if strict:
+                raise
+            skipped.append(path)
+    return out[:kept], skipped
+
+
+def border_brightness(x: np.ndarray) -> np.ndarray:
+    """Mean of each image's outermost pixels (0..255): the background, for digits and garments on a plain ground."""
+    frame = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
+    return frame.reshape(len(x), -1).mean(axis=1)
+
+
+def background(x: np.ndarray) -> str | None:
+    """"dark" or "light" when at least 90% of the images agree; None for mixed backgrounds (photos)."""
+    if len(x) == 0:
+        return None
+    light = float((border_brightness(x) >= 128).mean())
+    return "light" if light >= 0.9 else "dark" if light <= 0.1 else None
 
 
 def has_colour(paths: Sequence[Path]) -> bool:
@@ -45,19 +78,23 @@ def has_colour(paths: Sequence[Path]) -> bool:
             with Image.open(path) as img:
                 if img.mode not in ("1", "L", "LA", "I", "I;16", "F"):
                     return True
-        except OSError:
-            continue  # load_images reports it with the file name
+        except (OSError, ValueError):
+            continue  # decode_images skips or reports it with the file name
     return False
 
 
-def _class_files(root: Path) -> dict[str, list[Path]]:
-    classes = {}
+def _class_files(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
+    """Image files per class subfolder, and the files that are not images (skipped, and said)."""
+    classes, other = {}, []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise DataError(f"class folder {str(folder)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        classes[folder.name] = files
-    return classes
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        other += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if not images:
+            raise DataError(f"class folder {str(folder)!r} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            "add images or remove the folder")
+        classes[folder.name] = images
+    return classes, other
 
 
 def _manifest_sha256(root: Path, files: Sequence[Path]) -> str:
@@ -71,39 +108,62 @@ def _manifest_sha256(root: Path, files: Sequence[Path]) -> str:
 
 @register_dataset("imagefolder")
 def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) -> Dataset:
+    """One subfolder per class; or train/ (+ val/ | valid/ | validation/) (+ test/) of them."""
     if cfg.path is None:
         raise ConfigError("data.name is 'imagefolder' but data.path is not set; point it at a folder of class subfolders")
     root = Path(cfg.path)
     if not root.is_dir():
         raise DataNotFoundError(f"data.path = {str(root)!r} is not a folder; point it at a folder of class subfolders")
-    split_folders = (root / "train").is_dir() and (root / "test").is_dir()
-    train = _class_files(root / "train" if split_folders else root)
+    split_folders = (root / "train").is_dir()
+    train, other = _class_files(root / "train" if split_folders else root)
     if len(train) < 2:
         raise DataError(f"image folder {str(root)!r} has {len(train)} class subfolder(s); a classifier needs at least 2")
     class_names = tuple(train)
-    test = _class_files(root / "test") if split_folders else {}
-    unknown = set(test) - set(class_names)
-    if unknown:
-        raise DataError(f"{str(root / 'test')!r} has classes {sorted(unknown)} that train/ does not")
+    splits: dict[str, dict[str, list[Path]]] = {"train": train}
+    val_folder = next((name for name in VAL_FOLDERS if split_folders and (root / name).is_dir()), None)
+    for split, name in (("test", "test" if split_folders else None), ("val", val_folder)):
+        if name and (root / name).is_dir():
+            found, junk = _class_files(root / name)
+            other += junk
+            unknown = set(found) - set(class_names)
+            if unknown:
+                raise DataError(f"{str(root / name)!r} has classes {sorted(unknown)} that train/ does not; "
+                                "rename or remove them")
+            splits[split] = found
 
-    def flatten(by_class: dict[str, list[Path]]) -> tuple[list[Path], np.ndarray]:
+    def flatten(by_class: dict[str, list[Path]]) -> tuple[list[Path], list[int]]:
         paths = [p for name in class_names for p in by_class.get(name, [])]
         labels = [i for i, name in enumerate(class_names) for _ in by_class.get(name, [])]
-        return paths, np.asarray(labels, dtype=np.int64)
+        return paths, labels
 
-    train_paths, train_y = flatten(train)
-    test_paths, test_y = flatten(test)
-    all_paths = train_paths + test_paths
+    all_paths = [p for split in splits.values() for p in flatten(split)[0]]
     channels = cfg.channels or (3 if has_colour(all_paths) else 1)
     size = tuple(cfg.image_size or DEFAULT_SIZE)
-    x = load_images(all_paths, channels, size)  # type: ignore[arg-type]
-    train_x, test_x = x[: len(train_paths)], x[len(train_paths):]
-    if not split_folders:
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    skipped = list(other)
+    if other and cfg.strict:
+        raise DataError(f"{str(other[0])!r} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); remove it, or "
+                        "set data.strict: false to skip such files")
+    for split, by_class in splits.items():
+        paths, labels = flatten(by_class)
+        x, bad = decode_images(paths, channels, size, cfg.strict)  # type: ignore[arg-type]
+        skipped += bad
+        bad_set = set(bad)
+        arrays[split] = x, np.asarray([y for p, y in zip(paths, labels) if p not in bad_set], dtype=np.int64)
+    train_x, train_y = arrays["train"]
+    if "test" in arrays:
+        test_x, test_y = arrays["test"]
+    else:
         keep, held = stratified_indices(train_y, cfg.test_fraction, cfg.split_seed)
         train_x, test_x, test_y, train_y = train_x[keep], train_x[held], train_y[held], train_y[keep]
+    val_x, val_y = arrays.get("val", (None, None))
+    unread = set(skipped)
+    read = [p for p in all_paths if p not in unread]
     return Dataset(
         name="imagefolder", class_names=class_names,
         train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-        files={f"{root.name}/ ({len(all_paths)} images)": _manifest_sha256(root, all_paths)},
+        files={f"{root.name}/ ({len(read)} images)": _manifest_sha256(root, read)},
         location=str(root),
+        val_x=val_x, val_y=val_y, val_source=f"folder {val_folder}/" if val_x is not None else "",
+        skipped=tuple(p.relative_to(root).as_posix() for p in skipped),
     )

@@ -24,10 +24,18 @@ def _as_uint8(x: np.ndarray, what: str) -> np.ndarray:
 def _labels(y: np.ndarray, what: str) -> tuple[np.ndarray, str]:
     """Class indices and the encoding found: (N,) integers, or (N, K) one-hot rows."""
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
+        if len(y) and y.min() < 0:
+            raise DataError(f"{what} holds the label {y.min()}; labels are class indices 0, 1, ...: fix the labels")
         return y.astype(np.int64), "index"
     if y.ndim == 2 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all():
         return y.argmax(axis=1).astype(np.int64), "onehot"
     raise DataError(f"{what} has shape {y.shape} and dtype {y.dtype}; expected (N,) class indices or (N, K) one-hot rows")
+
+
+def _same_length(x: np.ndarray, y: np.ndarray, what: str, labels: str) -> None:
+    if len(x) != len(y):
+        raise DataError(f"{what} has {len(x)} images but {labels} has {len(y)} labels; every image needs exactly "
+                        "one label: fix the arrays")
 
 
 @register_dataset("npz")
@@ -47,9 +55,11 @@ def load_npz(cfg: DataConfig, progress: DownloadProgress | None = None) -> Datas
         raise DataError(f"{str(path)!r} has arrays {sorted(arrays)}, missing {sorted(missing)}")
     x = _as_uint8(to_nchw(arrays["x"], f"{path}: x"), f"{path}: x")
     y, encoding = _labels(arrays["y"], f"{path}: y")
+    _same_length(x, y, f"{path}: x", "y")
     if "x_test" in arrays and "y_test" in arrays:
         test_x = _as_uint8(to_nchw(arrays["x_test"], f"{path}: x_test"), f"{path}: x_test")
         test_y, _ = _labels(arrays["y_test"], f"{path}: y_test")
+        _same_length(test_x, test_y, f"{path}: x_test", "y_test")
         train_x, train_y = x, y
     else:
         train_idx, test_idx = stratified_indices(y, cfg.test_fraction, cfg.split_seed)

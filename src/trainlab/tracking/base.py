@@ -45,6 +45,8 @@ class Tracker(ABC):
     """
 
     name: str = "tracker"
+    finishes_last: bool = False  # the run folder: its "finished" is written after every other backend's end
+    degraded: str | None = None  # set by start() when recording goes on in a lesser way (W&B offline copy)
 
     def prepare(self) -> None:
         """Import the client library; runs in the background while data loads."""
@@ -90,6 +92,9 @@ class Tracker(ABC):
 
     @abstractmethod
     def finish(self, status: Status, error: str | None = None) -> None: ...
+
+    def note_failures(self, failures: dict[str, str]) -> None:
+        """Before ``finish``: the other backends that could not record the run, and why."""
 
     def where(self) -> str | None:
         """One line for the user: where the run is recorded and how to look at it."""

@@ -1,7 +1,8 @@
 """The run folder: plain files anyone can read, always written.
 
     runs/<run_id>/
-        run.json            id, experiment, status, times, error, tags, params
+        run.json            id, experiment, status, times, error, tags (host, pid), params; written
+                            "finished" only after every other backend ended the run
         config.yaml         the resolved config
         metrics.jsonl       one line per epoch
         summary.json        final (test) metrics
@@ -34,6 +35,7 @@ def _now() -> str:
 
 class FolderTracker(Tracker):
     name = "folder"
+    finishes_last = True
 
     def __init__(self) -> None:
         self._dir: Path | None = None
@@ -56,6 +58,7 @@ class FolderTracker(Tracker):
             "started": previous.get("started", _now()),
             "ended": None,
             "error": None,
+            "tracking_failures": {},
             "tags": {**previous.get("tags", {}), **run.tags},
             "params": previous.get("params", {}),
         }
@@ -121,6 +124,9 @@ class FolderTracker(Tracker):
         dest = self.run_dir / (artifact_path or "") / path.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
+
+    def note_failures(self, failures: dict[str, str]) -> None:
+        self._record["tracking_failures"] = dict(failures)
 
     def finish(self, status: Status, error: str | None = None) -> None:
         self._record.update(status=status, ended=_now(), error=error)

@@ -4,6 +4,12 @@ Only MLflow's official client (``MlflowClient``) is used: no global active run.
 The URI is taken from the argument, else ``MLFLOW_TRACKING_URI``, else the
 embedded store ``mlruns/mlflow.db`` (artifacts in ``mlruns/artifacts``) in the
 working folder, which needs no server.
+
+The embedded store is created and migrated once, under a file lock, into a temp
+file renamed into place: any number of trainers starting at once on a new
+project find either no store or a complete one. A tracking server that is down
+or silent costs seconds: MLflow's HTTP retries and timeout are bounded unless
+the user set them (``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` / ``_TIMEOUT``).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from trainlab.errors import TrackingError
 from trainlab.redaction import redact
 from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
 
@@ -24,6 +31,13 @@ LOCAL_STORE = Path("mlruns")
 RUN_ID_TAG = "trainlab_run_id"
 _STATUS = {"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"}
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
+STORE_LOCK_TIMEOUT_S = 120.0  # creating and migrating a new store takes seconds; a stuck lock holder is dead
+# MLflow 3 opens a new experiment in its GenAI view (traces); this tag opens it on the runs table with metrics
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow's defaults retry a dead server for ~4 minutes; a user waiting at a prompt should know within seconds.
+# (retries, backoff factor, backoff jitter, timeout in seconds per request); the environment wins when set
+HTTP_READS = ("1", "1", "0.5", "5")  # `trainlab runs`, `test`: refused in ~1 s, silent in ~11 s
+HTTP_WRITES = ("2", "1", "0.5", "10")  # a training run: rides out a short blip of a busy server
 
 
 def resolve_tracking_uri(setting: str | None = None) -> str:
@@ -44,12 +58,128 @@ def quiet_mlflow_logs() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def client_for(uri: str):  # noqa: ANN201  (mlflow types stay out of module import)
+def configure_mlflow(http: tuple[str, str, str, str] = HTTP_READS) -> None:
+    """Before MLflow is used: bounded HTTP retries and waits, and no usage telemetry, unless the user set them.
+
+    trainlab works offline: MLflow 3's telemetry would phone home from every process (and wait
+    for a closed network at exit). ``MLFLOW_DISABLE_TELEMETRY=false`` allows it.
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
+             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
+    for name, value in zip(names, http):
+        os.environ.setdefault(name, value)
+
+
+def local_store_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def ensure_local_store(uri: str) -> None:
+    """Create and migrate a local SQLite store exactly once, whatever number of processes start at once.
+
+    The schema is built in a temp file under a file lock, then renamed into place: a
+    process never sees (or records into) a half-created store, and a creator killed
+    halfway leaves only a temp file the next one removes.
+    """
+    db = local_store_path(uri)
+    if db is None or db.is_file():
+        return
+    from filelock import FileLock, Timeout
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(f"{db}.lock", timeout=STORE_LOCK_TIMEOUT_S):
+            if db.is_file():
+                return  # another process made it while this one waited
+            for stale in db.parent.glob(f".{db.name}.*.init*"):
+                stale.unlink(missing_ok=True)
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            quiet_mlflow_logs()
+            tmp = db.with_name(f".{db.name}.{os.getpid()}.init")
+            store = SqlAlchemyStore(f"sqlite:///{tmp}", (db.parent / "artifacts").resolve().as_uri())
+            store.engine.dispose()
+            os.replace(tmp, db)
+    except Timeout:
+        raise TrackingError(f"waited {STORE_LOCK_TIMEOUT_S:.0f} s for another process to create the MLflow store "
+                            f"{db}; if none is running, delete {db}.lock and try again") from None
+
+
+def explain(exc: BaseException) -> str:
+    """What went wrong talking to a store or server, in a few words a user can act on."""
+    text = " ".join(str(exc).split())
+    lowered = text.lower()
+    if "connection refused" in lowered:
+        return "connection refused"
+    if "read timed out" in lowered or "timed out" in lowered or "timeout" in lowered:
+        timeout = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "?")
+        return f"no answer within {timeout} s (MLFLOW_HTTP_REQUEST_TIMEOUT)"
+    if "name or service not known" in lowered or "name resolution" in lowered or "nodename nor servname" in lowered:
+        return "unknown host"
+    if "file is not a database" in lowered or "malformed" in lowered:
+        return "the file is damaged (not an SQLite database)"
+    if "database or disk is full" in lowered or "no space left" in lowered:
+        return "no space left on device"
+    if "readonly database" in lowered or "read-only" in lowered:
+        return "the store is read-only"
+    if "401" in text or "403" in text or "unauthorized" in lowered or "permission_denied" in lowered:
+        return "not authorised; check MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or MLFLOW_TRACKING_TOKEN"
+    return redact(text)[:300]
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """For a tracking server: does it answer at all? One request, no retries, before MLflow is imported.
+
+    A refused port fails in milliseconds and a silent server in ``timeout`` seconds, where MLflow's
+    client would retry; any HTTP answer (even 401 or 404) means the server is alive.
+    """
+    import socket
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return
+    netloc = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    health = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/health", "", ""))
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
+            raise TrackingError(f"cannot reach the MLflow tracking server at {redact(uri)}: no answer within "
+                                f"{timeout:g} s; check that it is running and reachable, or point --tracking-uri / "
+                                "MLFLOW_TRACKING_URI elsewhere") from None
+        raise store_error(uri, reason if isinstance(reason, BaseException) else exc) from None
+
+
+def store_error(uri: str, exc: BaseException) -> TrackingError:
+    """One line naming the store and what to do, for an error met while reading or opening it."""
+    why = explain(exc)
+    db = local_store_path(uri)
+    if db is not None:
+        if why.startswith("the file is damaged"):
+            return TrackingError(f"the MLflow store {db} is damaged ({why}); move it aside (`mv {db} {db}.broken`) "
+                                 "and train again, or restore it from a backup")
+        return TrackingError(f"cannot use the MLflow store {db}: {why}")
+    return TrackingError(f"cannot reach the MLflow tracking server at {redact(uri)}: {why}; check that it is "
+                         "running and reachable, or point --tracking-uri / MLFLOW_TRACKING_URI elsewhere")
+
+
+def client_for(uri: str, http: tuple[str, str, str, str] = HTTP_READS):  # noqa: ANN201  (mlflow types stay lazy)
+    configure_mlflow(http)
     from mlflow import MlflowClient
 
     quiet_mlflow_logs()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    ensure_local_store(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -59,13 +189,16 @@ def experiment_id(client: Any, name: str, uri: str) -> str:
 
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if not set(EXPERIMENT_KIND.items()) <= set(found.tags.items()):  # made before trainlab set the kind
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(found.experiment_id, key, value)
         return found.experiment_id
     location = None
     if is_local_store(uri):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
         location = (LOCAL_STORE / "artifacts" / safe).resolve().as_uri()
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
     except MlflowException:
         found = client.get_experiment_by_name(name)
         if found is None:
@@ -101,8 +234,10 @@ class MlflowTracker(Tracker):
         self.run_id = ""
         self.experiment_id = ""
         self._monitor: Any = None
+        self._logged: dict[str, float] = {}  # a resumed run's metrics already in the store (latest values)
 
     def prepare(self) -> None:
+        configure_mlflow(HTTP_WRITES)
         import mlflow  # noqa: F401  (seconds of import, done while data loads)
         from mlflow.system_metrics import system_metrics_monitor  # noqa: F401
 
@@ -110,15 +245,21 @@ class MlflowTracker(Tracker):
         from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
         self.uri = resolve_tracking_uri(self._uri_setting)
-        self.client = client_for(self.uri)
+        probe_server(self.uri)  # a dead or silent server fails here in seconds, not after minutes of retries
+        self.client = client_for(self.uri, HTTP_WRITES)
         self.experiment_id = experiment_id(self.client, run.experiment, self.uri)
         existing = find_run(self.client, run.run_id, [self.experiment_id]) if run.resumed else None
         if existing is not None:
             self.run_id = existing.info.run_id
+            self._logged = dict(existing.data.metrics)
             self.client.update_run(self.run_id, status="RUNNING")
+            if "error" in existing.data.tags:  # the failed attempt's error is not this attempt's
+                self.client.delete_tag(self.run_id, "error")
+            self.set_tags(dict(run.tags))
         else:
             created = self.client.create_run(self.experiment_id, run_name=run.run_id,
-                                             tags={RUN_ID_TAG: run.run_id, "mlflow.source.name": "trainlab"})
+                                             tags={RUN_ID_TAG: run.run_id, "mlflow.source.name": "trainlab",
+                                                   **run.tags})
             self.run_id = created.info.run_id
         self._monitor = SystemMetricsMonitor(self.run_id, sampling_interval=self._interval,
                                              samples_before_logging=1, resume_logging=existing is not None,
@@ -158,7 +299,10 @@ class MlflowTracker(Tracker):
     def log_summary(self, metrics: dict[str, float]) -> None:
         import time
 
-        self._log_points([(0, time.time_ns() // 1_000_000, metrics)])
+        # a resumed run that got this far before already holds them (evaluation is deterministic; only
+        # timings differ): logging them again would add a second point
+        fresh = {k: v for k, v in metrics.items() if k not in self._logged}
+        self._log_points([(0, time.time_ns() // 1_000_000, fresh)])
 
     def log_dict(self, name: str, data: Any) -> None:
         self.client.log_dict(self.run_id, data, name)

@@ -7,7 +7,11 @@ backend (an unreachable server) never holds up the others. A backend that
 raises is marked failed and skipped from then on, with a warning; the others
 keep recording. Used as a context
 manager, the run ends as finished, failed (with the error) or killed
-(Ctrl-C / SIGTERM), and ``finish`` waits a bounded time for the queue to drain.
+(Ctrl-C / SIGTERM), and ``finish`` waits a bounded time for the queue to drain
+(``KILL_WAIT_S`` after Ctrl-C: the user wants the prompt back). The run folder
+ends last: it says ``finished`` only once every other backend has confirmed the
+end (or given up), so a ``kill -9`` at any moment leaves a run that ``--resume``
+completes.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from trainlab.redaction import redact
+from trainlab import failpoints
+from trainlab.redaction import redact, redact_mapping
 from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
 
 if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
 
 Warn = Callable[[str], None]
+KILL_WAIT_S = 3.0  # after Ctrl-C / SIGTERM, at most this long for the backends to take the end
 
 
 def prepare_in_background(trackers: Sequence[Tracker], warn: Warn | None = None) -> threading.Thread:
@@ -50,7 +56,8 @@ class Run:
         self.trackers = list(trackers)
         self.finish_timeout = finish_timeout
         self.status: Status | None = None
-        self.failures: dict[str, str] = {}  # backend name -> what went wrong
+        self.failures: dict[str, str] = {}  # backend name -> what went wrong (exit code 3)
+        self._broken: set[str] = set()  # backends that failed: they get nothing more
         self._warn = warn or (lambda message: None)
         self._pending: list[MetricPoint] = []
         self._queues: dict[str, queue.Queue[tuple[str, tuple[Any, ...]] | None]] = {}
@@ -86,23 +93,40 @@ class Run:
             self.finish("failed", f"{type(exc).__name__}: {exc}")
 
     def finish(self, status: Status, error: str | None = None) -> None:
-        """Hand over what is queued and end the run in every backend, waiting at most ``finish_timeout``."""
+        """Hand over what is queued and end the run in every backend, the run folder last.
+
+        Waits at most ``finish_timeout`` (``KILL_WAIT_S`` for a killed run); a backend
+        that does not make it is reported, not waited for.
+        """
         if self.status is not None:
             return
         self.status = status
+        wait = min(self.finish_timeout, KILL_WAIT_S) if status == "killed" else self.finish_timeout
+        deadline = time.monotonic() + wait
         self.flush()
-        self._call("finish", status, redact(error) if error else None)
-        deadline = time.monotonic() + self.finish_timeout
-        for name, ops in self._queues.items():
-            ops.put(None)
-        for name, worker in self._workers.items():
-            worker.join(max(0.0, deadline - time.monotonic()))
-            if worker.is_alive():
-                waiting = self._queues[name].qsize()
-                self.failures.setdefault(name, "did not finish in time")
-                self._warn(f"{name} did not finish within {self.finish_timeout:g} s ({waiting} calls still "
-                           f"queued); its record of run {self.run_id} may be incomplete. Raise "
-                           "tracking.finish_timeout if the network is slow")
+        error = redact(error) if error else None
+        first = [t for t in self.trackers if not t.finishes_last]
+        last = [t for t in self.trackers if t.finishes_last]
+        self._end(first, status, error, deadline, wait)
+        failpoints.reached("tracker-finish")
+        for t in last:
+            self._queues[t.name].put(("note_failures", (dict(self.failures),)))
+        # the last backends get their own short grace even when the others used up the wait
+        self._end(last, status, error, max(deadline, time.monotonic() + KILL_WAIT_S), wait)
+
+    def _end(self, trackers: Sequence[Tracker], status: Status, error: str | None, deadline: float,
+             wait: float) -> None:
+        for t in trackers:
+            self._queues[t.name].put(("finish", (status, error)))
+            self._queues[t.name].put(None)
+        for t in trackers:
+            self._workers[t.name].join(max(0.0, deadline - time.monotonic()))
+            if self._workers[t.name].is_alive():
+                waiting = self._queues[t.name].qsize()
+                self.failures.setdefault(t.name, f"did not finish within {wait:g} s")
+                self._warn(f"{t.name} did not finish within {wait:g} s ({waiting} calls still queued); its record "
+                           f"of run {self.run_id} may be incomplete. `trainlab train --resume {self.run_id}` "
+                           "completes it; raise tracking.finish_timeout if the network is slow")
 
     def wait_started(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until every backend has started.
@@ -118,7 +142,7 @@ class Run:
 
     def where(self) -> list[str]:
         """Where each backend recorded the run (for the user)."""
-        return [line for t in self.trackers if t.name not in self.failures and (line := t.where())]
+        return [line for t in self.trackers if t.name not in self._broken and (line := t.where())]
 
     # -- logging -----------------------------------------------------------------------
 
@@ -145,7 +169,7 @@ class Run:
         self._call("log_summary", dict(metrics))
 
     def log_dict(self, name: str, data: Any) -> None:
-        self._call("log_dict", name, data)
+        self._call("log_dict", name, redact_mapping(data))
 
     def log_text(self, name: str, text: str) -> None:
         self._call("log_text", name, redact(text))
@@ -170,12 +194,16 @@ class Run:
     def _work(self, tracker: Tracker, ops: "queue.Queue[tuple[str, tuple[Any, ...]] | None]") -> None:
         while (op := ops.get()) is not None:
             method, args = op
-            if tracker.name in self.failures:
+            if tracker.name in self._broken:
                 continue  # drain: a failed backend gets nothing more
             try:
                 getattr(tracker, method)(*args)
+                if method == "start" and tracker.degraded:
+                    self.failures[tracker.name] = tracker.degraded
+                    self._warn(f"{tracker.name}: {tracker.degraded}")
             except Exception as exc:
                 reason = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
+                self._broken.add(tracker.name)
                 self.failures[tracker.name] = reason
                 self._warn(f"{tracker.name} stopped recording run {self.run_id} ({method} failed: {reason}); "
                            "training goes on and the other backends keep recording")

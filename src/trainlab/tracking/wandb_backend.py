@@ -1,7 +1,9 @@
 """Weights & Biases, mirroring every run through the official ``wandb`` client.
 
 Online when a key is available (``WANDB_API_KEY`` in the environment or .env),
-offline otherwise: the run is kept under ./wandb for ``wandb sync``. System
+offline otherwise: the run is kept under ./wandb for ``wandb sync``. When online
+recording fails to start (a rejected key, an unreachable server) the run is
+kept as an offline copy instead, and the user is told how to upload it. System
 metrics come from wandb's own sampler.
 """
 
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 Mode = Literal["online", "offline", "disabled"]
 _EXIT_CODES = {"finished": 0, "failed": 1, "killed": 130}
+INIT_TIMEOUT_S = 30.0  # wandb waits 90 s for an unreachable server by default; WANDB_INIT_TIMEOUT wins
 
 
 def _curve_chart(curves: dict[str, dict[str, list[float]]], x: str, y: str, title: str, x_title: str,
@@ -80,6 +83,7 @@ class WandbTracker(Tracker):
             silent=True,
             console="off",  # trainlab prints its own progress; nothing of the terminal is uploaded
             x_stats_sampling_interval=self._interval,
+            init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S)),
         )
         wandb_id, resume = run.run_id, None
         if run.resumed and self.mode == "online":
@@ -88,7 +92,7 @@ class WandbTracker(Tracker):
             # wandb 0.31 cannot resume an offline run: the resumed part becomes a run of its own
             # in the same group, re-logging the whole history so it stands alone
             wandb_id = f"{run.run_id}-resumed-{secrets.token_hex(2)}"
-        self.run = wandb.init(
+        init = dict(
             project=self._project or os.environ.get("WANDB_PROJECT") or "trainlab",
             entity=self._entity,
             id=wandb_id,
@@ -98,11 +102,21 @@ class WandbTracker(Tracker):
             config=run.config,
             # absolute: wandb's service process may have been started in another folder
             dir=str(self._directory.resolve()),
-            mode=self.mode,
-            resume=resume,
             reinit="create_new",
             settings=settings,
         )
+        try:
+            self.run = wandb.init(**init, mode=self.mode, resume=resume)
+        except Exception as exc:
+            if self.mode != "online":
+                raise
+            # nothing is lost: the run goes on offline, and `wandb sync` uploads it once the problem is fixed
+            reason = redact(" ".join(str(exc).split()))[:300]
+            self.mode = "offline"
+            self.run = wandb.init(**{**init, "id": f"{run.run_id}-offline-{secrets.token_hex(2)}"}, mode="offline")
+            self.degraded = f"could not record online ({reason}); kept an offline copy instead. {self.where()}"
+        if run.resumed and self.mode == "online" and "error" in self.run.summary:
+            del self.run.summary["error"]  # the failed attempt's error is not this attempt's
 
     def log_params(self, params: dict[str, str]) -> None:
         pass  # the nested config was given to wandb.init

@@ -1,0 +1,143 @@
+"""What every command shares: options, one-line errors and exit codes, config loading, number formatting."""
+
+from __future__ import annotations
+
+import errno
+import math
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import typer
+from rich.table import Table
+
+from trainlab.cli.app import console, err_console
+from trainlab.errors import TrainlabError
+
+if TYPE_CHECKING:
+    from trainlab.config import Config
+    from trainlab.evaluate import Evaluation
+
+ConfigOption = typer.Option(None, "--config", "-c", help="YAML or JSON config file.", exists=False)
+OverridesArg = typer.Argument(None, help="key=value overrides, e.g. train.epochs=5 train.optimizer.lr=0.01")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress bar or per-epoch lines.")
+RunsDirOption = typer.Option(Path("runs"), "--runs-dir", help="Folder of run folders (to find run ids).")
+TrackerOption = typer.Option(None, "--tracker", "-t",
+                             help="mlflow, wandb or none; repeat for several (overrides tracking.trackers).")
+Int8Option = typer.Option(False, "--int8", help="Run an int8 copy of the model (faster on CPUs with VNNI; "
+                          "calibrated on the first 1,024 training images; labels can differ from fp32 on a few images).")
+TrackingUriOption = typer.Option(None, "--tracking-uri",
+                                 help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlruns).")
+DataDirOption = typer.Option(None, "--data-dir", help="Override where the dataset is looked up.")
+
+# a disk or permission problem the user can fix, wherever it strikes (a download, a run folder, a store)
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """TrainlabError -> one line on stderr, its exit code; Ctrl-C / SIGTERM -> exit 130 / 143."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    except TrainlabError as exc:
+        error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        error(storage_message(exc))
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "trainlab_run_id", None)
+        if run_id and getattr(exc, "trainlab_resumable", False):
+            message = f"interrupted; run {run_id} is marked killed. Continue it with `trainlab train --resume {run_id}`"
+        elif run_id:
+            message = f"interrupted before the first epoch ended; run {run_id} is marked killed and has no checkpoint to resume from"
+        else:
+            message = "interrupted"
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def storage_message(exc: OSError) -> str:
+    """'no space left on device while writing PATH; ...': what happened, where, and what to do."""
+    what = (exc.strerror or str(exc)).lower()
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        return f"{what}{where}; free some space, then run the command again"
+    where = f": {exc.filename}" if exc.filename else ""
+    return f"{what}{where}; fix the permissions or choose another folder, then run the command again"
+
+
+def error(message: str) -> None:
+    from trainlab.redaction import redact
+
+    err_console.print(f"error: {redact(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    from trainlab.redaction import redact
+
+    err_console.print(f"warning: {redact(message)}", markup=False, highlight=False, soft_wrap=True)
+
+
+def load_config(config: Optional[Path], overrides: Optional[list[str]],
+                trackers: Optional[list[str]] = None) -> "Config":
+    from trainlab.config import load_config as load
+
+    chosen = tracker_names(trackers)
+    extra = [f"tracking.trackers=[{', '.join(chosen)}]"] if chosen is not None else []
+    return load(config, [*(overrides or []), *extra])
+
+
+def tracker_names(trackers: Optional[list[str]]) -> Optional[list[str]]:
+    """--tracker values as tracking.trackers; `none` alone means no tracker; None when not given."""
+    return [t for t in trackers if t != "none"] if trackers else None
+
+
+def fmt(value: Any) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: bool = False) -> None:
+    """Where the run is recorded; exit code 3 when a backend could not record it."""
+    if not quiet:
+        console.print(f"run {run_id} recorded:", highlight=False)
+        for line in where:
+            console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
+    if failures:
+        failed = ", ".join(f"{name} ({why})" for name, why in failures.items())
+        error(f"run {run_id} finished, but not every backend recorded it: {failed}. Exit code 3.")
+        raise typer.Exit(3)
+
+
+def print_evaluation(ev: "Evaluation", title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for row in ev.per_class:
+        table.add_row(row["class"], fmt(row["precision"]), fmt(row["recall"]), fmt(row["f1"]), str(row["support"]))
+    console.print(table)
+    m = ev.metrics
+    console.print(
+        f"accuracy {fmt(m['accuracy'])} · macro precision {fmt(m['macro_precision'])} · macro recall "
+        f"{fmt(m['macro_recall'])} · macro F1 {fmt(m['macro_f1'])} · AUROC {fmt(m['auroc'])} · "
+        f"log loss {fmt(m['log_loss'])} · {m['images_per_second']:,.0f} images/s inference",
+        soft_wrap=True, highlight=False,
+    )
+    if ev.precision == "int8":
+        console.print(
+            f"int8: {m['images_per_second'] / m['fp32_images_per_second']:.1f}x the fp32 speed "
+            f"({m['fp32_images_per_second']:,.0f} images/s) · labels agree with fp32 on "
+            f"{m['label_agreement_fp32']:.2%} of images · fp32 accuracy {fmt(m['fp32_accuracy'])} · "
+            f"quantized in {m['quantize_seconds']:.2f} s",
+            soft_wrap=True, highlight=False,
+        )

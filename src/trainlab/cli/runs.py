@@ -1,0 +1,105 @@
+"""`trainlab runs` and `trainlab runs show`: the record, read back from MLflow."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from trainlab.cli.app import app, console
+from trainlab.cli.common import TrackingUriOption, fmt, user_errors
+
+runs_app = typer.Typer(help="List runs from the MLflow record: filter, sort, group; `runs show RUN` for one.",
+                       no_args_is_help=False)
+app.add_typer(runs_app, name="runs")
+
+
+def when(ms: int | None) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M") if ms else ""
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    filter_string: str = typer.Option("", "--filter", "-f",
+                                      help="MLflow search syntax, e.g. \"metrics.test_accuracy > 0.9 and params.model = 'small'\""),
+    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A metric (test_accuracy) or metrics./params./attributes. key."),
+    ascending: bool = typer.Option(False, "--asc", help="Sort ascending (default: descending)."),
+    group: Optional[str] = typer.Option(None, "--group", "-g", help="Group by this param; mean ± std of --metric per group."),
+    metric: str = typer.Option("test_accuracy", "--metric", "-m", help="Metric summarised by --group."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    limit: int = typer.Option(100, "--limit", min=1, help="At most this many runs."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print runs as JSON."),
+) -> None:
+    """List runs with their key metrics; a run whose process died shows as killed."""
+    if ctx.invoked_subcommand:
+        return
+    with user_errors():
+        from trainlab.runs import KEY_METRICS, group_runs, list_runs
+
+        rows = list_runs(tracking_uri, experiment=experiment, filter_string=filter_string, sort=sort,
+                         ascending=ascending, limit=limit)
+        if as_json:
+            print(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+            return
+        if group:
+            stats = group_runs(rows, group, metric)
+            table = Table(title=f"{metric} by {group} ({len(rows)} runs)", title_justify="left")
+            for col in (group, "runs", "mean", "std"):
+                table.add_column(col, justify="left" if col == group else "right")
+            for g in stats:
+                table.add_row(g.value, str(g.runs), fmt(g.mean), fmt(g.std))
+            console.print(table)
+            return
+        table = Table(title=f"{len(rows)} runs" + (f" matching {filter_string!r}" if filter_string else ""),
+                      title_justify="left")
+        several = len({r.experiment for r in rows}) > 1
+        headers = ["run", *(["experiment"] if several else []), "status", "dataset", "model", "epochs",
+                   "test acc", "macro F1", "AUROC", "started"]
+        for col in headers:
+            table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
+                             no_wrap=col == "run")
+        for r in rows:
+            evaluation = r.tags.get("job") == "evaluate"  # `trainlab test --record`: no training of its own
+            table.add_row(r.run_id, *([r.experiment] if several else []), r.status.lower(),
+                          r.params.get("dataset", r.tags.get("dataset", "")),
+                          r.params.get("model", r.tags.get("model", "")),
+                          "test" if evaluation else f"{r.metrics.get('epochs_run', float('nan')):.0f}",
+                          *(fmt(r.metrics.get(m, float("nan"))) for m in KEY_METRICS), when(r.start_ms))
+        console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run: str = typer.Argument(..., metavar="RUN", help="trainlab run id or MLflow run id."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """One run: config, final metrics, tags and artifacts."""
+    with user_errors():
+        from trainlab.runs import run_details
+
+        info = run_details(run, tracking_uri)
+        if as_json:
+            print(json.dumps(info, indent=2, default=str))
+            return
+        console.print(f"run {info['run_id']} (MLflow {info['mlflow_id']}) · experiment {info['experiment']} · "
+                      f"{info['status'].lower()} · {when(info['start_ms'])} → {when(info['end_ms'])}",
+                      highlight=False, soft_wrap=True, markup=False)
+        for title, items in (("config", info["params"]), ("metrics", info["metrics"]), ("tags", info["tags"])):
+            table = Table(title=title, title_justify="left", show_header=False)
+            table.add_column("key")
+            table.add_column("value")
+            for key, value in items.items():
+                if title == "config" and "." not in key and key not in ("name", "seed", "device", "threads", "output_dir"):
+                    continue  # the short filter aliases repeat config values
+                table.add_row(key, fmt(value) if isinstance(value, float) else str(value))
+            console.print(table)
+        console.print("artifacts:", highlight=False)
+        for path, size in info["artifacts"]:
+            console.print(f"  {path}  ({size:,} bytes)", highlight=False, markup=False)

@@ -1,0 +1,142 @@
+"""`trainlab download`, `train` and `all`: from a config to a recorded run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from trainlab.cli.app import app, console
+from trainlab.cli.common import (ConfigOption, OverridesArg, QuietOption, TrackerOption, fmt, load_config,
+                                 print_evaluation, print_where, user_errors, warn)
+from trainlab.cli.progress import DownloadBar, train_progress
+
+if TYPE_CHECKING:
+    from trainlab.config import Config
+    from trainlab.experiment import RunOutcome
+
+LogIntervalOption = typer.Option(30.0, "--log-interval", min=0.0, help="When output is not a terminal (CI, Docker, "
+                                 "a pipe): seconds between progress lines inside an epoch.")
+
+
+def print_dataset(dataset: Any) -> None:
+    from trainlab.redaction import redact
+
+    console.print(f"dataset {dataset.name}: {len(dataset.class_names)} classes, images {tuple(dataset.input_shape)}, "
+                  f"train {len(dataset.train_y):,}, test {len(dataset.test_y):,}, from {redact(dataset.location)}",
+                  soft_wrap=True, highlight=False, markup=False)
+    for name, sha in dataset.files.items():
+        console.print(f"  verified {name}  sha256 {sha}", soft_wrap=True, highlight=False, markup=False)
+
+
+def print_outcome(out: "RunOutcome") -> None:
+    m = out.test.metrics
+    r = out.result
+    console.print(
+        f"test accuracy {fmt(m['accuracy'])} · macro F1 {fmt(m['macro_f1'])} · AUROC {fmt(m['auroc'])} · "
+        f"log loss {fmt(m['log_loss'])}  (best epoch {r.best_epoch} of {len(r.history)}, {r.stop_reason})",
+        soft_wrap=True, highlight=False,
+    )
+    print_where(out.run_id, out.where, out.tracking_failures)
+
+
+def load_dataset(cfg: "Config", quiet: bool) -> Any:
+    from trainlab.data import create_dataset
+
+    bar = DownloadBar(quiet)
+    try:
+        return create_dataset(cfg.data, bar)
+    finally:
+        bar.close()
+
+
+def run_training(cfg: "Config", quiet: bool, log_interval: float, dataset: Any = None) -> "RunOutcome":
+    from trainlab.experiment import run_experiment
+
+    bar = train_progress(quiet, cfg.train.monitor, log_interval)
+    downloads = DownloadBar(quiet)
+    try:
+        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset, warn=warn)
+    finally:
+        downloads.close()
+        bar.close()
+
+
+@app.command()
+def download(
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the config's)."),
+    config: Optional[Path] = ConfigOption,
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where dataset files are looked up and saved."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL tried before the official sources."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Fetch a dataset (or find it locally) and verify every file's SHA-256."""
+    with user_errors():
+        overrides = [f"data.name={dataset}"] if dataset else []
+        overrides += [f"data.data_dir={data_dir}"] if data_dir else []
+        overrides += [f"data.mirror={mirror}"] if mirror else []
+        cfg = load_config(config, overrides + ["data.download=true"])
+        print_dataset(load_dataset(cfg, quiet))
+
+
+@app.command()
+def train(
+    overrides: Optional[list[str]] = OverridesArg,
+    config: Optional[Path] = ConfigOption,
+    resume: Optional[str] = typer.Option(None, "--resume", help="Run id or run folder to complete: the remaining "
+                                         "epochs, the test evaluation and whatever a backend is missing."),
+    tracker: Optional[list[str]] = TrackerOption,
+    quiet: bool = QuietOption,
+    log_interval: float = LogIntervalOption,
+) -> None:
+    """Train, evaluate on the test split, and record the run."""
+    with user_errors():
+        if resume:
+            if config or overrides or tracker:
+                from trainlab.errors import ConfigError
+
+                raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
+                                  "--tracker and overrides")
+            resume_run(resume, quiet, log_interval)
+            return
+        print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval))
+
+
+def resume_run(ref: str, quiet: bool, log_interval: float) -> None:
+    from trainlab.experiment import resume_experiment, resume_target
+
+    target = resume_target(ref, Path("runs"))
+    if target.finished:
+        console.print(f"run {target.run_id} already finished and every backend recorded its end; nothing to resume",
+                      highlight=False)
+        return
+    bar = train_progress(quiet, target.config.train.monitor, log_interval)
+    downloads = DownloadBar(quiet)
+    try:
+        out = resume_experiment(target, callbacks=bar, download_progress=downloads, warn=warn)
+    finally:
+        downloads.close()
+        bar.close()
+    print_outcome(out)
+
+
+@app.command("all")
+def all_(
+    overrides: Optional[list[str]] = OverridesArg,
+    config: Optional[Path] = ConfigOption,
+    tracker: Optional[list[str]] = TrackerOption,
+    quiet: bool = QuietOption,
+    log_interval: float = LogIntervalOption,
+) -> None:
+    """Download + train + test: the whole pipeline in one command."""
+    with user_errors():
+        from trainlab.experiment import check_storage
+
+        cfg = load_config(config, overrides, tracker)
+        check_storage(cfg)  # before a download, not after it
+        dataset = load_dataset(cfg, quiet)
+        print_dataset(dataset)
+        out = run_training(cfg, quiet, log_interval, dataset=dataset)
+        print_evaluation(out.test, f"test split · best checkpoint (epoch {out.result.best_epoch}) of run {out.run_id}")
+        print_outcome(out)

@@ -1,0 +1,35 @@
+"""`trainlab ui`: MLflow's own UI for the run store, on loopback."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from trainlab.cli.app import app, console
+from trainlab.cli.common import TrackingUriOption, user_errors
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+) -> None:
+    """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
+    with user_errors():
+        from trainlab.redaction import redact
+        from trainlab.runs import existing_store
+        from trainlab.tracking.mlflow_ui import start_ui
+
+        uri = existing_store(tracking_uri)
+        if uri.startswith("http"):
+            console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
+            return
+        server = start_ui(uri, host, port)  # returns once the page answers
+        try:
+            console.print(f"MLflow UI for {uri} on {server.url} (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+            console.file.flush()
+            server.wait()
+        finally:
+            server.stop()

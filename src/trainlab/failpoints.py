@@ -1,0 +1,23 @@
+"""Named points where a test can ``kill -9`` this process, to prove a run survives a kill at that exact moment.
+
+Set ``TRAINLAB_FAILPOINT`` to one of ``FAILPOINTS``; when the process reaches that point it
+sends itself SIGKILL (no handler runs, nothing is flushed: the real thing). Unset, a check
+costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+FAILPOINTS = {
+    "mid-epoch": "after the first step of the second epoch (of the first, in a one-epoch run)",
+    "evaluate": "after the test evaluation is computed, before it is recorded",
+    "tracker-finish": "after MLflow and W&B confirmed the end, before the run folder says finished",
+    "after-folder": "after the run folder says finished, before the process exits",
+}
+
+
+def reached(name: str) -> None:
+    if os.environ.get("TRAINLAB_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,74 @@
+"""MLflow's own UI (``mlflow ui``) as a child process, announced only once its page answers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from trainlab.errors import TrackingError
+
+STARTUP_TIMEOUT_S = 180.0  # first start on a small CPU imports MLflow's server stack (tens of seconds)
+
+
+@dataclass
+class UiServer:
+    url: str
+    process: subprocess.Popen
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_ui(store_uri: str, host: str, port: int, timeout: float = STARTUP_TIMEOUT_S) -> UiServer:
+    """Start ``mlflow ui`` on ``host:port`` and return when http://host:port/health answers."""
+    url = f"http://{host}:{port}"
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))  # another server there would answer the health check in our place
+        except OSError as exc:
+            raise TrackingError(f"port {port} on {host} is already in use ({exc.strerror}); pass another one "
+                                "with --port") from None
+    log = tempfile.TemporaryFile(mode="w+")
+    process = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", store_uri,
+                                "--host", host, "--port", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT)
+    server = UiServer(url, process)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200 and process.poll() is None:
+                        return server
+            except (urllib.error.URLError, OSError):
+                pass
+            if process.poll() is not None:
+                log.seek(0)
+                lines = [line.strip() for line in log.read().splitlines() if line.strip()]
+                reason = next((line for line in reversed(lines) if "address already in use" in line.lower()), None)
+                if reason:
+                    raise TrackingError(f"port {port} on {host} is already in use; pass another one with --port")
+                raise TrackingError(f"mlflow ui exited with code {process.returncode} before serving "
+                                    f"({lines[-1] if lines else 'no output'}); run `mlflow ui --backend-store-uri "
+                                    f"{store_uri}` to see why")
+            if time.monotonic() > deadline:
+                raise TrackingError(f"mlflow ui did not answer on {url} within {timeout:.0f} s; "
+                                    "the machine may be overloaded, try again")
+            time.sleep(0.3)
+    except BaseException:
+        server.stop()
+        raise
