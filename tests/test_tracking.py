@@ -137,7 +137,7 @@ def test_finish_waits_a_bounded_time_for_a_hung_backend(tmp_path: Path) -> None:
     with run:
         pass
     assert time.monotonic() - started < 3
-    assert "did not finish within 0 s" in warnings[0] or "did not finish within" in warnings[0]
+    assert warnings[0].startswith("hung did not finish within 0.3 s (")
     assert run.failures == {"hung": "did not finish within 0.3 s"}
     release.set()
 
@@ -155,7 +155,7 @@ def test_ctrl_c_waits_seconds_for_a_hung_backend_and_the_run_folder_ends_last(tm
     assert time.monotonic() - started < KILL_WAIT_S + 2
     record = read_run_record(tmp_path / "r1")
     assert record["status"] == "killed" and record["tracking_failures"] == {"hung": "did not finish within 3 s"}
-    assert "`trainlab train --resume r1` completes it" in warnings[0]
+    assert warnings[0].startswith("hung did not finish within 3 s (") and "--resume" not in warnings[0]
     release.set()
 
 

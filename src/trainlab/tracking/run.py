@@ -125,8 +125,8 @@ class Run:
                 waiting = self._queues[t.name].qsize()
                 self.failures.setdefault(t.name, f"did not finish within {wait:g} s")
                 self._warn(f"{t.name} did not finish within {wait:g} s ({waiting} calls still queued); its record "
-                           f"of run {self.run_id} may be incomplete. `trainlab train --resume {self.run_id}` "
-                           "completes it; raise tracking.finish_timeout if the network is slow")
+                           f"of run {self.run_id} may be incomplete (raise tracking.finish_timeout if the network "
+                           "is slow)")
 
     def wait_started(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until every backend has started.
