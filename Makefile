@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 # torch==2.13.0+cpu: a local wheel folder (PIP_FIND_LINKS, as pip uses it) or else PyTorch's CPU index
 UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 TORCH_INDEX   ?= $(if $(strip $(UV_FIND_LINKS)),,https://download.pytorch.org/whl/cpu)
-UV_FLAGS := --python $(BIN)/python --no-deps --quiet $(if $(strip $(UV_FIND_LINKS)),--find-links $(UV_FIND_LINKS)) \
+# bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (CI, containers) every process
+# would otherwise compile torch's and MLflow's sources again at import (seconds each)
+UV_FLAGS := --python $(BIN)/python --no-deps --quiet --compile-bytecode $(if $(strip $(UV_FIND_LINKS)),--find-links $(UV_FIND_LINKS)) \
             $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
