@@ -134,11 +134,11 @@ def test_kill_9_at_every_stage_then_resume_completes_every_backend(npz_run: list
             points = client.get_metric_history(run.info.run_id, key)
             assert [(m.step, m.value) for m in points] == [(0, expected[key])], (stage, key)
         assert "best.pt" in {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run.info.run_id, "checkpoints")}
-        # W&B: the newest offline run of this id ended finished with the same test metrics
-        newest = max(Path("wandb").glob(f"offline-run-*-{run_dir.name}*/run-*.wandb"), key=lambda p: p.stat().st_mtime)
-        wandb_run = read_offline_run(newest)
-        assert wandb_run.summary["trainlab_status"] == "finished" and wandb_run.exit_code == 0, stage
-        assert wandb_run.summary["test_accuracy"] == expected["test_accuracy"]
+        # W&B: the newest offline run of this id (folders are named by start time) ended finished, same metrics
+        newest = sorted(Path("wandb").glob(f"offline-run-*-{run_dir.name}*/run-*.wandb"), key=lambda p: p.parent.name)
+        wandb_run = read_offline_run(newest[-1])
+        assert wandb_run.summary.get("trainlab_status") == "finished" and wandb_run.exit_code == 0, (stage, newest)
+        assert wandb_run.summary["test_accuracy"] == expected["test_accuracy"], stage
 
 
 def test_a_run_killed_before_its_first_epoch_ends_is_not_offered_a_resume(tiny_npz: Path) -> None:

@@ -1,50 +1,17 @@
-"""Read a W&B offline run file (run-*.wandb) back with wandb's own protobuf classes.
+"""Read a W&B offline run file (run-*.wandb) back into plain values: config, history, summary, artifacts.
 
-wandb 0.31 has no public reader. The file is a 7-byte header (":W&B", magic,
-version) then 32 KiB blocks of LevelDB-log records: a 7-byte header (crc32,
-length, type: 1 full, 2 first, 3 middle, 4 last) and the payload, a serialized
-``wandb_internal_pb2.Record``.
+The file format and its record reader live in ``trainlab.tracking.wandb_file``.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-_BLOCK = 32 * 1024
-_HEADER = 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
-
-
-def raw_records(path: Path) -> Iterator[bytes]:
-    data = Path(path).read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path} is not a W&B run file (header {data[:7]!r})")
-    pos, pending = _HEADER, b""
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:  # block trailer padding
-            pos += left
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-        pos += _HEADER
-        if pos + length > len(data):
-            return  # a record still being written
-        chunk = data[pos:pos + length]
-        pos += length
-        if kind == FULL:
-            yield chunk
-        elif kind == FIRST:
-            pending = chunk
-        elif kind == MIDDLE:
-            pending += chunk
-        elif kind == LAST:
-            yield pending + chunk
-            pending = b""
+from trainlab.tracking.wandb_file import raw_records
 
 
 def _key(item: Any) -> str:

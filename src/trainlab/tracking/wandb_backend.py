@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 Mode = Literal["online", "offline", "disabled"]
 _EXIT_CODES = {"finished": 0, "failed": 1, "killed": 130}
-INIT_TIMEOUT_S = 30.0  # wandb waits 90 s for an unreachable server by default; WANDB_INIT_TIMEOUT wins
+INIT_TIMEOUT_S = 30.0
+FLUSH_WAIT_S = 15.0  # for wandb's service to write an offline run's last records after finish()  # wandb waits 90 s for an unreachable server by default; WANDB_INIT_TIMEOUT wins
 
 
 def _curve_chart(curves: dict[str, dict[str, list[float]]], x: str, y: str, title: str, x_title: str,
@@ -190,10 +191,18 @@ class WandbTracker(Tracker):
         self._write(f"{artifact_path}/{path.name}" if artifact_path else path.name, path.read_bytes())
 
     def finish(self, status: Status, error: str | None = None) -> None:
+        from trainlab.tracking.wandb_file import wait_for_exit_record
+
         self.run.summary["trainlab_status"] = status
         if error:
             self.run.summary["error"] = redact(error)[:2000]
         self.run.finish(exit_code=_EXIT_CODES[status])
+        if self.mode == "offline":
+            # finish() returns before wandb's service wrote the run's end: the offline copy is complete,
+            # and the run folder may say finished, only once the exit record is on disk
+            run_file = Path(self.run.dir).parent / f"run-{self.run.id}.wandb"
+            if not wait_for_exit_record(run_file, FLUSH_WAIT_S):
+                raise TimeoutError(f"wandb did not write the end of {run_file} within {FLUSH_WAIT_S:g} s")
 
     def where(self) -> str | None:
         if self.run is None or self.mode == "disabled":
