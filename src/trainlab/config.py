@@ -243,6 +243,10 @@ class TrackingConfig(_Section):
     finish_timeout: float = Field(
         60.0, gt=0, description="Seconds the backends get to receive what is queued when the run ends."
     )
+    figures: bool = Field(
+        True, description="Log evaluation figures (confusion matrix, ROC and PR as PNGs and W&B charts). Sweep "
+        "trials turn them off: a second of plotting per trial, and the report draws them from the predictions."
+    )
 
 
 class Config(_Section):

@@ -184,12 +184,18 @@ def run_experiment(
     run_id: str | None = None,
     dataset: Dataset | None = None,
     warn: Callable[[str], None] | None = None,
+    job: str = "train",
+    group: str | None = None,
+    tags: dict[str, str] | None = None,
+    wait_for_trackers: bool = True,
 ) -> RunOutcome:
     """Train, evaluate on the test split and record.
 
     ``resume`` is a last.pt payload to continue from (a run whose epochs are all done gets its
     evaluation and records completed); ``dataset`` one already loaded from ``cfg.data``;
     ``warn`` receives problems that do not stop the run (a tracking backend, skipped files).
+    A sweep's trial passes its ``job``, W&B ``group`` and ``tags`` (its MLflow parent), and does not
+    wait for the trackers to start: their clients are warm, and the next trial should not wait.
     """
     warn = warn or (lambda message: None)
     check_storage(cfg)
@@ -203,7 +209,8 @@ def run_experiment(
     run_id = run_id or new_run_id()
     run_dir = Path(cfg.output_dir) / run_id
     info = RunInfo(run_id=run_id, run_dir=run_dir, experiment=cfg.name, config=recorded_config(cfg),
-                   tags=this_process(), resumed=resume is not None)
+                   tags={**this_process(), "job": job, **(tags or {})}, resumed=resume is not None, job=job,
+                   group=group)
     val_source = dataset.val_source or f"{cfg.data.val_fraction:.0%} of train"
     if isinstance(callbacks, RunCallbacks):
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
@@ -222,7 +229,7 @@ def run_experiment(
                 run.replace_history(resume["training"]["loop"]["history"])
             # backends finish starting before the first step, not in the middle of the first epoch
             # where they would stall the training threads; a slow one (an unreachable server) is not waited for
-            run.wait_started(timeout=STARTUP_WAIT_S)
+            run.wait_started(timeout=STARTUP_WAIT_S if wait_for_trackers else 0.0)
             meta = {"config": info.config, "class_names": list(dataset.class_names), "run_id": run_id,
                     "trainlab_version": __version__, "background": background(splits.train_x)}
             result = train(model, splits, cfg.train, seed=cfg.seed, device=device,

@@ -32,11 +32,15 @@ class MetricSink(Protocol):
 
 
 class TrainCallbacks:
-    """Hooks for progress display; the defaults do nothing."""
+    """Hooks for progress display, and for a sweep to stop a weak trial; the defaults do nothing."""
 
     def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None: ...
     def on_step(self, epoch: int, step: int, loss: float, images: int) -> None: ...
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def stop_reason(self, epoch: int, metrics: dict[str, float]) -> str | None:
+        """A reason to stop after this epoch (a sweep's pruner: "pruned"), or None to go on."""
+        return None
 
 
 @dataclass
@@ -57,7 +61,7 @@ class TrainResult:
     history: list[dict[str, float]]
     best_epoch: int
     best_value: float
-    stop_reason: str  # "completed", "patience" or "target"
+    stop_reason: str  # "completed", "patience", "target", or a callback's ("pruned")
     best_checkpoint: Path
     last_checkpoint: Path
     first_step_at: float | None = None  # time.time() when this call's first optimizer step ended
@@ -244,10 +248,13 @@ def train(
                                         "model": model_payload(model)})
         else:
             state.stale_epochs += 1
+        asked = callbacks.stop_reason(epoch, metrics)  # a sweep reports every epoch to its pruner
         if target_reached(value, cfg.early_stop.target, cfg.monitor):
             state.stop_reason = "target"
         elif cfg.early_stop.patience and state.stale_epochs >= cfg.early_stop.patience:
             state.stop_reason = "patience"
+        elif epoch < cfg.epochs and asked:
+            state.stop_reason = asked
 
         # the last checkpoint carries everything --resume needs
         save_checkpoint(last_path, {

@@ -6,6 +6,7 @@
     training.py    download, train (--resume), all
     evaluation.py  test, predict
     runs.py        runs, runs show
+    sweep.py       sweep, sweep show
     ui.py          ui
 
 The only package that prints or reads argv. Heavy libraries (torch, MLflow) are
@@ -17,7 +18,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import training, evaluation, runs, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 

@@ -20,10 +20,10 @@ def create_trackers(cfg: TrackingConfig, wandb_dir: Path = Path(".")) -> list[Tr
     """The run folder always; then MLflow and/or W&B as configured."""
     trackers: list[Tracker] = [FolderTracker()]
     if "mlflow" in cfg.trackers:
-        trackers.append(MlflowTracker(cfg.mlflow_uri, cfg.system_metrics_interval))
+        trackers.append(MlflowTracker(cfg.mlflow_uri, cfg.system_metrics_interval, cfg.figures))
     if "wandb" in cfg.trackers:
         trackers.append(WandbTracker(cfg.wandb_project, cfg.wandb_entity, cfg.wandb_mode,
-                                     cfg.system_metrics_interval, wandb_dir))
+                                     cfg.system_metrics_interval, wandb_dir, cfg.figures))
     return trackers
 
 

@@ -23,7 +23,8 @@ class RunInfo:
     config: dict[str, Any] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     resumed: bool = False
-    job: str = "train"  # or "evaluate": a saved model tested on its own
+    job: str = "train"  # or "evaluate" (a saved model tested on its own), "trial" (of a sweep), "sweep"
+    group: str | None = None  # W&B's group: the experiment, or the sweep a trial belongs to
 
 
 @dataclass(frozen=True)

@@ -226,9 +226,10 @@ def find_run(client: Any, run_id: str, experiment_ids: Sequence[str] | None = No
 class MlflowTracker(Tracker):
     name = "mlflow"
 
-    def __init__(self, uri: str | None = None, system_metrics_interval: float = 2.0) -> None:
+    def __init__(self, uri: str | None = None, system_metrics_interval: float = 2.0, figures: bool = True) -> None:
         self._uri_setting = uri
         self._interval = system_metrics_interval
+        self._figures = figures
         self.uri = ""
         self.client: Any = None
         self.run_id = ""
@@ -311,8 +312,6 @@ class MlflowTracker(Tracker):
         self.client.log_text(self.run_id, text, name)
 
     def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
-        from trainlab.plots import evaluation_figures
-
         columns, rows = ev.predictions
         self.client.log_table(self.run_id, {c: [r[i] for r in rows] for i, c in enumerate(columns)},
                               f"{prefix}predictions.json")
@@ -322,8 +321,11 @@ class MlflowTracker(Tracker):
                              f"{prefix}confusion_matrix.json")
         self.client.log_dict(self.run_id, ev.roc, f"{prefix}roc_curves.json")
         self.client.log_dict(self.run_id, ev.pr, f"{prefix}pr_curves.json")
-        for name, fig in evaluation_figures(ev).items():
-            self.client.log_figure(self.run_id, fig, f"plots/{prefix}{name}.png")
+        if self._figures:
+            from trainlab.plots import evaluation_figures
+
+            for name, fig in evaluation_figures(ev).items():
+                self.client.log_figure(self.run_id, fig, f"plots/{prefix}{name}.png")
 
     def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
         self.client.log_artifact(self.run_id, str(path), "checkpoints")

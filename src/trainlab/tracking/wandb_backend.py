@@ -60,8 +60,9 @@ class WandbTracker(Tracker):
     name = "wandb"
 
     def __init__(self, project: str | None = None, entity: str | None = None, mode: str = "auto",
-                 system_metrics_interval: float = 2.0, directory: Path = Path(".")) -> None:
+                 system_metrics_interval: float = 2.0, directory: Path = Path("."), figures: bool = True) -> None:
         self._project = project
+        self._figures = figures
         self._entity = entity
         self._mode_setting = mode
         self._interval = system_metrics_interval
@@ -98,7 +99,7 @@ class WandbTracker(Tracker):
             entity=self._entity,
             id=wandb_id,
             name=run.run_id,
-            group=run.experiment,
+            group=run.group or run.experiment,
             job_type=run.job,
             config=run.config,
             # absolute: wandb's service process may have been started in another folder
@@ -168,6 +169,8 @@ class WandbTracker(Tracker):
                                data=[[c[k] for k in ("class", "precision", "recall", "f1", "support")]
                                      for c in ev.per_class]), f"{prefix}per_class")
         self.run.log_artifact(tables)
+        if not self._figures:
+            return
         # charts from trainlab's own curve points (wandb.plot.roc_curve would recompute them from
         # every probability), on the last epoch's row of the history
         self.run.log({

@@ -1,0 +1,261 @@
+"""`trainlab sweep SWEEP.yaml` and `trainlab sweep show SWEEP_ID`: many configurations, one record."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from rich.table import Table
+
+from trainlab.cli.app import app, console
+from trainlab.cli.common import ConfigOption, QuietOption, TrackerOption, TrackingUriOption, fmt, load_config, \
+    print_where, user_errors, warn
+
+if TYPE_CHECKING:
+    import optuna
+
+    from trainlab.experiments.sweep import Sweep, TrialRow
+    from trainlab.experiments.sweep_run import SweepOutcome
+
+POLL_S = 2.0
+
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def sweep(
+    target: Optional[str] = typer.Argument(None, help="A sweep file (W&B's sweep format, YAML or JSON), or `show`."),
+    args: Optional[list[str]] = typer.Argument(None, help="key=value overrides of the base config; after `show`: "
+                                               "the sweep id."),
+    config: Optional[Path] = ConfigOption,
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes on this machine, each with "
+                                "cores / N torch threads."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Where the study lives: a journal file (default: "
+                                          "runs/<sweep>/study.journal) or postgresql://... shared by several machines."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a sweep by its id (the same command "
+                                         "again does it too)."),
+    tracker: Optional[list[str]] = TrackerOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="`show`: print the ranking as JSON."),
+    quiet: bool = QuietOption,
+    join: bool = typer.Option(False, "--join", hidden=True, help="Run trials only (a worker another process spawned)."),
+    threads: Optional[int] = typer.Option(None, "--threads", hidden=True, min=1),
+    worker_index: int = typer.Option(0, "--worker-index", hidden=True, min=0),
+) -> None:
+    """Run a sweep: every trial a recorded run nested under the sweep's run; resumable, parallel, offline."""
+    with user_errors():
+        from trainlab.errors import ConfigError
+
+        if target == "show":
+            if not args or len(args) != 1:
+                raise ConfigError("`trainlab sweep show` takes one sweep id, e.g. `trainlab sweep show "
+                                  "sweep-grid-1a2b3c4d` (the id is printed when a sweep starts)")
+            show(args[0], tracking_uri, as_json)
+            return
+        the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume)
+        if not join:
+            announce(the_sweep, workers)
+        run(the_sweep, cfg, workers, threads, quiet, join, worker_index)
+
+
+def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config: Optional[Path],
+                  tracker: Optional[list[str]], storage: Optional[str], resume: Optional[str]) -> tuple["Sweep", Any]:
+    from trainlab.config import validate_config
+    from trainlab.errors import ConfigError
+    from trainlab.experiments.sweep import JOURNAL, make_sweep, stored_sweep
+    from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
+
+    if resume:
+        if target or overrides or config or tracker:
+            raise ConfigError("--resume continues a sweep with the file and config it was started with; drop the "
+                              "sweep file, --config, --tracker and overrides")
+        cfg = load_config(None, [])
+        where = storage or str(Path(cfg.output_dir) / resume / JOURNAL)
+        source, base = stored_sweep(resume, where)
+        cfg = validate_config(base)
+        return make_sweep(parse_sweep(source, base, default_name=resume), cfg, where, known_id=resume), cfg
+    if target is None:
+        raise ConfigError("give a sweep file (`trainlab sweep sweep.yaml`), `--resume SWEEP_ID`, or `show SWEEP_ID`")
+    cfg = load_config(config or default_base(), overrides, tracker)
+    spec = load_sweep(Path(target), cfg.model_dump(mode="json"))
+    return make_sweep(spec, cfg, storage), cfg
+
+
+def default_base() -> Optional[Path]:
+    """The quickstart config when the project's configs are at hand, else the built-in defaults."""
+    quickstart = Path("configs/quickstart.yaml")
+    return quickstart if quickstart.is_file() else None
+
+
+def announce(the_sweep: "Sweep", workers: int) -> None:
+    spec = the_sweep.spec
+    if spec.ignored:
+        console.print(f"ignored W&B sweep field(s) {', '.join(spec.ignored)}: trials run in this process, not as "
+                      "programs", highlight=False)
+    budget = [f"{spec.trial_cap} configurations" if spec.trial_cap else "",
+              f"{spec.time_budget:g} s" if spec.time_budget else ""]
+    seeds = f" x {spec.seeds} seeds" if spec.seeds > 1 else ""
+    pruner = f", pruner {spec.pruner}" if spec.pruner != "none" else ""
+    console.print(f"sweep {the_sweep.sweep_id}: {spec.method} over {', '.join(p.key for p in spec.params)} · "
+                  f"{' and '.join(b for b in budget if b)}{seeds} · {spec.goal} {spec.metric}{pruner} · "
+                  f"{workers} worker{'s' if workers > 1 else ''} · study {the_sweep.storage}",
+                  soft_wrap=True, highlight=False, markup=False)
+
+
+def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quiet: bool, join: bool,
+        worker_index: int = 0) -> None:
+    from trainlab.experiments.sweep import Worker, threads_per_worker
+    from trainlab.experiments.sweep_run import run_sweep
+
+    live = sweep_display(the_sweep, quiet or join)
+
+    def work(study: "optuna.Study", parent: Optional[str]) -> None:
+        live.study = study
+        if workers == 1:
+            Worker(the_sweep, parent, threads=threads, callbacks=live, warn=warn).run(study)
+        else:
+            spawn_workers(the_sweep, workers, threads_per_worker(workers), live)
+
+    try:
+        outcome = run_sweep(the_sweep, cfg, work=work, on_poll=live.refresh, warn=warn, worker_index=worker_index)
+    finally:
+        live.refresh()
+        live.close()
+    if not join:
+        print_ranking(outcome, quiet)
+        print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
+
+
+def spawn_workers(the_sweep: "Sweep", workers: int, threads: Optional[int], live: Any) -> None:
+    """N worker processes on the same study, each with its share of the cores; Ctrl-C / SIGTERM reach them all."""
+    command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--storage",
+               the_sweep.storage, "--join", "--quiet", *(["--threads", str(threads)] if threads else [])]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = [subprocess.Popen([*command, "--worker-index", str(i + 1)], env=env) for i in range(workers)]
+    try:
+        while any(p.poll() is None for p in procs):
+            live.refresh()
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)  # each marks its trial killed; the same command re-runs it
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
+    failed = [p.returncode for p in procs if p.returncode not in (0, None)]
+    if failed:
+        warn(f"{len(failed)} of {workers} worker processes ended with exit code {failed[0]}; their trials are "
+             "marked in the ranking, and running the same command again continues the sweep")
+
+
+# -- what the user sees ------------------------------------------------------------------------
+
+
+def sweep_display(the_sweep: "Sweep", quiet: bool) -> Any:
+    """The live table on a terminal (refreshed at each epoch and trial end); a line per ended trial in logs."""
+    from trainlab.experiments.sweep import SweepCallbacks, trial_rows
+
+    class SweepDisplay(SweepCallbacks):
+        def __init__(self) -> None:
+            self.study: Any = None
+            self.live: Any = None
+            self.said: set[int] = set()  # trials whose end was printed (log mode)
+
+        def on_trial_start(self, number: int, params: dict[str, Any], seed: int) -> None:
+            self.refresh()
+
+        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+            self.refresh()
+
+        def on_trial_end(self, row: "TrialRow") -> None:
+            self.refresh()
+
+        def refresh(self) -> None:
+            if quiet or self.study is None:
+                return
+            rows = trial_rows(self.study, the_sweep.spec)
+            metric = the_sweep.spec.metric
+            if console.is_terminal:
+                from rich.live import Live
+
+                if self.live is None:
+                    self.live = Live(console=console, auto_refresh=False, transient=True)
+                    self.live.start()
+                self.live.update(ranking_table(rows, metric, "sweep (live)"), refresh=True)
+                return
+            best = next((r for r in rows if r.state == "complete"), None)
+            for row in sorted(rows, key=lambda r: r.number):
+                if row.state == "running" or row.number in self.said:
+                    continue
+                self.said.add(row.number)
+                console.print(f"trial {row.number} {row.state}  {params_text(row.params)}  epochs {row.epochs}  "
+                              f"{metric} {fmt(row.value if row.value is not None else row.latest)}  best so far "
+                              f"{fmt(best.value if best else None)}{f' (trial {best.number})' if best else ''}",
+                              soft_wrap=True, highlight=False, markup=False)
+
+        def close(self) -> None:
+            if self.live is not None:
+                self.live.stop()
+
+    return SweepDisplay()
+
+
+def params_text(params: dict[str, Any]) -> str:
+    def text(v: Any) -> str:
+        return json.dumps(v) if isinstance(v, (dict, list)) else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={text(v)}" for k, v in params.items())
+
+
+def ranking_table(rows: list["TrialRow"], metric: str, title: str) -> Table:
+    keys = list(dict.fromkeys(k for r in rows for k in r.params))
+    table = Table(title=title, title_justify="left")
+    for col in ("trial", *keys, "epochs", f"{metric} (val)", "seeds", "test acc", "state", "s"):
+        table.add_column(col, justify="left" if col in keys or col == "state" else "right", overflow="fold")
+    for r in rows:
+        value = r.value if r.value is not None else r.latest
+        spread = f"{min(r.values):.4f}-{max(r.values):.4f}" if len(r.values) > 1 else ""
+        table.add_row(str(r.number), *(params_text({k: r.params[k]}).split("=", 1)[1] if k in r.params else ""
+                                       for k in keys),
+                      str(r.epochs), fmt(value), spread, fmt(r.test.get("accuracy")), r.state,
+                      f"{r.seconds:.0f}" if r.seconds is not None else "")
+    return table
+
+
+def print_ranking(outcome: "SweepOutcome", quiet: bool) -> None:
+    console.print(ranking_table(outcome.rows, outcome.metric, f"sweep {outcome.sweep_id}: ranking by validation "
+                                f"{outcome.metric} ({outcome.goal})"))
+    best = outcome.best
+    if best is None:
+        console.print("no trial completed", highlight=False)
+        return
+    test = " · ".join(f"test {k} {fmt(v)}" for k, v in best.test.items())
+    console.print(f"best: trial {best.number} ({params_text(best.params)}) {outcome.metric} {fmt(best.value)} on "
+                  f"validation; {test} (reported, never chosen on) · runs {', '.join(best.run_ids)}",
+                  soft_wrap=True, highlight=False, markup=False)
+    if outcome.importances and not quiet:
+        console.print("parameter importances (Optuna): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in outcome.importances.items()), soft_wrap=True, highlight=False, markup=False)
+
+
+def show(sweep_id: str, tracking_uri: Optional[str], as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from trainlab.experiments.sweep_run import sweep_ranking
+
+    outcome = sweep_ranking(sweep_id, tracking_uri)
+    if as_json:
+        print(json.dumps({"sweep_id": outcome.sweep_id, "metric": outcome.metric, "goal": outcome.goal,
+                          "importances": outcome.importances, "trials": [asdict(r) for r in outcome.rows]},
+                         indent=2, default=str))
+        return
+    print_ranking(outcome, quiet=False)

@@ -1,0 +1,188 @@
+"""A sweep as a recorded run: who leads it, its parent run, its ranking, and reading it back.
+
+The first process on a study leads it: it opens the sweep's parent run (MLflow's
+parent of every trial run, a run of job ``sweep`` in the W&B group), runs trials
+like any worker, waits for the trials other workers still run, and records the
+ranking, the best trial and Optuna's parameter importances on the parent. Other
+processes (more workers, other machines) join: they only run trials. A leader
+that died is replaced by the next process that starts on the study.
+
+``sweep_ranking`` reads a sweep back from MLflow alone (through ``runs.py``), so a
+teammate's sweep on the team server shows the same ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from trainlab.config import Config, recorded_config
+from trainlab.experiments.sweep import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, Sweep, TrialRow, asking,
+                                        best_so_far, importances, rank, trial_rows)
+from trainlab.tracking.process import process_alive, this_process
+
+if TYPE_CHECKING:
+    import optuna
+
+    from trainlab.tracking import Run
+
+LEADER_ATTR, PARENT_ATTR = "leader", "parent_mlflow_id"
+Warn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    sweep_id: str
+    metric: str
+    goal: str
+    rows: list[TrialRow]  # best first
+    importances: dict[str, float]
+    where: list[str]  # where the parent run is recorded (empty for a worker that joined)
+    tracking_failures: dict[str, str]
+
+    @property
+    def best(self) -> TrialRow | None:
+        return best_so_far(self.rows)
+
+
+def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
+    """This process leads the sweep unless a live process already does (one on another machine counts as live)."""
+    with asking(sweep):
+        leader = study.user_attrs.get(LEADER_ATTR)
+        if leader and process_alive(leader) is not False:
+            return False
+        study.set_user_attr(LEADER_ATTR, this_process())
+        return True
+
+
+def wait_for_parent(study: "optuna.Study", timeout: float = 60.0) -> str | None:
+    """A joining worker nests its trials under the leader's parent run (None: MLflow is not recording)."""
+    deadline = time.monotonic() + timeout
+    while PARENT_ATTR not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return study.user_attrs.get(PARENT_ATTR) or None
+
+
+@contextmanager
+def parent_run(sweep: Sweep, cfg: Config, study: "optuna.Study", warn: Warn) -> Iterator["Run"]:
+    """The sweep's own run: started (or taken up again) before the first trial, ended after the last."""
+    from trainlab.experiment import STARTUP_WAIT_S, check_storage, run_lock
+    from trainlab.tracking import Run, RunInfo, create_trackers
+
+    spec = sweep.spec
+    check_storage(cfg)
+    trackers = create_trackers(cfg.tracking)
+    tags = {**this_process(), "job": "sweep", SWEEP_TAG: sweep.sweep_id, "sweep_method": spec.method,
+            "sweep_metric": spec.metric, "sweep_goal": spec.goal}
+    info = RunInfo(run_id=sweep.sweep_id, run_dir=sweep.folder, experiment=cfg.name,
+                   config={"sweep": spec.source, "base": recorded_config(cfg)}, tags=tags,
+                   resumed=(sweep.folder / "run.json").is_file() or PARENT_ATTR in study.user_attrs,
+                   job="sweep", group=sweep.sweep_id)
+    with run_lock(sweep.folder, sweep.sweep_id), \
+            Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+        run.wait_started(STARTUP_WAIT_S)
+        mlflow = next((t for t in trackers if t.name == "mlflow"), None)
+        study.set_user_attr(PARENT_ATTR, getattr(mlflow, "run_id", "") or "")
+        run.log_params({"method": spec.method, "metric": spec.metric, "goal": spec.goal,
+                        "run_cap": str(spec.run_cap), "time_budget": str(spec.time_budget), "seeds": str(spec.seeds),
+                        "pruner": spec.pruner, "parameters": ", ".join(p.key for p in spec.params),
+                        "study_storage": sweep.storage})
+        run.log_dict("sweep.yaml", spec.source)
+        run.log_dict("config.yaml", recorded_config(cfg))
+        yield run
+
+
+def wait_for_trials(study: "optuna.Study", on_poll: Callable[[], None], poll: float = 2.0) -> None:
+    """Until no trial runs anywhere (a trial whose process died on this machine does not count)."""
+    from optuna.trial import TrialState
+
+    while any(process_alive(t.user_attrs) is not False
+              for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
+        on_poll()
+        time.sleep(poll)
+
+
+def record_ranking(run: "Run", sweep: Sweep, study: "optuna.Study") -> tuple[list[TrialRow], dict[str, float]]:
+    """The parent's final record: ranking, best trial (chosen on validation, its test metrics beside), importances."""
+    spec = sweep.spec
+    rows = trial_rows(study, spec)
+    found = importances(study)
+    run.log_dict("ranking.json", [asdict(r) for r in rows])
+    run.log_dict("importances.json", found)
+    counts = {state: sum(r.state == state for r in rows) for state in ("complete", "pruned", "failed", KILLED)}
+    summary: dict[str, float] = {f"trials_{k}": float(v) for k, v in counts.items()}
+    best = best_so_far(rows)
+    if best is not None and best.value is not None:
+        summary[f"best_{spec.metric}"] = best.value
+        summary.update({f"best_test_{k}": v for k, v in best.test.items()})
+        run.set_tags({"best_trial": str(best.number), "best_run": best.run_ids[0] if best.run_ids else "",
+                      "best_params": json.dumps(best.params, sort_keys=True, default=str)[:5000]})
+    summary.update({f"importance_{k}": v for k, v in found.items()})
+    run.log_summary(summary)
+    return rows, found
+
+
+# -- reading a sweep back from the record --------------------------------------------------------
+
+
+def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
+    """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
+    from trainlab.errors import ConfigError
+    from trainlab.runs import list_runs
+
+    found = list_runs(uri, filter_string=f"tags.{SWEEP_TAG} = '{sweep_id}'", limit=50_000)
+    parent = next((r for r in found if r.tags.get("job") == "sweep"), None)
+    if parent is None:
+        raise ConfigError(f"no sweep {sweep_id!r} in the MLflow store; list sweeps with "
+                          "`trainlab runs --filter \"tags.job = 'sweep'\"`")
+    metric, goal = parent.tags.get("sweep_metric", "val_accuracy"), parent.tags.get("sweep_goal", "maximize")
+    trials: dict[int, list[Any]] = {}
+    for r in found:
+        if r.tags.get("job") != "sweep" and TRIAL_TAG in r.tags:
+            trials.setdefault(int(r.tags[TRIAL_TAG]), []).append(r)
+    rows = []
+    for number, runs in trials.items():
+        runs.sort(key=lambda r: int(r.tags.get("sweep_seed", 0)))
+        values = [r.metrics[f"best_{metric}"] for r in runs if f"best_{metric}" in r.metrics]
+        first = runs[0]
+        state = {"FINISHED": "complete", "RUNNING": "running", "FAILED": "failed", "KILLED": KILLED}.get(
+            first.status, first.status.lower())
+        if any(r.tags.get("stop_reason") == "pruned" for r in runs):
+            state = "pruned"
+        elif state == "complete" and len(values) < len(runs):
+            state = "running"
+        complete = state == "complete" and values
+        test = {k: statistics.fmean(r.metrics[f"test_{k}"] for r in runs)
+                for k in ("accuracy", "macro_f1", "auroc", "log_loss")
+                if complete and all(f"test_{k}" in r.metrics for r in runs)}
+        rows.append(TrialRow(
+            number=number, state=state, params=json.loads(first.tags.get(PARAMS_TAG, "{}")),
+            value=statistics.fmean(values) if complete else None, values=values,
+            epochs=int(first.metrics.get("epochs_run", 0)) or 0, latest=first.metrics.get(metric),
+            run_ids=[r.run_id for r in runs], test=test,
+        ))
+    found_importances = {k.removeprefix("importance_"): v for k, v in parent.metrics.items()
+                         if k.startswith("importance_")}
+    return SweepOutcome(sweep_id, metric, goal, rank(rows, goal), found_importances, [], {})
+
+
+def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str | None], None],
+              on_poll: Callable[[], None] = lambda: None, warn: Warn = lambda message: None,
+              worker_index: int = 0) -> SweepOutcome:
+    """Lead the sweep (parent run, ranking) or join it; ``work(study, parent_mlflow_id)`` runs the trials."""
+    from trainlab.experiments.sweep import open_study
+
+    spec = sweep.spec
+    study = open_study(sweep, worker_index)
+    if not claim_lead(sweep, study):
+        work(study, wait_for_parent(study))
+        return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {})
+    with parent_run(sweep, cfg, study, warn) as run:
+        work(study, study.user_attrs.get(PARENT_ATTR) or None)
+        wait_for_trials(study, on_poll)
+        rows, found = record_ranking(run, sweep, study)
+    return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, run.where(), dict(run.failures))
