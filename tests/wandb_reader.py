@@ -27,6 +27,8 @@ class OfflineRun:
     stats: list[dict[str, Any]] = field(default_factory=list)
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    group: str = ""
+    job_type: str = ""
     exit_code: int | None = None
 
 
@@ -53,6 +55,8 @@ def _read_once(path: Path) -> OfflineRun:
         if kind == "run":  # the first carries everything; later ones (a tag change) only what changed
             run.run_id = record.run.run_id or run.run_id
             run.tags = list(record.run.tags) or run.tags
+            run.group = record.run.run_group or run.group
+            run.job_type = record.run.job_type or run.job_type
             for item in record.run.config.update:
                 run.config[_key(item)] = json.loads(item.value_json)
         elif kind == "config":

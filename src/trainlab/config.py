@@ -334,7 +334,8 @@ def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
     """One line per problem, joined: field, value seen, what is allowed."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+        raw_loc = err["loc"]
+        loc = [str(p) for i, p in enumerate(raw_loc) if not (i and isinstance(raw_loc[i - 1], int) and _is_union_tag(p))]
         field = ".".join(loc) or "config"
         if err["type"] == "extra_forbidden":
             valid = ", ".join(_valid_keys(loc[:-1]))
@@ -361,7 +362,7 @@ _LAYER_TYPES = frozenset(
 
 
 def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the discriminator value (e.g. 'conv') into error locations
+    # pydantic puts the discriminator value (e.g. 'conv') into error locations, after the layer's index
     return part in _LAYER_TYPES
 
 

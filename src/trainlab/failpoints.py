@@ -1,8 +1,9 @@
 """Named points where a test can ``kill -9`` this process, to prove a run survives a kill at that exact moment.
 
-Set ``TRAINLAB_FAILPOINT`` to one of ``FAILPOINTS``; when the process reaches that point it
-sends itself SIGKILL (no handler runs, nothing is flushed: the real thing). Unset, a check
-costs one dictionary lookup.
+Set ``TRAINLAB_FAILPOINT`` to one of ``FAILPOINTS`` (``NAME@N``: the N-th time the process
+reaches it, e.g. in the third trial of a sweep); when the process reaches that point it sends
+itself SIGKILL (no handler runs, nothing is flushed: the real thing). Unset, a check costs one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ FAILPOINTS = {
 }
 
 
+_times: dict[str, int] = {}
+
+
 def reached(name: str) -> None:
-    if os.environ.get("TRAINLAB_FAILPOINT") == name:
+    wanted = os.environ.get("TRAINLAB_FAILPOINT")
+    if not wanted or wanted.partition("@")[0] != name:
+        return
+    _times[name] = _times.get(name, 0) + 1
+    if _times[name] >= int(wanted.partition("@")[2] or 1):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,240 @@
+"""Sweeps: W&B-format files run offline; the trial tree, pruning, seeds, kills and parallel workers, read back
+through MlflowClient and the study."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from trainlab.config import load_config
+from trainlab.errors import ConfigError
+from trainlab.experiments.sweep_spec import parse_sweep
+
+TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
+DIGITS = ["train.epochs=2", "threads=1", "train.early_stop.patience=null"]
+EPOCH_KEYS = ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc")
+
+
+def trainlab(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([TRAINLAB, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def write(name: str, spec: dict[str, Any]) -> str:
+    Path(name).write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return name
+
+
+def client() -> MlflowClient:
+    return MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
+
+
+def sweep_runs(c: MlflowClient, sweep_id: str) -> tuple[Any, list[Any]]:
+    found = c.search_runs([e.experiment_id for e in c.search_experiments()],
+                          filter_string=f"tags.sweep = '{sweep_id}'", max_results=1000)
+    parents = [r for r in found if r.data.tags.get("job") == "sweep"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    return parents[0], [r for r in found if r.data.tags.get("job") == "trial"]
+
+
+def sweep_id_of(result: subprocess.CompletedProcess) -> str:
+    line = next(line for line in result.stdout.splitlines() if line.startswith("sweep sweep-"))
+    return line.split()[1].rstrip(":")
+
+
+def base() -> dict[str, Any]:
+    return load_config(None, ["data.name=digits"]).model_dump(mode="json")
+
+
+# -- the sweep file --------------------------------------------------------------------------------
+
+
+def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
+    raw = yaml.safe_load("""
+        program: train.py
+        command:
+          - ${env}
+          - python
+          - ${program}
+          - ${args}
+        method: bayes
+        metric: {name: val_loss, goal: minimize}
+        early_terminate: {type: hyperband, min_iter: 1, eta: 2}
+        run_cap: 5
+        parameters:
+          train:
+            parameters:
+              optimizer:
+                parameters:
+                  lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+                  weight_decay: {distribution: q_uniform, min: 0.0, max: 0.001, q: 0.0001}
+              batch_size: {distribution: int_uniform, min: 16, max: 64}
+          train.loss.label_smoothing: {distribution: uniform, min: 0.0, max: 0.2}
+          model.arch: {distribution: categorical, values: [small, fast]}
+          seed: {value: 3}
+    """)
+    spec = parse_sweep(raw, base())
+    by_key = {p.key: p for p in spec.params}
+    assert set(by_key) == {"train.optimizer.lr", "train.optimizer.weight_decay", "train.batch_size", "train.loss.label_smoothing",
+                           "model.arch", "seed"}
+    assert by_key["train.optimizer.lr"].log and by_key["train.optimizer.lr"].low == 0.0001
+    assert by_key["train.optimizer.weight_decay"].q == 0.0001
+    assert by_key["train.batch_size"].kind == "int"
+    assert by_key["model.arch"].choices == ("small", "fast")
+    assert by_key["seed"].kind == "fixed"
+    assert (spec.method, spec.metric, spec.goal, spec.run_cap) == ("bayes", "val_loss", "minimize", 5)
+    assert spec.pruner == "hyperband" and spec.pruner_settings == {"min_iter": 1, "eta": 2}
+    assert spec.ignored == ("program", "command")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}},
+      "early_stopping": 1}, "unknown sweep key 'early_stopping'"),
+    ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": []}}},
+     "values is empty"),
+    ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
+      "parameters": {"train.optimizer.lr": {"min": 0.1, "max": 0.001}}}, "min 0.1 is greater than max 0.001"),
+    ({"method": "grid", "metric": {"name": "test_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
+     "'test_accuracy' is not a metric the runs log every epoch"),
+    ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"train.lr": {"values": [0.1]}}},
+     "sweep parameter train.lr = 0.1 does not make a valid run config: unknown config key 'train.lr'"),
+    ({"method": "random", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
+     "set run_cap"),
+])
+def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        parse_sweep(spec, base())
+    result = trainlab("sweep", write("bad.yaml", spec), "--tracker", "none")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not Path("runs").exists()
+
+
+# -- trials recorded as a tree ---------------------------------------------------------------------
+
+
+def test_a_grid_runs_every_configuration_once_nested_under_the_sweep_run(tmp_path: Path) -> None:
+    spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
+                               "program": "train.py",
+                               "parameters": {"model": {"values": [{"arch": "small"}, {"arch": "fast"}]},
+                                              "train.optimizer.lr": {"values": [0.001, 0.003]}}})
+    result = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", "--tracker", "wandb")
+    assert result.returncode == 0, result.stderr
+    assert "ignored W&B sweep field(s) program" in result.stdout
+    sid = sweep_id_of(result)
+    parent, trials = sweep_runs(client(), sid)
+    assert parent.info.status == "FINISHED"
+    assert len(trials) == 4 and all(t.data.tags["mlflow.parentRunId"] == parent.info.run_id for t in trials)
+    configs = Counter((t.data.params["model.arch"], t.data.params["train.optimizer.lr"]) for t in trials)
+    assert configs == Counter({(a, lr): 1 for a in ("small", "fast") for lr in ("0.001", "0.003")})
+    c = client()
+    for t in trials:
+        assert t.info.status == "FINISHED"
+        for key in EPOCH_KEYS:
+            assert [m.step for m in c.get_metric_history(t.info.run_id, key)] == [1, 2], key
+    # the parent holds the ranking; the best is chosen on validation, its test metrics reported beside
+    best = max(trials, key=lambda t: t.data.metrics["best_val_accuracy"])
+    assert parent.data.metrics["best_val_accuracy"] == best.data.metrics["best_val_accuracy"]
+    assert parent.data.metrics["best_test_accuracy"] == pytest.approx(best.data.metrics["test_accuracy"])
+    assert parent.data.metrics["trials_complete"] == 4
+    ranking = json.loads(Path(c.download_artifacts(parent.info.run_id, "ranking.json", str(tmp_path))).read_text())
+    assert [r["value"] for r in ranking] == sorted((r["value"] for r in ranking), reverse=True)
+    # `sweep show` reads the same ranking back from MLflow
+    shown = json.loads(trainlab("sweep", "show", sid, "--json").stdout)
+    assert [(t["number"], t["state"]) for t in shown["trials"]] == [(r["number"], "complete") for r in ranking]
+    assert shown["trials"][0]["value"] == ranking[0]["value"]
+    # W&B groups the trials by sweep, job type trial
+    from wandb_reader import offline_run_file, read_offline_run
+
+    run = read_offline_run(offline_run_file(tmp_path, f"{sid}-t000"))
+    assert (run.group, run.job_type, run.exit_code) == (sid, "trial", 0)
+    # running the same command again runs nothing twice
+    again = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", "--tracker", "wandb")
+    assert again.returncode == 0, again.stderr
+    assert len(sweep_runs(client(), sid)[1]) == 4
+
+
+def test_seeds_repeat_every_configuration_and_the_objective_is_their_mean() -> None:
+    spec = write("seeds.yaml", {"method": "grid", "metric": {"name": "val_accuracy"}, "seeds": 2,
+                                "parameters": {"model.arch": {"values": ["small", "fast"]}}})
+    result = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow")
+    assert result.returncode == 0, result.stderr
+    sid = sweep_id_of(result)
+    _, trials = sweep_runs(client(), sid)
+    by_trial: dict[str, list[Any]] = {}
+    for t in trials:
+        by_trial.setdefault(t.data.tags["sweep_trial"], []).append(t)
+    assert sorted(len(v) for v in by_trial.values()) == [2, 2]
+    assert all(sorted(t.data.tags["sweep_seed"] for t in runs) == ["0", "1"] for runs in by_trial.values())
+    shown = json.loads(trainlab("sweep", "show", sid, "--json").stdout)
+    for row in shown["trials"]:
+        values = [t.data.metrics["best_val_accuracy"] for t in by_trial[str(row["number"])]]
+        assert row["value"] == pytest.approx(sum(values) / 2) and len(row["run_ids"]) == 2
+
+
+def test_pruning_stops_weak_trials_and_records_them_as_pruned() -> None:
+    spec = write("prune.yaml", {"method": "bayes", "metric": {"name": "val_accuracy"}, "run_cap": 8,
+                                "pruner": "median",
+                                "parameters": {"train.optimizer.lr": {"values": [0.003, 0.00001]}}})
+    result = trainlab("sweep", spec, "train.epochs=4", "threads=1", "train.early_stop.patience=null",
+                      "--tracker", "mlflow")
+    assert result.returncode == 0, result.stderr
+    _, trials = sweep_runs(client(), sweep_id_of(result))
+    assert len(trials) == 8
+    pruned = [t for t in trials if t.data.tags.get("stop_reason") == "pruned"]
+    assert pruned, [t.data.tags.get("stop_reason") for t in trials]
+    for t in pruned:  # recorded as such, not as failures: finished, fewer epochs, filterable
+        assert t.info.status == "FINISHED" and t.data.metrics["epochs_run"] < 4
+        assert t.data.params["train.optimizer.lr"] == "1e-05"
+    shown = json.loads(trainlab("sweep", "show", sweep_id_of(result), "--json").stdout)
+    assert Counter(r["state"] for r in shown["trials"])["pruned"] == len(pruned)
+
+
+# -- interrupted and parallel ------------------------------------------------------------------------
+
+
+def test_a_sweep_killed_mid_trial_resumes_with_every_configuration_once() -> None:
+    spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
+                               "parameters": {"train.optimizer.lr": {"values": [0.001, 0.002, 0.003, 0.004]}}})
+    killed = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", env={"TRAINLAB_FAILPOINT": "mid-epoch@3"})
+    assert killed.returncode == -9
+    sid = sweep_id_of(killed)
+    _, trials = sweep_runs(client(), sid)
+    assert len(trials) == 3  # two finished, the third killed in its second epoch
+    resumed = trainlab("sweep", "--resume", sid)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "marked killed and queued again" in resumed.stderr
+    parent, trials = sweep_runs(client(), sid)
+    finished = Counter(t.data.params["train.optimizer.lr"] for t in trials if t.info.status == "FINISHED")
+    assert finished == Counter({"0.001": 1, "0.002": 1, "0.003": 1, "0.004": 1})
+    assert len(trials) == 5  # the killed attempt stays on record, shown as killed
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_killed"] == 1
+    shown = json.loads(trainlab("sweep", "show", sid, "--json").stdout)
+    assert Counter(r["state"] for r in shown["trials"]) == Counter({"complete": 4, "killed": 1})
+
+
+def test_two_workers_on_one_study_run_every_trial_exactly_once() -> None:
+    spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
+                               "parameters": {"model.arch": {"values": ["small", "fast"]},
+                                              "train.optimizer.lr": {"values": [0.001, 0.002, 0.003]}}})
+    result = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    _, trials = sweep_runs(client(), sweep_id_of(result))
+    assert Counter((t.data.params["model.arch"], t.data.params["train.optimizer.lr"]) for t in trials) == \
+        Counter({(a, lr): 1 for a in ("small", "fast") for lr in ("0.001", "0.002", "0.003")})
+    assert {t.data.params["threads"] for t in trials} == {str(max(1, (os.cpu_count() or 1) // 2))}  # cores shared out
+    assert len({t.data.tags["trainlab.pid"] for t in trials}) == 2
+    c = client()
+    for t in trials:
+        assert t.info.status == "FINISHED"
+        for key in EPOCH_KEYS:
+            assert [m.step for m in c.get_metric_history(t.info.run_id, key)] == [1, 2], key
