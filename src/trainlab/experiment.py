@@ -7,10 +7,12 @@ reproduction) call; it returns results and prints nothing.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import secrets
-from contextlib import contextmanager
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -62,7 +64,7 @@ class RunCallbacks(TrainCallbacks):
     def on_run_start(self, start: RunStart) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunOutcome:
     run_id: str
     run_dir: Path
@@ -72,14 +74,23 @@ class RunOutcome:
     parameters: int
     result: TrainResult
     test: Evaluation
-    where: list[str]  # where each tracking backend recorded the run
+    where: list[str]  # where each tracking backend recorded the run (once its record has ended)
     tracking_failures: dict[str, str]  # backend -> what went wrong (empty when all recorded)
+    ending: threading.Thread | None = None  # the record ending in the background
+
+    def wait_recorded(self, timeout: float | None = None) -> bool:
+        """Wait until every backend and the run folder have the run's end; False if still ending."""
+        if self.ending is not None:
+            self.ending.join(timeout)
+            return not self.ending.is_alive()
+        return True
 
 
 def new_run_id() -> str:
     return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
+@functools.lru_cache(maxsize=1)
 def process_start_time() -> float:
     """When this process started (time.time() scale): start-up latency is measured from here."""
     import psutil
@@ -188,14 +199,16 @@ def run_experiment(
     group: str | None = None,
     tags: dict[str, str] | None = None,
     wait_for_trackers: bool = True,
+    end_in_background: bool = False,
 ) -> RunOutcome:
     """Train, evaluate on the test split and record.
 
     ``resume`` is a last.pt payload to continue from (a run whose epochs are all done gets its
     evaluation and records completed); ``dataset`` one already loaded from ``cfg.data``;
     ``warn`` receives problems that do not stop the run (a tracking backend, skipped files).
-    A sweep's trial passes its ``job``, W&B ``group`` and ``tags`` (its MLflow parent), and does not
-    wait for the trackers to start: their clients are warm, and the next trial should not wait.
+    A sweep's trial passes its ``job``, W&B ``group`` and ``tags`` (its MLflow parent), does not wait for
+    the trackers to start (their clients are warm), and ends its record in the background while the next
+    trial trains: ``outcome.wait_recorded()`` waits for that end.
     """
     warn = warn or (lambda message: None)
     check_storage(cfg)
@@ -221,7 +234,9 @@ def run_experiment(
         more = f" and {len(dataset.skipped) - SHOW_SKIPPED:,} more" if len(dataset.skipped) > SHOW_SKIPPED else ""
         warn(f"skipped {len(dataset.skipped):,} unreadable or non-image files ({shown}{more}); all are listed in "
              "the run's data.json. Set data.strict: true to stop at the first one instead")
-    with run_lock(run_dir, run_id), Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+    with ExitStack() as recording:
+        recording.enter_context(run_lock(run_dir, run_id))
+        run = recording.enter_context(Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn))
         try:
             if resume is None:
                 record_start(run, cfg, dataset, splits, threads, count_parameters(model), val_source)
@@ -254,9 +269,23 @@ def run_experiment(
         except KeyboardInterrupt as exc:
             exc.trainlab_resumable = (run_dir / "checkpoints" / LAST).is_file()  # type: ignore[attr-defined]
             raise
+        outcome = RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result,
+                             test, [], {})
+        ending = recording.pop_all()  # the backends' end, then the run folder's, then the lock
+    if end_in_background:
+        outcome.ending = threading.Thread(target=_end, args=(ending, run, outcome), name="trainlab-run-end",
+                                          daemon=True)  # joined by its caller; a Ctrl-C does not wait for it
+        outcome.ending.start()
+    else:
+        _end(ending, run, outcome)
+    return outcome
+
+
+def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:
+    ending.close()
+    outcome.where.extend(run.where())
+    outcome.tracking_failures.update(run.failures)
     failpoints.reached("after-folder")
-    return RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result, test,
-                      run.where(), dict(run.failures))
 
 
 def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import statistics
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from trainlab.config import Config, validate_config
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.experiments.sweep_spec import Param, SweepSpec, apply_params, sweep_id
-from trainlab.tracking.process import HOST_TAG, process_alive, this_process
+from trainlab.tracking.process import process_alive, this_process
+from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
 
 if TYPE_CHECKING:
@@ -79,6 +81,16 @@ class TrialRow:
     run_ids: list[str] = field(default_factory=list)
     test: dict[str, float] = field(default_factory=dict)  # mean test metrics, reported beside, never chosen on
     seconds: float | None = None
+
+
+@dataclass
+class _Trained:
+    """A trial whose runs have trained; their records may still be ending."""
+
+    trial: "optuna.Trial"
+    values: dict[str, Any]
+    outcomes: list["RunOutcome"]
+    started: float
 
 
 class SweepCallbacks(TrainCallbacks):
@@ -220,6 +232,7 @@ def suggest(trial: "optuna.Trial", param: Param) -> Any:
 
 
 KILLED = "killed"
+WORKER_ATTR, RESULT_ATTR = "worker", "result"  # a trial's process (host, pid, start); its runs and scores
 UNUSED = "unused"  # a grid trial asked for when the queue had just run dry: not a configuration of the sweep
 UNCLAIMED_S = 120.0
 
@@ -230,8 +243,8 @@ def reclaim_dead_trials(study: "optuna.Study", warn: Warn) -> list[int]:
 
     reclaimed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        alive = process_alive(trial.user_attrs)
-        unclaimed = HOST_TAG not in trial.user_attrs and trial.datetime_start is not None and \
+        alive = process_alive(trial.user_attrs.get(WORKER_ATTR, {}))
+        unclaimed = WORKER_ATTR not in trial.user_attrs and trial.datetime_start is not None and \
             time.time() - trial.datetime_start.timestamp() > UNCLAIMED_S  # its worker died between ask and claim
         if alive is not False and not unclaimed:
             continue  # alive, or on another machine: its own worker owns it
@@ -331,27 +344,46 @@ class Worker:
         self._datasets: dict[str, Any] = {}
 
     def run(self, study: "optuna.Study") -> int:
-        """Trials until the budget is spent; returns how many this worker ran."""
+        """Trials until the budget is spent; returns how many this worker ran.
+
+        A trial's record ends (backends, then run folder) in the background while the next trial starts;
+        the study is told the trial's result the moment its record has ended (not before: a kill in
+        between re-runs the trial rather than leaving a finished trial with an unfinished record).
+        """
         from optuna.trial import TrialState
 
         reclaim_dead_trials(study, self.warn)
         ran = 0
-        while True:
-            with asking(self.sweep):
-                if not budget_left(study, self.sweep.spec):
-                    return ran
-                trial = study.ask()
-                for key, value in this_process().items():
-                    trial.set_user_attr(key, value)
-            if self.sweep.spec.method == "grid" and not from_queue(study, trial.number):
-                # another machine took the last queued configuration between our check and our ask
-                trial.set_user_attr(UNUSED, True)
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-            self.run_trial(study, trial)
-            ran += 1
+        settling: list[threading.Thread] = []
+        try:
+            while True:
+                with asking(self.sweep):
+                    if not budget_left(study, self.sweep.spec):
+                        break
+                    trial = study.ask()
+                    trial.set_user_attr(WORKER_ATTR, this_process())
+                if self.sweep.spec.method == "grid" and not from_queue(study, trial.number):
+                    # another machine took the last queued configuration between our check and our ask
+                    trial.set_user_attr(UNUSED, True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                trained = self.run_trial(study, trial)
+                ran += 1
+                if trained is not None:
+                    settling = [t for t in settling if t.is_alive()]
+                    settling.append(threading.Thread(target=self.settle, args=(study, trained),
+                                                     name=f"trainlab-trial-{trial.number}-settle", daemon=True))
+                    settling[-1].start()
+        except BaseException:
+            for thread in settling:  # interrupted: a short wait, else the trial is re-run as killed
+                thread.join(KILL_WAIT_S)
+            raise
+        for thread in settling:
+            thread.join()
+        return ran
 
-    def run_trial(self, study: "optuna.Study", trial: "optuna.Trial") -> TrialRow:
+    def run_trial(self, study: "optuna.Study", trial: "optuna.Trial") -> "_Trained | None":
+        """Train the trial's configuration (each seed); None when it failed and the study was told so."""
         from optuna.trial import TrialState
 
         from trainlab.experiment import run_experiment
@@ -359,8 +391,7 @@ class Worker:
         spec = self.sweep.spec
         values = {p.key: suggest(trial, p) for p in spec.params}
         cfg = trial_config(self.sweep, values, self.threads)
-        outcomes: list[RunOutcome] = []
-        started = time.time()
+        trained = _Trained(trial, values, [], time.time())
         try:
             for index in range(spec.seeds):
                 seed = cfg.seed + index
@@ -369,14 +400,13 @@ class Worker:
                 tags = {SWEEP_TAG: self.sweep.sweep_id, TRIAL_TAG: str(trial.number), SEED_TAG: str(seed),
                         PARAMS_TAG: json.dumps(values, sort_keys=True, default=str)[:5000],
                         **({"mlflow.parentRunId": self.parent} if self.parent else {})}
-                trial.set_user_attr("current_run", run_id)
                 # only the first seed reports to the pruner: a pruned configuration skips its other seeds
                 callbacks = _Pruning(trial, spec.metric, self.callbacks) if index == 0 else self.callbacks
                 outcome = run_experiment(cfg.model_copy(update={"seed": seed}), callbacks=callbacks,
                                          dataset=self._dataset(cfg), run_id=run_id, warn=self.warn, job="trial",
-                                         group=self.sweep.sweep_id, tags=tags, wait_for_trackers=False)
-                outcomes.append(outcome)
-                trial.set_user_attr("run_ids", [o.run_id for o in outcomes])
+                                         group=self.sweep.sweep_id, tags=tags, wait_for_trackers=False,
+                                         end_in_background=True)
+                trained.outcomes.append(outcome)
                 if outcome.result.stop_reason == "pruned":
                     break
         except KeyboardInterrupt:
@@ -385,32 +415,43 @@ class Worker:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             raise
         except TrainingError as exc:  # diverged: a bad configuration, not a broken sweep
+            for o in trained.outcomes:
+                o.wait_recorded()
             trial.set_user_attr("error", str(exc))
+            trial.set_user_attr(RESULT_ATTR, {"run_ids": [o.run_id for o in trained.outcomes]})
             study.tell(trial, state=TrialState.FAIL)
-            row = TrialRow(trial.number, "failed", values, None, [], 0, run_ids=[o.run_id for o in outcomes],
-                           seconds=time.time() - started)
             self.warn(f"trial {trial.number} failed: {exc}")
-            self.callbacks.on_trial_end(row)
-            return row
+            self.callbacks.on_trial_end(TrialRow(trial.number, "failed", values, None, [], 0,
+                                                 run_ids=[o.run_id for o in trained.outcomes],
+                                                 seconds=time.time() - trained.started))
+            return None
         except BaseException as exc:  # a broken sweep (disk, config): the trial failed, and it is not re-run
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
             study.tell(trial, state=TrialState.FAIL)
             raise
+        return trained
+
+    def settle(self, study: "optuna.Study", trained: _Trained) -> TrialRow:
+        """Once the trial's runs are recorded to the end: tell the study its objective (or that it was pruned)."""
+        from optuna.trial import TrialState
+
+        for outcome in trained.outcomes:
+            outcome.wait_recorded()
+        trial, outcomes, spec = trained.trial, trained.outcomes, self.sweep.spec
         scores = [o.result.best_value for o in outcomes]
         test = {k: statistics.fmean(o.test.metrics[k] for o in outcomes)
                 for k in ("accuracy", "macro_f1", "auroc", "log_loss")}
-        trial.set_user_attr("seed_values", scores)
-        trial.set_user_attr("test", test)
+        trial.set_user_attr(RESULT_ATTR, {"run_ids": [o.run_id for o in outcomes], "seed_values": scores, "test": test})
         pruned = outcomes[-1].result.stop_reason == "pruned"
         if pruned:
             study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, statistics.fmean(scores))
         history = outcomes[0].result.history
-        row = TrialRow(trial.number, "pruned" if pruned else "complete", values,
+        row = TrialRow(trial.number, "pruned" if pruned else "complete", trained.values,
                        None if pruned else statistics.fmean(scores), scores, len(history),
                        latest=history[-1][spec.metric] if history else None, run_ids=[o.run_id for o in outcomes],
-                       test=test, seconds=time.time() - started)
+                       test=test, seconds=time.time() - trained.started)
         self.callbacks.on_trial_end(row)
         return row
 
@@ -441,11 +482,12 @@ def trial_rows(study: "optuna.Study", spec: SweepSpec) -> list[TrialRow]:
             continue
         values = {k: decode(params[k], v) if k in params else v for k, v in t.params.items()}
         reported = t.intermediate_values
+        result = t.user_attrs.get(RESULT_ATTR, {})
         rows.append(TrialRow(
             number=t.number, state=state, params=values, value=t.value,
-            values=list(t.user_attrs.get("seed_values", [])), epochs=len(reported),
-            latest=reported[max(reported)] if reported else None, run_ids=list(t.user_attrs.get("run_ids", [])),
-            test=dict(t.user_attrs.get("test", {})),
+            values=list(result.get("seed_values", [])), epochs=len(reported),
+            latest=reported[max(reported)] if reported else None, run_ids=list(result.get("run_ids", [])),
+            test=dict(result.get("test", {})),
             seconds=(t.datetime_complete - t.datetime_start).total_seconds()
             if t.datetime_complete and t.datetime_start else None,
         ))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from trainlab.config import Config, recorded_config
-from trainlab.experiments.sweep import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, Sweep, TrialRow, asking,
+from trainlab.experiments.sweep import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep, TrialRow, asking,
                                         best_so_far, importances, rank, trial_rows)
 from trainlab.tracking.process import process_alive, this_process
 
@@ -100,7 +100,7 @@ def wait_for_trials(study: "optuna.Study", on_poll: Callable[[], None], poll: fl
     """Until no trial runs anywhere (a trial whose process died on this machine does not count)."""
     from optuna.trial import TrialState
 
-    while any(process_alive(t.user_attrs) is not False
+    while any(process_alive(t.user_attrs.get(WORKER_ATTR, {})) is not False
               for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))):
         on_poll()
         time.sleep(poll)
