@@ -55,7 +55,9 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(2) from None
     except KeyboardInterrupt as exc:
         run_id = getattr(exc, "trainlab_run_id", None)
-        if run_id and getattr(exc, "trainlab_resumable", False):
+        if getattr(exc, "trainlab_message", None):
+            message = exc.trainlab_message  # type: ignore[attr-defined]
+        elif run_id and getattr(exc, "trainlab_resumable", False):
             message = f"interrupted; run {run_id} is marked killed. Continue it with `trainlab train --resume {run_id}`"
         elif run_id:
             message = f"interrupted before the first epoch ended; run {run_id} is marked killed and has no checkpoint to resume from"

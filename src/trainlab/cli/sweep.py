@@ -123,6 +123,13 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
 
     try:
         outcome = run_sweep(the_sweep, cfg, work=work, on_poll=live.refresh, warn=warn, worker_index=worker_index)
+    except KeyboardInterrupt as exc:
+        if join:  # the process that started this worker says it, once
+            raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+        exc.trainlab_message = (  # type: ignore[attr-defined]
+            f"interrupted; sweep {the_sweep.sweep_id} is marked killed, and the trial in flight will run again. "
+            f"Continue with the same command, or `trainlab sweep --resume {the_sweep.sweep_id}`")
+        raise
     finally:
         live.refresh()
         live.close()
