@@ -8,8 +8,8 @@
    and its test inference (test images / test images per second), all read back through
    MlflowClient and the study.
 2. pruning: random search without pruning spends its full epoch budget; bayes (TPE) with
-   the median pruner runs until it reaches the best validation accuracy random found.
-   Prints the epochs each needed.
+   ASHA pruning runs the same number of configurations. Prints the epochs each spent, and
+   after how many epochs each first reached the best validation accuracy random found.
 3. workers: the same grid with --workers 1 and --workers 2 (threads = cores / workers).
 
     python bench/sweep.py [--parts overhead,pruning,workers] [--trials 20] [--baseline 5]
@@ -109,25 +109,28 @@ def overhead(trials: int, baseline: int, epochs: int) -> None:
           f"mean {statistics.fmean(per_process):.2f} s")
 
 
-def pruning(epochs: int, budget: int) -> None:
-    """Random search (no pruning) vs TPE + median pruning: epochs to reach random's best validation accuracy."""
-    space = {"train.optimizer.lr": {"min": 0.00001, "max": 0.03, "distribution": "log_uniform_values"},
-             "train.batch_size": {"values": [16, 32, 64, 128]}}
-    common = [f"train.epochs={epochs}", "train.early_stop.patience=null", "--tracker", "mlflow", "--quiet"]
+def pruning(epochs: int, budget: int, pruner: str) -> None:
+    """Random search (no pruning) vs TPE + pruning: epochs to reach random's best validation accuracy."""
+    space = {"train.optimizer.lr": {"min": 0.0001, "max": 0.1, "distribution": "log_uniform_values"},
+             "train.optimizer.name": {"values": ["adam", "sgd"]},
+             "train.batch_size": {"values": [16, 32, 64, 128]},
+             "train.optimizer.weight_decay": {"values": [0.0, 0.0001, 0.001]}}
+    common = [f"train.epochs={epochs}", "train.early_stop.patience=null", "data.val_fraction=0.25",
+              "--tracker", "mlflow", "--quiet"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "random.yaml").write_text(yaml.safe_dump({"method": "random", "metric": {"name": "val_accuracy"},
                                                           "run_cap": budget, "parameters": space}))
         (work / "bayes.yaml").write_text(yaml.safe_dump({"method": "bayes", "metric": {"name": "val_accuracy"},
-                                                         "run_cap": budget, "pruner": "median", "parameters": space}))
+                                                         "run_cap": budget, "pruner": pruner, "parameters": space}))
         results = {}
         for name in ("random", "bayes"):
             wall, out = trainlab(work, "sweep", f"{name}.yaml", *common)
             trials = [t for t in study_trials(work, sweep_id(out))]
             results[name] = (wall, [(len(t.intermediate_values), max(t.intermediate_values.values())) for t in trials])
     target = max(best for _, best in results["random"][1])
-    print(f"\n2. pruning: digits, {budget} configurations of up to {epochs} epochs; lr log-uniform 1e-5..3e-2, "
-          "batch 16..128")
+    print(f"\n2. pruning: digits (25% of train held out for validation), {budget} configurations of up to {epochs} "
+          "epochs; lr log-uniform 1e-4..0.1, adam/sgd, batch 16..128, weight decay 0..1e-3; MLflow on")
     for name, (wall, trials) in results.items():
         spent, reached_at = 0, None
         for used, best in trials:
@@ -135,10 +138,11 @@ def pruning(epochs: int, budget: int) -> None:
             if reached_at is None and best >= target:
                 reached_at = spent
         total = sum(used for used, _ in trials)
+        label = name if name == "random" else f"bayes + {pruner} pruning"
         reached = f"reached {target:.4f} after {reached_at} epochs" if reached_at else f"did not reach {target:.4f}"
-        print(f"  {name:<22} {total:>4} epochs in all ({wall:.0f} s); {reached}; best "
+        print(f"  {label:<24} {total:>4} epochs in all ({wall:.0f} s); {reached}; best "
               f"{max(b for _, b in trials):.4f}; pruned {sum(u < epochs for u, _ in trials)} of {len(trials)}")
-    print(f"  the figure: epochs bayes + pruning needed to reach random's best, against random's {budget * epochs}")
+    print(f"  (random spends its whole budget, {budget * epochs} epochs, to know its best)")
 
 
 def workers(trials: int, epochs: int) -> None:
@@ -162,7 +166,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--baseline", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=20, help="configurations in the pruning part")
+    parser.add_argument("--budget", type=int, default=30, help="configurations in the pruning part")
+    parser.add_argument("--prune-epochs", type=int, default=10, help="epochs per configuration in the pruning part")
+    parser.add_argument("--pruner", default="asha", help="median, asha, or none")
+    parser.add_argument("--worker-trials", type=int, default=16, help="configurations in the workers part")
     args = parser.parse_args()
     import torch
 
@@ -172,9 +179,9 @@ def main() -> None:
     if "overhead" in parts:
         overhead(args.trials, args.baseline, args.epochs)
     if "pruning" in parts:
-        pruning(8, args.budget)
+        pruning(args.prune_epochs, args.budget, args.pruner)
     if "workers" in parts:
-        workers(8, args.epochs)
+        workers(args.worker_trials, 5)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], mes
 # -- trials recorded as a tree ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_grid_runs_every_configuration_once_nested_under_the_sweep_run(tmp_path: Path) -> None:
     spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy", "goal": "maximize"},
                                "program": "train.py",
@@ -163,6 +164,7 @@ def test_a_grid_runs_every_configuration_once_nested_under_the_sweep_run(tmp_pat
     assert len(sweep_runs(client(), sid)[1]) == 4
 
 
+@pytest.mark.slow
 def test_seeds_repeat_every_configuration_and_the_objective_is_their_mean() -> None:
     spec = write("seeds.yaml", {"method": "grid", "metric": {"name": "val_accuracy"}, "seeds": 2,
                                 "parameters": {"model.arch": {"values": ["small", "fast"]}}})
@@ -181,6 +183,7 @@ def test_seeds_repeat_every_configuration_and_the_objective_is_their_mean() -> N
         assert row["value"] == pytest.approx(sum(values) / 2) and len(row["run_ids"]) == 2
 
 
+@pytest.mark.slow
 def test_pruning_stops_weak_trials_and_records_them_as_pruned() -> None:
     spec = write("prune.yaml", {"method": "bayes", "metric": {"name": "val_accuracy"}, "run_cap": 8,
                                 "pruner": "median",
@@ -202,6 +205,7 @@ def test_pruning_stops_weak_trials_and_records_them_as_pruned() -> None:
 # -- interrupted and parallel ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_sweep_killed_mid_trial_resumes_with_every_configuration_once() -> None:
     spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
                                "parameters": {"train.optimizer.lr": {"values": [0.001, 0.002, 0.003, 0.004]}}})
@@ -222,6 +226,7 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_configuration_once() -> Non
     assert Counter(r["state"] for r in shown["trials"]) == Counter({"complete": 4, "killed": 1})
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_study_run_every_trial_exactly_once() -> None:
     spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
                                "parameters": {"model.arch": {"values": ["small", "fast"]},
@@ -238,3 +243,13 @@ def test_two_workers_on_one_study_run_every_trial_exactly_once() -> None:
         assert t.info.status == "FINISHED"
         for key in EPOCH_KEYS:
             assert [m.step for m in c.get_metric_history(t.info.run_id, key)] == [1, 2], key
+
+
+@pytest.mark.parametrize("sweep_file", sorted(Path(__file__).resolve().parents[1].glob("configs/sweeps/*")),
+                         ids=lambda p: p.name)
+def test_the_example_sweep_files_in_the_readme_are_valid(sweep_file: Path) -> None:
+    from trainlab.experiments.sweep_spec import load_sweep
+
+    quickstart = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    spec = load_sweep(sweep_file, quickstart.model_dump(mode="json"))
+    assert spec.trial_cap and spec.params

@@ -116,10 +116,14 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
 
     def work(study: "optuna.Study", parent: Optional[str]) -> None:
         live.study = study
-        if workers == 1:
-            Worker(the_sweep, parent, threads=threads, callbacks=live, warn=warn).run(study)
-        else:
-            spawn_workers(the_sweep, workers, threads_per_worker(workers), live)
+        share = threads or threads_per_worker(workers)
+        helpers = start_workers(the_sweep, workers - 1, share)  # this process is the first worker
+        try:
+            Worker(the_sweep, parent, threads=share, callbacks=live, warn=warn).run(study)
+        except KeyboardInterrupt:
+            stop_workers(helpers)
+            raise
+        wait_for_workers(helpers, live)
 
     try:
         outcome = run_sweep(the_sweep, cfg, work=work, on_poll=live.refresh, warn=warn, worker_index=worker_index)
@@ -138,30 +142,38 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
         print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
 
 
-def spawn_workers(the_sweep: "Sweep", workers: int, threads: Optional[int], live: Any) -> None:
-    """N worker processes on the same study, each with its share of the cores; Ctrl-C / SIGTERM reach them all."""
+def start_workers(the_sweep: "Sweep", count: int, threads: Optional[int]) -> list[subprocess.Popen]:
+    """More worker processes on the same study, each with its share of the cores."""
     command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--storage",
                the_sweep.storage, "--join", "--quiet", *(["--threads", str(threads)] if threads else [])]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen([*command, "--worker-index", str(i + 1)], env=env) for i in range(workers)]
+    return [subprocess.Popen([*command, "--worker-index", str(i + 1)], env=env) for i in range(count)]
+
+
+def wait_for_workers(procs: list[subprocess.Popen], live: Any) -> None:
     try:
         while any(p.poll() is None for p in procs):
             live.refresh()
             time.sleep(POLL_S)
     except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # each marks its trial killed; the same command re-runs it
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs)
         raise
     failed = [p.returncode for p in procs if p.returncode not in (0, None)]
     if failed:
-        warn(f"{len(failed)} of {workers} worker processes ended with exit code {failed[0]}; their trials are "
+        warn(f"{len(failed)} of {len(procs) + 1} workers ended with exit code {failed[0]}; their trials are "
              "marked in the ranking, and running the same command again continues the sweep")
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C / SIGTERM reach every worker: each marks its trial killed, and the same command re-runs it."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 # -- what the user sees ------------------------------------------------------------------------

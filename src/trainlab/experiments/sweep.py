@@ -155,7 +155,9 @@ def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) ->
     # a fresh sweep with one worker draws the same configurations every time; a worker that joins, or a
     # sweep taken up again, draws its own (the same seed would repeat what already ran)
     seed = spec.sampler_seed + 7919 * len(study.get_trials(deepcopy=False)) + 104729 * worker_index
-    study.sampler = (optuna.samplers.TPESampler(seed=seed) if spec.method == "bayes"
+    # TPE samples at random until it has seen n_startup_trials (Optuna's default 10): a quarter of a small budget
+    startup = max(3, min(10, (spec.run_cap or 40) // 4))
+    study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup) if spec.method == "bayes"
                      else optuna.samplers.RandomSampler(seed=seed))  # grid: its configurations are queued
     return study
 
