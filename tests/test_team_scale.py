@@ -113,3 +113,39 @@ def test_three_trainers_log_to_one_postgres_backed_server(mlflow_server: str, ti
         for key in ("train_loss", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc", "lr"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
         assert "best.pt" in {a.path.split("/")[-1] for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+
+
+def test_two_machines_join_one_sweep_on_postgresql_and_run_every_trial_once(
+        mlflow_server: str, postgres: str, tiny_npz: Path, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    port = postgres.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres",
+                                 "optuna"]), check=True, capture_output=True)
+    storage = postgres.rsplit("/", 1)[0] + "/optuna"
+    (tmp_path / "grid.yaml").write_text("method: grid\nmetric: {name: val_accuracy}\nparameters:\n"
+                                        "  train.optimizer.lr: {values: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    machines = []
+    for name in ("machine-a", "machine-b"):  # each in its own folder, as on its own disk
+        (tmp_path / name).mkdir()
+        machines.append(subprocess.Popen(
+            [str(Path(sys.executable).with_name("trainlab")), "sweep", str(tmp_path / "grid.yaml"), "--storage",
+             storage, "--tracker", "mlflow", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=2", "threads=1",
+             "name=team-sweep"], cwd=tmp_path / name, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True))
+    outputs = [proc.communicate(timeout=600) for proc in machines]
+    assert [proc.returncode for proc in machines] == [0, 0], [err for _, err in outputs]
+    assert sum("joined sweep" in out for out, _ in outputs) == 1  # one leads, the other joins
+
+    client = MlflowClient(mlflow_server)
+    runs = client.search_runs([client.get_experiment_by_name("team-sweep").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("job") == "sweep"]
+    trials = [r for r in runs if r.data.tags.get("job") == "trial"]
+    assert sorted(r.data.params["train.optimizer.lr"] for r in trials) == \
+        ["0.001", "0.002", "0.003", "0.004", "0.005", "0.006"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in trials} == {parent.info.run_id}
+    assert {r.info.status for r in runs} == {"FINISHED"} and parent.data.metrics["trials_complete"] == 6
+    assert len({r.data.tags["trainlab.pid"] for r in trials}) == 2
+    for run in trials:
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]

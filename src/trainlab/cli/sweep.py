@@ -137,9 +137,17 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
     finally:
         live.refresh()
         live.close()
-    if not join:
-        print_ranking(outcome, quiet)
-        print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
+    if join:
+        return
+    print_ranking(outcome, quiet)
+    if outcome.leader is not None:
+        from trainlab.tracking.process import HOST_TAG, PID_TAG
+
+        console.print(f"this process joined sweep {outcome.sweep_id} as a worker; the leading process (pid "
+                      f"{outcome.leader.get(PID_TAG)} on {outcome.leader.get(HOST_TAG)}) records its ranking",
+                      soft_wrap=True, highlight=False, markup=False)
+        return
+    print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
 
 
 def start_workers(the_sweep: "Sweep", count: int, threads: Optional[int]) -> list[subprocess.Popen]:

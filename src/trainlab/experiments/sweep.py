@@ -109,7 +109,7 @@ def storage_for(sweep: Sweep) -> Any:
 
     if not sweep.local:
         try:
-            return optuna.storages.RDBStorage(sweep.storage, heartbeat_interval=None)
+            return _rdb_storage(sweep.storage)
         except Exception as exc:  # a wrong URL, a missing driver, a server that refuses
             from trainlab.redaction import redact
 
@@ -119,6 +119,21 @@ def storage_for(sweep: Sweep) -> Any:
     path = Path(sweep.storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> Any:
+    """Optuna's database storage; machines that start together on a new database race to create its tables:
+    the losers find them created on a second attempt."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
 
 
 SPEC_ATTR, BASE_ATTR, READY_ATTR = "sweep_spec", "base_config", "ready"

@@ -43,6 +43,7 @@ class SweepOutcome:
     importances: dict[str, float]
     where: list[str]  # where the parent run is recorded (empty for a worker that joined)
     tracking_failures: dict[str, str]
+    leader: dict[str, str] | None = None  # the leading process, when this one joined it
 
     @property
     def best(self) -> TrialRow | None:
@@ -180,7 +181,8 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
     study = open_study(sweep, worker_index)
     if not claim_lead(sweep, study):
         work(study, wait_for_parent(study))
-        return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {})
+        return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {},
+                            leader=study.user_attrs.get(LEADER_ATTR))
     with parent_run(sweep, cfg, study, warn) as run:
         work(study, study.user_attrs.get(PARENT_ATTR) or None)
         wait_for_trials(study, on_poll)
