@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import threading
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -247,17 +248,20 @@ def run_experiment(
             run.wait_started(timeout=STARTUP_WAIT_S if wait_for_trackers else 0.0)
             meta = {"config": info.config, "class_names": list(dataset.class_names), "run_id": run_id,
                     "trainlab_version": __version__, "background": background(splits.train_x)}
+            started = time.perf_counter()
             result = train(model, splits, cfg.train, seed=cfg.seed, device=device,
                            checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
                            tracker=run, callbacks=callbacks, resume=resume)
+            trained = time.perf_counter()
             best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
             test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
+            durations = {"train_seconds": trained - started, "test_seconds": time.perf_counter() - trained}
             failpoints.reached("evaluate")
             run.log_evaluation(test, prefix="test_")
             startup = {"seconds_to_first_step": result.first_step_at - process_start_time()} if result.first_step_at else {}
             run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
                              "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
-                             "epochs_run": len(result.history), **startup})
+                             "epochs_run": len(result.history), **durations, **startup})
             run.set_tags({"stop_reason": result.stop_reason})
             run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
                                                    "class_names": list(dataset.class_names)})
