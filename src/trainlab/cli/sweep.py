@@ -217,7 +217,10 @@ def sweep_display(the_sweep: "Sweep", quiet: bool) -> Any:
                 if self.live is None:
                     self.live = Live(console=console, auto_refresh=False, transient=True)
                     self.live.start()
-                self.live.update(ranking_table(rows, metric, "sweep (live)"), refresh=True)
+                best = next((r for r in rows if r.state == "complete"), None)
+                title = f"sweep {the_sweep.sweep_id} · best so far: " + (
+                    f"trial {best.number}, {metric} {fmt(best.value)}" if best else "none yet")
+                self.live.update(ranking_table(rows, metric, title), refresh=True)
                 return
             best = next((r for r in rows if r.state == "complete"), None)
             for row in sorted(rows, key=lambda r: r.number):
@@ -244,16 +247,21 @@ def params_text(params: dict[str, Any]) -> str:
 
 
 def ranking_table(rows: list["TrialRow"], metric: str, title: str) -> Table:
+    """trial, its parameters, epochs run, the validation metric (mean over seeds, with their range), the test
+    accuracy reported beside it, state, seconds."""
     keys = list(dict.fromkeys(k for r in rows for k in r.params))
+    seeded = any(len(r.values) > 1 for r in rows)
+    columns = ("trial", *keys, "epochs", metric, *(["seed range"] if seeded else []), "test acc", "state", "s")
     table = Table(title=title, title_justify="left")
-    for col in ("trial", *keys, "epochs", f"{metric} (val)", "seeds", "test acc", "state", "s"):
-        table.add_column(col, justify="left" if col in keys or col == "state" else "right", overflow="fold")
+    for col in columns:
+        table.add_column(col, justify="left" if col in keys or col == "state" else "right",
+                         overflow="fold", no_wrap=col in ("state", "trial", "epochs"))
     for r in rows:
         value = r.value if r.value is not None else r.latest
-        spread = f"{min(r.values):.4f}-{max(r.values):.4f}" if len(r.values) > 1 else ""
+        spread = [f"{min(r.values):.4f}-{max(r.values):.4f}" if len(r.values) > 1 else ""] if seeded else []
         table.add_row(str(r.number), *(params_text({k: r.params[k]}).split("=", 1)[1] if k in r.params else ""
                                        for k in keys),
-                      str(r.epochs), fmt(value), spread, fmt(r.test.get("accuracy")), r.state,
+                      str(r.epochs), fmt(value), *spread, fmt(r.test.get("accuracy")), r.state,
                       f"{r.seconds:.0f}" if r.seconds is not None else "")
     return table
 

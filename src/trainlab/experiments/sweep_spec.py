@@ -16,7 +16,7 @@ names are trainlab's config keys (dotted, or nested under ``parameters``)::
     run_cap: 20
     # trainlab's own additions
     seeds: 3                               # every configuration with 3 seeds; the objective is their mean
-    time_budget: 600                       # seconds of trial time, summed over workers and attempts
+    time_budget: 600                       # seconds of trial time, summed over workers (a killed attempt is not counted: it runs again)
     pruner: median                         # median | asha | none (instead of early_terminate)
 
 ``program`` and ``command`` (W&B's launcher fields) are ignored, and said so.
@@ -80,7 +80,7 @@ class SweepSpec:
     goal: Literal["maximize", "minimize"]
     params: tuple[Param, ...]
     run_cap: int | None  # configurations (trials); each runs `seeds` times
-    time_budget: float | None  # seconds of trial time, summed over workers and attempts
+    time_budget: float | None  # seconds of trial time, summed over workers (a killed attempt is not counted: it runs again)
     seeds: int
     pruner: Literal["none", "median", "asha", "hyperband"]
     pruner_settings: dict[str, float] = field(default_factory=dict)  # hyperband: min_iter, max_iter, eta
