@@ -58,8 +58,7 @@ def base() -> dict[str, Any]:
 # -- the sweep file --------------------------------------------------------------------------------
 
 
-def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
-    raw = yaml.safe_load("""
+WANDB_STYLE = """
         program: train.py
         command:
           - ${env}
@@ -81,7 +80,11 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
           train.loss.label_smoothing: {distribution: uniform, min: 0.0, max: 0.2}
           model.arch: {distribution: categorical, values: [small, fast]}
           seed: {value: 3}
-    """)
+    """
+
+
+def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
+    raw = yaml.safe_load(WANDB_STYLE)
     spec = parse_sweep(raw, base())
     by_key = {p.key: p for p in spec.params}
     assert set(by_key) == {"train.optimizer.lr", "train.optimizer.weight_decay", "train.batch_size", "train.loss.label_smoothing",
@@ -117,6 +120,20 @@ def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], mes
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not Path("runs").exists()
+
+
+@pytest.mark.slow
+def test_a_wandb_sweep_file_as_documented_runs_offline() -> None:
+    Path("wandb_style.yaml").write_text(WANDB_STYLE, encoding="utf-8")
+    result = trainlab("sweep", "wandb_style.yaml", *DIGITS, "--tracker", "mlflow", "--tracker", "wandb")
+    assert result.returncode == 0, result.stderr
+    assert "ignored W&B sweep field(s) program, command" in result.stdout
+    _, trials = sweep_runs(client(), sweep_id_of(result))
+    assert len(trials) == 5 and all(t.info.status == "FINISHED" for t in trials)
+    for t in trials:
+        assert 0.0001 <= float(t.data.params["train.optimizer.lr"]) <= 0.1
+        assert 16 <= int(t.data.params["train.batch_size"]) <= 64
+        assert t.data.params["model.arch"] in ("small", "fast") and t.data.params["seed"] == "3"
 
 
 # -- trials recorded as a tree ---------------------------------------------------------------------
@@ -185,8 +202,10 @@ def test_seeds_repeat_every_configuration_and_the_objective_is_their_mean() -> N
 
 @pytest.mark.slow
 def test_pruning_stops_weak_trials_and_records_them_as_pruned() -> None:
-    spec = write("prune.yaml", {"method": "bayes", "metric": {"name": "val_accuracy"}, "run_cap": 8,
-                                "pruner": "median",
+    # random with a fixed sampler seed: the same configurations everywhere; a tiny learning rate is far below
+    # the median of the first three trials after its second epoch, on any CPU
+    spec = write("prune.yaml", {"method": "random", "metric": {"name": "val_accuracy"}, "run_cap": 8,
+                                "pruner": "median", "seed": 0,
                                 "parameters": {"train.optimizer.lr": {"values": [0.003, 0.00001]}}})
     result = trainlab("sweep", spec, "train.epochs=4", "threads=1", "train.early_stop.patience=null",
                       "--tracker", "mlflow")
