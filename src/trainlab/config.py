@@ -8,7 +8,6 @@ the value seen and what is allowed.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 

@@ -21,7 +21,7 @@ from trainlab.cli.common import ConfigOption, QuietOption, TrackerOption, Tracki
 if TYPE_CHECKING:
     import optuna
 
-    from trainlab.experiments.sweep import Sweep, TrialRow
+    from trainlab.experiments.study import Sweep, TrialRow
     from trainlab.experiments.sweep_run import SweepOutcome
 
 POLL_S = 2.0
@@ -67,7 +67,7 @@ def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config:
                   tracker: Optional[list[str]], storage: Optional[str], resume: Optional[str]) -> tuple["Sweep", Any]:
     from trainlab.config import validate_config
     from trainlab.errors import ConfigError
-    from trainlab.experiments.sweep import JOURNAL, make_sweep, stored_sweep
+    from trainlab.experiments.study import JOURNAL, make_sweep, stored_sweep
     from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
 
     if resume:
@@ -189,7 +189,8 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 def sweep_display(the_sweep: "Sweep", quiet: bool) -> Any:
     """The live table on a terminal (refreshed at each epoch and trial end); a line per ended trial in logs."""
-    from trainlab.experiments.sweep import SweepCallbacks, trial_rows
+    from trainlab.experiments.study import trial_rows
+    from trainlab.experiments.sweep import SweepCallbacks
 
     class SweepDisplay(SweepCallbacks):
         def __init__(self) -> None:

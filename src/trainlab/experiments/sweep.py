@@ -1,15 +1,12 @@
-"""Sweeps: an Optuna study whose trials are ordinary trainlab runs, nested under one sweep run.
+"""Running a sweep's trials: each an ordinary trainlab run, trained in the worker process.
 
-    sweep file (W&B format) -> SweepSpec -> Optuna study (journal file locally, PostgreSQL across machines)
-    each trial: ask -> config -> `seeds` runs in this process -> tell (mean objective, or pruned)
+    each trial: ask the study -> config -> `seeds` runs in this process -> tell (mean objective, or pruned)
 
 Trials run in the worker process, so the dataset, the imported libraries and the
-tracking clients are loaded once per worker, not once per trial. The study is the
-shared state: any number of workers (processes, machines) ask it for the next
-configuration, and a grid's configurations are queued in it once, so each runs
-exactly once. A trial whose process died (Ctrl-C, kill -9) is marked killed and
-queued again; the budget counts what finished. Selection reads only the
-validation metric; the test metrics are reported beside it.
+tracking clients are loaded once per worker, not once per trial; a trial's record
+ends in the background while the next trial starts. Selection reads only the
+validation metric; the test metrics are reported beside it. The study itself
+(storage, queue, budget, ranking) is ``study.py``.
 """
 
 from __future__ import annotations
@@ -20,15 +17,16 @@ import os
 import statistics
 import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, validate_config
-from trainlab.errors import ConfigError, TrainingError
-from trainlab.experiments.sweep_spec import Param, SweepSpec, apply_params, sweep_id
-from trainlab.tracking.process import process_alive, this_process
+from trainlab.errors import TrainingError
+from trainlab.experiments.study import (PARAMS_TAG, RESULT_ATTR, SEED_TAG, SWEEP_TAG, TRIAL_TAG, UNUSED, WORKER_ATTR,
+                                        Sweep, TrialRow, Warn, asking, budget_left, from_queue, reclaim_dead_trials,
+                                        requeue_killed, suggest)
+from trainlab.experiments.sweep_spec import apply_params
+from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
 
@@ -36,52 +34,6 @@ if TYPE_CHECKING:
     import optuna
 
     from trainlab.experiment import RunOutcome
-
-JOURNAL = "study.journal"
-SWEEP_TAG, TRIAL_TAG, SEED_TAG, PARAMS_TAG = "sweep", "sweep_trial", "sweep_seed", "sweep_params"
-Warn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A sweep as every worker sees it: its id, spec, base config and where its study lives."""
-
-    sweep_id: str
-    spec: SweepSpec
-    base: dict[str, Any]  # the run config every trial starts from (plain values)
-    storage: str  # Optuna storage URL, or a journal file path
-    folder: Path  # the sweep's run folder (runs/<sweep_id>): its parent run's record and, locally, its study
-
-    @property
-    def local(self) -> bool:
-        return "://" not in self.storage
-
-
-def make_sweep(spec: SweepSpec, cfg: Config, storage: str | None = None, known_id: str | None = None) -> Sweep:
-    """The sweep of ``spec`` over the base run config ``cfg``; its study lives in ``storage`` (default: a
-    journal file in the sweep's folder). ``known_id``: a sweep being resumed by its id."""
-    from trainlab.config import config_to_dict, recorded_config
-
-    sid = known_id or sweep_id(spec, recorded_config(cfg))
-    folder = Path(cfg.output_dir) / sid
-    return Sweep(sid, spec, config_to_dict(cfg), storage or str(folder / JOURNAL), folder)
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One configuration in the ranking: its parameters, objective and runs."""
-
-    number: int
-    state: str  # complete, pruned, running, failed, killed
-    params: dict[str, Any]
-    value: float | None  # mean of the seeds' best validation metric
-    values: list[float]  # per seed
-    epochs: int  # reported so far (the first seed's)
-    latest: float | None = None  # the last epoch's validation metric (of a running trial too)
-    run_ids: list[str] = field(default_factory=list)
-    test: dict[str, float] = field(default_factory=dict)  # mean test metrics, reported beside, never chosen on
-    seconds: float | None = None
-
 
 @dataclass
 class _Trained:
@@ -98,218 +50,6 @@ class SweepCallbacks(TrainCallbacks):
 
     def on_trial_start(self, number: int, params: dict[str, Any], seed: int) -> None: ...
     def on_trial_end(self, row: TrialRow) -> None: ...
-
-
-# -- the study ---------------------------------------------------------------------------------
-
-
-def storage_for(sweep: Sweep) -> Any:
-    """Optuna's journal file locally (safe for parallel processes, unlike SQLite), or a database URL."""
-    import optuna
-
-    if not sweep.local:
-        try:
-            return _rdb_storage(sweep.storage)
-        except Exception as exc:  # a wrong URL, a missing driver, a server that refuses
-            from trainlab.redaction import redact
-
-            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            raise ConfigError(f"cannot open the sweep storage {redact(sweep.storage)}: {redact(reason)}; check the "
-                              "URL, that the server is up, and that its driver (psycopg) is installed") from None
-    path = Path(sweep.storage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-
-
-def _rdb_storage(url: str, attempts: int = 5) -> Any:
-    """Optuna's database storage; machines that start together on a new database race to create its tables:
-    the losers find them created on a second attempt."""
-    import optuna
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
-
-    for attempt in range(attempts):
-        try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
-        except (IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1.0 + attempt)
-
-
-SPEC_ATTR, BASE_ATTR, READY_ATTR = "sweep_spec", "base_config", "ready"
-
-
-def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) -> "optuna.Study":
-    """Create the sweep's study (recording the spec and base config, queueing a grid once) or join it."""
-    import optuna
-
-    from trainlab.redaction import redact_mapping
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec = sweep.spec
-    storage = storage_for(sweep)
-    options = dict(study_name=sweep.sweep_id, storage=storage, pruner=pruner_for(spec, sweep.base))
-    with asking(sweep):
-        try:
-            study = optuna.create_study(direction=spec.goal, **options)
-        except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(**options)
-        else:
-            study.set_user_attr(SPEC_ATTR, spec.source)
-            study.set_user_attr(BASE_ATTR, redact_mapping(sweep.base))
-            if spec.method == "grid":
-                for values in grid(spec.params):
-                    study.enqueue_trial(values)
-            study.set_user_attr(READY_ATTR, True)
-    deadline = time.monotonic() + wait_ready
-    while not study.user_attrs.get(READY_ATTR):  # another machine is still queueing the grid
-        if time.monotonic() > deadline:
-            raise ConfigError(f"sweep {sweep.sweep_id}: its study was created but never made ready (the process "
-                              "creating it died?); delete the study, then start the sweep again")
-        time.sleep(0.5)
-    # a fresh sweep with one worker draws the same configurations every time; a worker that joins, or a
-    # sweep taken up again, draws its own (the same seed would repeat what already ran)
-    seed = spec.sampler_seed + 7919 * len(study.get_trials(deepcopy=False)) + 104729 * worker_index
-    # TPE samples at random until it has seen n_startup_trials (Optuna's default 10): a quarter of a small budget
-    startup = max(3, min(10, (spec.run_cap or 40) // 4))
-    study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup) if spec.method == "bayes"
-                     else optuna.samplers.RandomSampler(seed=seed))  # grid: its configurations are queued
-    return study
-
-
-def stored_sweep(sweep_id: str, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The sweep file and base config a study was created with (for `--resume SWEEP_ID`)."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    probe = Sweep(sweep_id, None, {}, storage, Path(storage).parent)  # type: ignore[arg-type]
-    if probe.local and not Path(storage).is_file():
-        raise ConfigError(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
-                          "SWEEP.yaml`, or pass --storage where its study lives")
-    try:
-        attrs = optuna.load_study(study_name=sweep_id, storage=storage_for(probe)).user_attrs
-    except KeyError:
-        raise ConfigError(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
-                          "pass --storage where it lives") from None
-    return attrs[SPEC_ATTR], attrs[BASE_ATTR]
-
-
-def grid(params: Sequence[Param]) -> list[dict[str, Any]]:
-    import itertools
-
-    swept = [p for p in params if p.kind != "fixed"]
-    return [dict(zip((p.key for p in swept), combo))
-            for combo in itertools.product(*(_encoded(p, p.grid_values()) for p in swept))]
-
-
-def pruner_for(spec: SweepSpec, base: dict[str, Any]) -> Any:
-    import optuna
-
-    if spec.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    if spec.pruner == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
-    if spec.pruner == "hyperband":
-        epochs = validate_config(base).train.epochs
-        settings = spec.pruner_settings
-        return optuna.pruners.HyperbandPruner(min_resource=settings.get("min_iter", 1),
-                                              max_resource=settings.get("max_iter", epochs),
-                                              reduction_factor=settings.get("eta", 3))
-    return optuna.pruners.NopPruner()
-
-
-def _encoded(param: Param, values: Sequence[Any]) -> list[Any]:
-    """Optuna stores str/int/float/bool/None; a whole architecture (a mapping) is stored as its JSON."""
-    return [v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, sort_keys=True)
-            for v in values]
-
-
-def decode(param: Param, stored: Any) -> Any:
-    """A value as Optuna stored it -> the config value (a JSON string back to its mapping)."""
-    if param.kind != "choice":
-        return stored
-    return dict(zip(_encoded(param, param.choices), param.choices)).get(stored, stored)
-
-
-def suggest(trial: "optuna.Trial", param: Param) -> Any:
-    """The trial's value for ``param`` (decoded: mappings come back as mappings)."""
-    if param.kind == "fixed":
-        return param.choices[0]
-    if param.kind == "choice":
-        return decode(param, trial.suggest_categorical(param.key, _encoded(param, param.choices)))
-    if param.kind == "int":
-        return trial.suggest_int(param.key, int(param.low), int(param.high), step=int(param.q or 1))
-    if param.q is not None and not param.log:
-        return trial.suggest_float(param.key, param.low, param.high, step=param.q)
-    value = trial.suggest_float(param.key, param.low, param.high, log=param.log)
-    return round(round(value / param.q) * param.q, 12) if param.q else value
-
-
-# -- who may start another trial ---------------------------------------------------------------
-
-
-KILLED = "killed"
-WORKER_ATTR, RESULT_ATTR = "worker", "result"  # a trial's process (host, pid, start); its runs and scores
-UNUSED = "unused"  # a grid trial asked for when the queue had just run dry: not a configuration of the sweep
-UNCLAIMED_S = 120.0
-
-
-def reclaim_dead_trials(study: "optuna.Study", warn: Warn) -> list[int]:
-    """Trials still running whose process is gone: marked killed and queued again with the same parameters."""
-    from optuna.trial import TrialState
-
-    reclaimed = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        alive = process_alive(trial.user_attrs.get(WORKER_ATTR, {}))
-        unclaimed = WORKER_ATTR not in trial.user_attrs and trial.datetime_start is not None and \
-            time.time() - trial.datetime_start.timestamp() > UNCLAIMED_S  # its worker died between ask and claim
-        if alive is not False and not unclaimed:
-            continue  # alive, or on another machine: its own worker owns it
-        study._storage.set_trial_user_attr(trial._trial_id, KILLED, True)  # Optuna has no public call for another's trial
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        reclaimed.append(trial.number)
-    if reclaimed:
-        warn(f"trial(s) {', '.join(map(str, reclaimed))} stopped with their process; marked killed and queued again")
-    return reclaimed
-
-
-def from_queue(study: "optuna.Study", number: int) -> bool:
-    """The trial was one of the queued configurations (a grid's), not a fresh sample."""
-    frozen = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.number == number)
-    return "fixed_params" in frozen.system_attrs
-
-
-def budget_left(study: "optuna.Study", spec: SweepSpec) -> bool:
-    """Another trial may start: the configurations that ran (or run) stay under run_cap / the grid, and the
-    trial time so far under time_budget. Killed trials do not count: they are run again."""
-    from optuna.trial import TrialState
-
-    trials = [t for t in study.get_trials(deepcopy=False) if not (t.user_attrs.get(KILLED) or t.user_attrs.get(UNUSED))]
-    if spec.method == "grid" and not any(t.state == TrialState.WAITING for t in trials):
-        return False
-    counted = [t for t in trials if t.state != TrialState.WAITING]
-    if spec.run_cap is not None and len(counted) >= spec.run_cap:
-        return False
-    if spec.time_budget is not None:
-        now = time.time()
-        used = sum(((t.datetime_complete.timestamp() if t.datetime_complete else now)
-                    - t.datetime_start.timestamp()) for t in counted if t.datetime_start)
-        if used >= spec.time_budget:
-            return False
-    return True
-
-
-@contextmanager
-def asking(sweep: Sweep) -> Iterator[None]:
-    """Workers on this machine take turns to check the budget and ask, so none overshoots it."""
-    if not sweep.local:
-        yield  # across machines a run_cap may be overshot by a trial in flight; a grid never (its queue)
-        return
-    from filelock import FileLock
-
-    with FileLock(str(Path(sweep.storage).with_suffix(".ask.lock")), timeout=120):
-        yield
 
 
 # -- running trials ----------------------------------------------------------------------------
@@ -427,9 +167,7 @@ class Worker:
                 if outcome.result.stop_reason == "pruned":
                     break
         except KeyboardInterrupt:
-            trial.set_user_attr(KILLED, True)
-            study.tell(trial, state=TrialState.FAIL)
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            requeue_killed(study, trial._trial_id, trial.number, trial.params)
             raise
         except TrainingError as exc:  # diverged: a bad configuration, not a broken sweep
             for o in trained.outcomes:
@@ -480,61 +218,6 @@ class Worker:
         if key not in self._datasets:
             self._datasets[key] = create_dataset(cfg.data)
         return self._datasets[key]
-
-
-# -- the ranking -------------------------------------------------------------------------------
-
-
-def trial_rows(study: "optuna.Study", spec: SweepSpec) -> list[TrialRow]:
-    """Every configuration so far, best first (by the validation objective), then pruned, running, failed."""
-    from optuna.trial import TrialState
-
-    names = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.RUNNING: "running",
-             TrialState.FAIL: "failed", TrialState.WAITING: "queued"}
-    params = {p.key: p for p in spec.params}
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        state = KILLED if t.user_attrs.get(KILLED) else names.get(t.state, t.state.name.lower())
-        if state == "queued" or t.user_attrs.get(UNUSED):
-            continue
-        values = {k: decode(params[k], v) if k in params else v for k, v in t.params.items()}
-        reported = t.intermediate_values
-        result = t.user_attrs.get(RESULT_ATTR, {})
-        rows.append(TrialRow(
-            number=t.number, state=state, params=values, value=t.value,
-            values=list(result.get("seed_values", [])), epochs=len(reported),
-            latest=reported[max(reported)] if reported else None, run_ids=list(result.get("run_ids", [])),
-            test=dict(result.get("test", {})),
-            seconds=(t.datetime_complete - t.datetime_start).total_seconds()
-            if t.datetime_complete and t.datetime_start else None,
-        ))
-    return rank(rows, spec.goal)
-
-
-def rank(rows: Sequence[TrialRow], goal: str) -> list[TrialRow]:
-    """Completed configurations best first (on the validation objective), then running, pruned, failed, killed."""
-    sign = -1.0 if goal == "maximize" else 1.0
-    order = {"complete": 0, "running": 1, "pruned": 2, "failed": 3, KILLED: 4}
-    return sorted(rows, key=lambda r: (order.get(r.state, 5), sign * (r.value if r.value is not None else 0.0),
-                                       r.number))
-
-
-def best_so_far(rows: Sequence[TrialRow]) -> TrialRow | None:
-    return next((r for r in rows if r.state == "complete" and r.value is not None), None)
-
-
-def importances(study: "optuna.Study") -> dict[str, float]:
-    """Optuna's parameter importances; empty when too few trials finished to tell."""
-    import optuna
-
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "too few trials": then the importances are equal, and say so
-            return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (RuntimeError, ValueError, ZeroDivisionError):
-        return {}
 
 
 def threads_per_worker(workers: int) -> int | None:

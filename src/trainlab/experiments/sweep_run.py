@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from trainlab.config import Config, recorded_config
-from trainlab.experiments.sweep import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep, TrialRow, asking,
-                                        best_so_far, importances, rank, trial_rows)
+from trainlab.experiments.study import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep, TrialRow, asking,
+                                        best_so_far, importances, open_study, rank, trial_rows)
 from trainlab.tracking.process import process_alive, this_process
 
 if TYPE_CHECKING:
@@ -175,8 +175,6 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
               on_poll: Callable[[], None] = lambda: None, warn: Warn = lambda message: None,
               worker_index: int = 0) -> SweepOutcome:
     """Lead the sweep (parent run, ranking) or join it; ``work(study, parent_mlflow_id)`` runs the trials."""
-    from trainlab.experiments.sweep import open_study
-
     spec = sweep.spec
     study = open_study(sweep, worker_index)
     if not claim_lead(sweep, study):
