@@ -370,7 +370,7 @@ class EvaluationRecord:
 
 def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
                       tracker_names: Sequence[str] | None = None, mlflow_uri: str | None = None,
-                      trackers: Sequence[Tracker] | None = None,
+                      trackers: Sequence[Tracker] | None = None, data_fingerprint: str | None = None,
                       warn: Callable[[str], None] | None = None) -> EvaluationRecord:
     """Record a test of a saved model as a run of its own (job "evaluate"), tagged with the run that trained it.
 
@@ -392,7 +392,10 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
         run.set_tags({"job": "evaluate", "evaluated_run": str(payload.get("run_id") or "none"),
                       "model_source": source, "evaluated_epoch": str(payload.get("epoch") or "unknown"),
                       "precision": ev.precision, "dataset": cfg.data.name, "model": cfg.model.arch,
-                      "trainlab_version": __version__})
+                      "trainlab_version": __version__,
+                      # the test split it was evaluated on, so `trainlab compare` can pair it with other runs
+                      **({"data_fingerprint": data_fingerprint[:16]} if data_fingerprint else {})})
+        run.log_params(flatten_config(cfg))  # the evaluated model's config: its test split, for comparisons
         run.log_evaluation(ev, prefix="test_")
         run.log_summary({f"test_{k}": v for k, v in ev.metrics.items()})
     return EvaluationRecord(run_id, run.where(), dict(run.failures))
@@ -400,8 +403,10 @@ def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
 
 def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
                         download_progress: DownloadProgress | None = None,
-                        tracking_uri: str | None = None, int8: bool = False) -> tuple[dict[str, Any], Evaluation]:
-    """Evaluate a saved model on its dataset's test split; returns the checkpoint and the evaluation.
+                        tracking_uri: str | None = None,
+                        int8: bool = False) -> tuple[dict[str, Any], Evaluation, str]:
+    """Evaluate a saved model on its dataset's test split; returns the checkpoint, the evaluation and the data's
+    fingerprint.
 
     With ``int8``, an int8 copy of the model is evaluated (calibrated on the first training images),
     with its label agreement, accuracy and speed against the fp32 model in the metrics.
@@ -418,8 +423,10 @@ def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
         from trainlab.quantize import CALIBRATION_IMAGES
 
         calibration = dataset.train_x[:CALIBRATION_IMAGES]
-        return payload, evaluate_int8(model, dataset.test_x, dataset.test_y, dataset.class_names, calibration, batch)
-    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, batch)
+        return payload, evaluate_int8(model, dataset.test_x, dataset.test_y, dataset.class_names, calibration,
+                                      batch), data_fingerprint(dataset)
+    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, batch), \
+        data_fingerprint(dataset)
 
 
 def checkpoint_dataset(payload: dict[str, Any], data_dir: Path | None = None,

@@ -46,6 +46,8 @@ class GroupStats:
     runs: int
     mean: float
     std: float  # sample standard deviation; NaN for a single run
+    ci_low: float  # 95% confidence interval of the mean (Student's t); NaN for a single run
+    ci_high: float
 
 
 def existing_store(uri: str | None = None) -> str:
@@ -118,16 +120,16 @@ def search_runs(client: Any, experiment: str | None, filter_string: str, sort: s
         given = f"--filter {filter_string!r}" + (f" or --sort {sort!r}" if sort else "")
         raise ConfigError(f"invalid {given}: {why}; see https://mlflow.org/docs/latest/search-runs.html "
                           "for the syntax") from None
-    rows = []
-    for r in found:
-        tags = {k: v for k, v in r.data.tags.items() if not k.startswith("mlflow.")}
-        rows.append(RunRow(
-            run_id=r.data.tags.get(RUN_ID_TAG, r.info.run_id), mlflow_id=r.info.run_id,
-            experiment=experiments.get(r.info.experiment_id, r.info.experiment_id),
-            status=effective_status(r.info.status, tags), start_ms=r.info.start_time or 0,
-            params=dict(r.data.params), metrics=dict(r.data.metrics), tags=tags,
-        ))
-    return rows
+    return [row_of(r, experiments.get(r.info.experiment_id, r.info.experiment_id)) for r in found]
+
+
+def row_of(run: Any, experiment: str) -> RunRow:
+    """An MLflow run as a RunRow (MLflow's own tags left out)."""
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+    return RunRow(run_id=run.data.tags.get(RUN_ID_TAG, run.info.run_id), mlflow_id=run.info.run_id,
+                  experiment=experiment, status=effective_status(run.info.status, tags),
+                  start_ms=run.info.start_time or 0, params=dict(run.data.params), metrics=dict(run.data.metrics),
+                  tags=tags)
 
 
 _LOCAL_RUNS = """
@@ -167,47 +169,55 @@ def list_local_runs(db: Path, experiment: str | None, limit: int) -> list[RunRow
 
 
 def group_runs(rows: Sequence[RunRow], param: str, metric: str) -> list[GroupStats]:
-    """Mean and sample std of ``metric`` for each value of ``param``, over training runs (evaluation runs
-    of `trainlab test --record` would count a model twice; runs without the metric are skipped)."""
+    """``metric`` summarised for each value of ``param``, over training runs (evaluation runs of `trainlab test
+    --record` would count a model twice; sweeps and comparisons train nothing; runs without the metric are skipped)."""
     groups: dict[str, list[float]] = {}
     for row in rows:
-        if row.tags.get("job") == "evaluate":
+        if row.tags.get("job", "train") not in ("train", "trial"):
             continue
         value = row.metrics.get(metric)
         if value is not None and not math.isnan(value):
             groups.setdefault(row.params.get(param, "(unset)"), []).append(value)
-    return [
-        GroupStats(key, len(vals), statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else math.nan)
-        for key, vals in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1]))
-    ]
+    return [group_stats(key, vals) for key, vals in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1]))]
+
+
+def group_stats(value: str, values: Sequence[float]) -> GroupStats:
+    """Count, mean, sample std and the t-based 95% interval of the mean (the runs as a sample of seeds)."""
+    from scipy import stats
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return GroupStats(value, len(values), mean, math.nan, math.nan, math.nan)
+    std = statistics.stdev(values)
+    if std == 0:
+        return GroupStats(value, len(values), mean, 0.0, mean, mean)
+    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=std / math.sqrt(len(values)))
+    return GroupStats(value, len(values), mean, std, float(low), float(high))
 
 
 def run_details(ref: str, uri: str | None = None) -> dict[str, Any]:
     """Config (params), final metrics, tags and artifact paths of one run."""
-    resolved = existing_store(uri)
-    with reading(resolved):
-        client = client_for(resolved)
-        run = find_run(client, ref)
-        if run is None:
-            raise ConfigError(f"no run {ref!r} in the MLflow store; list runs with `trainlab runs`")
+    record = Record(uri)
+    row = record.run(ref)
+    with reading(record.uri):
         artifacts: list[tuple[str, int]] = []
 
         def walk(path: str | None = None) -> None:
-            for item in client.list_artifacts(run.info.run_id, path):
+            for item in record.client.list_artifacts(row.mlflow_id, path):
                 walk(item.path) if item.is_dir else artifacts.append((item.path, item.file_size or 0))
 
         walk()
-        experiment_name = client.get_experiment(run.info.experiment_id).name
+        end_ms = record.client.get_run(row.mlflow_id).info.end_time
     return {
-        "run_id": run.data.tags.get(RUN_ID_TAG, run.info.run_id),
-        "mlflow_id": run.info.run_id,
-        "experiment": experiment_name,
-        "status": effective_status(run.info.status, dict(run.data.tags)),
-        "start_ms": run.info.start_time,
-        "end_ms": run.info.end_time,
-        "params": dict(sorted(run.data.params.items())),
-        "metrics": dict(sorted(run.data.metrics.items())),
-        "tags": {k: v for k, v in sorted(run.data.tags.items()) if not k.startswith("mlflow.")},
+        "run_id": row.run_id,
+        "mlflow_id": row.mlflow_id,
+        "experiment": row.experiment,
+        "status": row.status,
+        "start_ms": row.start_ms,
+        "end_ms": end_ms,
+        "params": dict(sorted(row.params.items())),
+        "metrics": dict(sorted(row.metrics.items())),
+        "tags": dict(sorted(row.tags.items())),
         "artifacts": artifacts,
     }
 
@@ -223,13 +233,139 @@ def locate_checkpoint(ref: str, runs_dir: Path, tracking_uri: str | None = None)
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise local_error from None
         try:
-            client = client_for(uri)
-            run = find_run(client, ref)
+            record = Record(uri)
+            row = record.run(ref)
+        except ConfigError:
+            raise CheckpointError(f"{local_error}; MLflow at {redact(uri)} has no such run either") from None
         except Exception as exc:  # an unreachable server must not hide the local error
             raise CheckpointError(f"{local_error} (MLflow at {redact(uri)} could not be asked: {exc})") from None
-        if run is None:
-            raise CheckpointError(f"{local_error}; MLflow at {redact(uri)} has no such run either") from None
-        dest = Path(tempfile.gettempdir()) / "trainlab-models" / run.info.run_id
+        dest = Path(tempfile.gettempdir()) / "trainlab-models" / row.mlflow_id
         dest.mkdir(parents=True, exist_ok=True)
-        artifact = run.data.tags.get("model_artifact", "checkpoints/best.pt")
-        return Path(client.download_artifacts(run.info.run_id, artifact, str(dest)))
+        artifact = row.tags.get("model_artifact", "checkpoints/best.pt")
+        with reading(uri):
+            return Path(record.client.download_artifacts(row.mlflow_id, artifact, str(dest)))
+
+
+# -- the resolver: every experiment command reads runs back through it ----------------------------
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A run's saved test predictions: one row per test example, in the split's order."""
+
+    class_names: tuple[str, ...]
+    y_true: Any  # np.ndarray of class indices
+    probs: Any  # np.ndarray, (examples, classes)
+
+
+class Record:
+    """An MLflow store opened for reading runs back, locally or on a team server.
+
+    ``run(ref)`` accepts a run folder, a trainlab run id, an MLflow run id, ``models:/NAME/VERSION`` or
+    ``models:/NAME@ALIAS``; ``runs(ref)`` also accepts a sweep (its finished trials' runs) and one trial of
+    a sweep, ``SWEEP#N`` (its seed repeats). Any failure to read is one line naming the store.
+    """
+
+    def __init__(self, uri: str | None = None) -> None:
+        self.uri = existing_store(uri)
+        with reading(self.uri):
+            self.client = client_for(self.uri)
+        self._experiments: dict[str, str] = {}
+
+    def _experiment(self, experiment_id: str) -> str:
+        if experiment_id not in self._experiments:
+            self._experiments[experiment_id] = self.client.get_experiment(experiment_id).name
+        return self._experiments[experiment_id]
+
+    def _row(self, run: Any) -> RunRow:
+        return row_of(run, self._experiment(run.info.experiment_id))
+
+    def run(self, ref: str) -> RunRow:
+        """One run, by any of the references a user has at hand."""
+        with reading(self.uri):
+            run = self._find(ref)
+            if run is None:
+                raise ConfigError(f"no run {ref!r} in the MLflow store at {redact(self.uri)}; give a run id, an "
+                                  "MLflow run id, a run folder or models:/NAME@ALIAS (list runs with `trainlab runs`)")
+            return self._row(run)
+
+    def _find(self, ref: str) -> Any | None:
+        from mlflow.exceptions import MlflowException
+
+        if ref.startswith("models:/"):
+            spec = ref.removeprefix("models:/")
+            name, alias = spec.split("@", 1) if "@" in spec else (spec.rpartition("/")[0], "")
+            try:
+                found = (self.client.get_model_version_by_alias(name, alias) if alias
+                         else self.client.get_model_version(name, spec.rpartition("/")[2]))
+            except MlflowException:
+                raise ConfigError(f"no model version {ref!r} in the registry at {redact(self.uri)}; list them with "
+                                  "`mlflow models` or the MLflow UI") from None
+            return self.client.get_run(found.run_id)
+        if "'" in ref or "\\" in ref:
+            return None  # not a run id, and not to be pasted into a search filter
+        folder = Path(ref)
+        if (folder / "run.json").is_file():
+            from trainlab.tracking import read_run_record
+
+            run_id = read_run_record(folder).get("run_id", folder.name)
+            found = find_run(self.client, run_id)
+            if found is None:
+                raise ConfigError(f"run folder {ref!r} (run {run_id}) is not in the MLflow store at "
+                                  f"{redact(self.uri)}; it was recorded without MLflow or into another store: pass "
+                                  "that store with --tracking-uri")
+            return found
+        return find_run(self.client, ref)
+
+    def runs(self, ref: str) -> list[RunRow]:
+        """The runs ``ref`` stands for: one run, the seed repeats of a sweep trial, or a sweep's finished trials."""
+        from trainlab.experiments.study import SWEEP_TAG, TRIAL_TAG
+
+        sweep, hash_, trial = ref.partition("#")
+        if hash_:
+            if not trial.isdigit():
+                raise ConfigError(f"{ref!r}: a sweep trial is SWEEP#N with N a trial number (see `trainlab sweep "
+                                  f"show {sweep}`)")
+            found = self.search(f"tags.{SWEEP_TAG} = '{sweep}' and tags.{TRIAL_TAG} = '{trial}'")
+            if not found:
+                raise ConfigError(f"no trial {trial} of sweep {sweep!r} in the MLflow store at {redact(self.uri)}; "
+                                  f"see `trainlab sweep show {sweep}`")
+            return found
+        row = self.run(ref)
+        if row.tags.get("job") == "sweep":
+            return [r for r in self.search(f"tags.{SWEEP_TAG} = '{row.run_id}'") if r.tags.get("job") != "sweep"]
+        return [row]
+
+    def search(self, filter_string: str, limit: int = 5000) -> list[RunRow]:
+        """Runs of every experiment matching ``filter_string`` (MLflow search syntax), oldest first."""
+        with reading(self.uri):
+            rows = search_runs(self.client, None, filter_string, "attributes.start_time", True, limit)
+        return rows
+
+    def json_artifact(self, row: RunRow, path: str) -> Any:
+        """A JSON document the run logged (config.yaml is YAML, and read as such)."""
+        import json
+
+        import yaml
+
+        with reading(self.uri), tempfile.TemporaryDirectory(prefix="trainlab-record-") as tmp:
+            folder = path.rpartition("/")[0] or None
+            if path not in {a.path for a in self.client.list_artifacts(row.mlflow_id, folder)}:
+                raise ConfigError(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job does not "
+                                  f"log one (see `trainlab runs show {row.run_id}`)")
+            text = Path(self.client.download_artifacts(row.mlflow_id, path, tmp)).read_text(encoding="utf-8")
+        return yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+
+    def predictions(self, row: RunRow) -> Predictions:
+        """The run's test predictions (``test_predictions.json``): labels and per-class probabilities."""
+        import numpy as np
+
+        table = self.json_artifact(row, "test_predictions.json")
+        columns = table["columns"]
+        names = tuple(c.removeprefix("p_") for c in columns if c.startswith("p_"))
+        index = {name: k for k, name in enumerate(names)}
+        data = table["data"]
+        true_col, first_p = columns.index("true_label"), columns.index(f"p_{names[0]}")
+        y_true = np.array([index[str(r[true_col])] for r in data], dtype=np.int64)
+        probs = np.array([r[first_p:first_p + len(names)] for r in data], dtype=np.float64).reshape(len(data), -1)
+        return Predictions(names, y_true, probs)

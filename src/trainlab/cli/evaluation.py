@@ -34,11 +34,12 @@ def test(
         from trainlab.experiment import evaluate_checkpoint, record_evaluation
         from trainlab.quantize import int8_slower_note
 
-        payload, ev = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json), tracking_uri, int8)
+        payload, ev, fingerprint = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json),
+                                                       tracking_uri, int8)
         if int8 and (note := int8_slower_note(ev.metrics["images_per_second"], ev.metrics["fp32_images_per_second"])):
             warn(note)
         recorded = record_evaluation(payload, ev, run_or_model, tracker_names=tracker_names(tracker),
-                                     mlflow_uri=tracking_uri, warn=warn) if record else None
+                                     mlflow_uri=tracking_uri, data_fingerprint=fingerprint, warn=warn) if record else None
         if as_json:
             print(json.dumps({"run_id": payload.get("run_id"), "epoch": payload.get("epoch"),
                               "precision": ev.precision, "metrics": ev.metrics, "per_class": ev.per_class,

@@ -29,7 +29,8 @@ def runs(
                                       help="MLflow search syntax, e.g. \"metrics.test_accuracy > 0.9 and params.model = 'small'\""),
     sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A metric (test_accuracy) or metrics./params./attributes. key."),
     ascending: bool = typer.Option(False, "--asc", help="Sort ascending (default: descending)."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Group by this param; mean ± std of --metric per group."),
+    group: Optional[str] = typer.Option(None, "--group", "-g", help="Group by this param: count, mean, std and 95% "
+                                        "confidence interval of --metric per group."),
     metric: str = typer.Option("test_accuracy", "--metric", "-m", help="Metric summarised by --group."),
     experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many runs."),
@@ -50,11 +51,15 @@ def runs(
         if group:
             stats = group_runs(rows, group, metric)
             table = Table(title=f"{metric} by {group} ({len(rows)} runs)", title_justify="left")
-            for col in (group, "runs", "mean", "std"):
+            for col in (group, "runs", "mean", "std", "95% CI of the mean"):
                 table.add_column(col, justify="left" if col == group else "right")
             for g in stats:
-                table.add_row(g.value, str(g.runs), fmt(g.mean), fmt(g.std))
+                table.add_row(g.value, str(g.runs), fmt(g.mean), fmt(g.std),
+                              "n/a (one run)" if g.runs < 2 else f"{fmt(g.ci_low)} to {fmt(g.ci_high)}")
             console.print(table)
+            console.print("Runs of a group differ in what the filter did not fix (seeds, other params); overlapping "
+                          "intervals do not prove groups equal: `trainlab compare --a FILTER --b FILTER` tests it.",
+                          highlight=False, soft_wrap=True)
             return
         table = Table(title=f"{len(rows)} runs" + (f" matching {filter_string!r}" if filter_string else ""),
                       title_justify="left")
@@ -65,11 +70,12 @@ def runs(
             table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
                              no_wrap=col == "run")
         for r in rows:
-            evaluation = r.tags.get("job") == "evaluate"  # `trainlab test --record`: no training of its own
+            # `trainlab test --record`, a sweep's parent, a comparison: no training of their own
+            job = {"evaluate": "test"}.get(r.tags.get("job", "train"), r.tags.get("job", "train"))
             table.add_row(r.run_id, *([r.experiment] if several else []), r.status.lower(),
                           r.params.get("dataset", r.tags.get("dataset", "")),
                           r.params.get("model", r.tags.get("model", "")),
-                          "test" if evaluation else f"{r.metrics.get('epochs_run', float('nan')):.0f}",
+                          f"{r.metrics.get('epochs_run', float('nan')):.0f}" if job in ("train", "trial") else job,
                           *(fmt(r.metrics.get(m, float("nan"))) for m in KEY_METRICS), when(r.start_ms))
         console.print(table)
 

@@ -65,6 +65,8 @@ def configure_mlflow(http: tuple[str, str, str, str] = HTTP_READS) -> None:
     for a closed network at exit). ``MLFLOW_DISABLE_TELEMETRY=false`` allows it.
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # reading a run's artifacts back (compare, reports) would draw a tqdm bar per file on stderr
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     names = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
              "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
     for name, value in zip(names, http):
