@@ -5,7 +5,8 @@
     progress.py    download bars, training progress (bar on a terminal, plain lines in logs)
     training.py    download, train (--resume), all
     evaluation.py  test, predict
-    runs.py        runs, runs show
+    runs.py        runs, runs show (--group with confidence intervals)
+    compare.py     compare
     sweep.py       sweep, sweep show
     ui.py          ui
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import training, evaluation, runs, compare, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 

@@ -1,0 +1,162 @@
+"""`trainlab compare`: A against B with honest statistics, or many runs ranked against the best."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.table import Table
+
+from trainlab.cli.app import app, console, err_console
+from trainlab.cli.common import TrackerOption, TrackingUriOption, print_where, tracker_names, user_errors, warn
+
+if TYPE_CHECKING:
+    from trainlab.experiments.compare import Comparison, Ranking, Side
+    from trainlab.experiments.significance import Difference
+
+
+@app.command()
+def compare(
+    refs: Optional[list[str]] = typer.Argument(
+        None, metavar="[RUN]...", help="Two runs (run id, MLflow run id, run folder, models:/NAME@ALIAS, a sweep "
+        "trial SWEEP#N) to compare A against B; one sweep, or three or more runs, to rank against the best."),
+    a: Optional[str] = typer.Option(None, "--a", help="Side A as a seed group: runs matching this MLflow filter, "
+                                    "e.g. \"params.model = 'small'\"."),
+    b: Optional[str] = typer.Option(None, "--b", help="Side B as a seed group (MLflow filter)."),
+    filter_string: Optional[str] = typer.Option(None, "--filter", "-f", help="Rank every finished training run "
+                                                "matching this MLflow filter."),
+    metric: str = typer.Option("test_accuracy", "--metric", "-m", help="The metric the verdict is about: "
+                               "test_accuracy, test_macro_f1, test_auroc, test_log_loss (seed groups: any recorded)."),
+    alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="Significance level."),
+    resamples: int = typer.Option(2000, "--resamples", min=100, help="Bootstrap resamples of the test split."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (results are reproducible)."),
+    record: bool = typer.Option(False, "--record", help="Keep the comparison as a run of job `compare` "
+                                "(MLflow and W&B), linking the runs compared."),
+    tracker: Optional[list[str]] = TrackerOption,
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Is B really better than A? Paired tests on the shared test split, seed groups, Holm for many."""
+    with user_errors():
+        from trainlab.errors import ConfigError
+        from trainlab.experiments import compare as cmp
+        from trainlab.runs import Record
+
+        refs = refs or []
+        if (a is None) != (b is None):
+            raise ConfigError("give both --a FILTER and --b FILTER (two seed groups), or two runs")
+        if a is not None and (refs or filter_string):
+            raise ConfigError("--a/--b compare two groups; give no RUN or --filter with them")
+        if not refs and a is None and not filter_string:
+            raise ConfigError("nothing to compare: give two runs (`trainlab compare A B`), --a/--b FILTER, a sweep, "
+                              "or --filter; list runs with `trainlab runs`")
+        store = Record(tracking_uri)
+        options = {"metric": metric, "alpha": alpha, "resamples": resamples, "seed": seed}
+        result: Comparison | Ranking
+        if a is not None and b is not None:
+            result = cmp.compare_pair(store, cmp.side_from_filter(store, a), cmp.side_from_filter(store, b), **options)
+        elif len(refs) == 2 and not filter_string:
+            result = cmp.compare_pair(store, cmp.side_of(store, refs[0]), cmp.side_of(store, refs[1]), **options)
+        else:
+            sides = cmp.candidates_of(store, refs, filter_string)
+            result = cmp.rank_many(store, sides, progress=fetching(as_json), **options)
+        if as_json:
+            print(json.dumps(result.as_dict(), indent=2, default=str))
+        elif isinstance(result, cmp.Comparison):
+            show_pair(result)
+        else:
+            show_ranking(result)
+        if record:
+            kept = cmp.record_comparison(result, store, trackers=tracker_names(tracker) or ("mlflow", "wandb"),
+                                         warn=warn)
+            print_where(kept.run_id, kept.where, kept.tracking_failures, quiet=as_json)
+
+
+def fetching(quiet: bool):  # noqa: ANN201
+    """A line on a terminal while predictions of many runs are read from the store."""
+
+    def progress(done: int, total: int) -> None:
+        if not quiet and err_console.is_terminal:
+            err_console.print(f"reading predictions {done}/{total}", end="\r", highlight=False)
+
+    return progress
+
+
+def side_line(tag: str, side: "Side") -> str:
+    runs = side.runs
+    what = (f"run {runs[0].run_id}" if len(runs) == 1
+            else f"{len(runs)} runs (seeds {', '.join(side.seeds)})")
+    named = "" if side.name in (runs[0].run_id, runs[0].mlflow_id) else f"{side.name}: "
+    return f"{tag}  {named}{what} · experiment {runs[0].experiment}"
+
+
+def split_line(split: dict) -> str:
+    return "test split: " + " · ".join(f"{k} {v}" for k, v in split.items())
+
+
+def number(metric: str, value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def show_pair(c: "Comparison") -> None:
+    from trainlab.experiments.compare import amount, interval, label, p_text
+    from trainlab.experiments.significance import GroupDifference
+
+    for line in (side_line("A", c.a), side_line("B", c.b), split_line(c.split)):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    diff_table("config diff", c.config_diff, "config: the same" + (" (seed aside)" if "seed" not in c.config_diff else ""))
+    diff_table("environment diff", c.environment_diff,
+               "environment: the same (trainlab, Python, torch, threads, device, git commit, CPU)")
+    table = Table(title="test metrics (B − A)", title_justify="left")
+    for col in ("metric", "A", "B", "B − A", "95% CI", "p", "test"):
+        table.add_column(col, justify="left" if col in ("metric", "test") else "right")
+    for d in c.differences:
+        if isinstance(d, GroupDifference):
+            left, right = (f"{number(d.metric, d.a)} ± {number(d.metric, d.std_a)} ({d.n_a})",
+                           f"{number(d.metric, d.b)} ± {number(d.metric, d.std_b)} ({d.n_b})")
+        else:
+            left, right = number(d.metric, d.a), number(d.metric, d.b)
+        better = " (lower is better)" if d.metric.endswith("loss") else ""
+        table.add_row(label(d.metric) + better, left, right, amount(d.metric, d.difference),
+                      interval(d.metric, d.ci_low, d.ci_high), p_text(d.p_value), d.test)
+    console.print(table)
+    console.print(f"verdict: {c.verdict}.", highlight=False, markup=False, soft_wrap=True, style="bold")
+    for note in c.notes:
+        console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+def diff_table(title: str, diff: dict[str, list[str]], same: str) -> None:
+    if not diff:
+        console.print(same, highlight=False, markup=False)
+        return
+    table = Table(title=title, title_justify="left")
+    for col in ("key", "A", "B"):
+        table.add_column(col)
+    for key, (left, right) in diff.items():
+        table.add_row(key, left, right)
+    console.print(table)
+
+
+def show_ranking(r: "Ranking") -> None:
+    from trainlab.experiments.compare import amount, interval, label, p_text
+
+    console.print(split_line(r.split), highlight=False, markup=False, soft_wrap=True)
+    table = Table(title=f"ranked on {label(r.metric)}, each against the best", title_justify="left")
+    for col in ("#", "candidate", "runs", label(r.metric), "vs best", "95% CI", "p", "Holm p", ""):
+        table.add_column(col, justify="left" if col in ("candidate", "") else "right")
+    for i, row in enumerate(r.rows, 1):
+        d: Difference | None = row.against_best
+        value = number(r.metric, row.mean) + ("" if math.isnan(row.std) else f" ± {number(r.metric, row.std)}")
+        params = ", ".join(f"{k}={v}" for k, v in row.side.params.items())
+        name = row.side.name + (f" ({params})" if params else "")
+        mark = "best" if d is None else ("≈ best" if row.indistinguishable else "worse")
+        table.add_row(str(i), name, str(len(row.side.runs)), value,
+                      "" if d is None else amount(r.metric, d.difference),
+                      "" if d is None else interval(r.metric, d.ci_low, d.ci_high),
+                      "" if d is None else p_text(d.p_value), "" if row.p_holm is None else p_text(row.p_holm), mark)
+    console.print(table)
+    console.print(f"verdict: {r.verdict}.", highlight=False, markup=False, soft_wrap=True, style="bold")
+    for note in r.notes:
+        console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)

@@ -1,0 +1,524 @@
+"""Compare runs: is B really better than A? And which of many are as good as the best?
+
+    references --Record (runs.py)--> sides: one run, or the seed repeats of one config
+        -> refuse sides whose test splits differ (a paired test on other examples means nothing)
+        -> the config diff and the environment diff that matters
+        -> significance.py: a run a side -> paired tests on the saved predictions;
+                            seed groups -> tests over the seeds' recorded test metrics
+        -> one verdict sentence; ``record_comparison`` keeps it as a run of job "compare"
+
+Nothing here prints; ``cli/compare.py`` shows what it returns.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from trainlab.errors import ConfigError
+from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference, holm,
+                                               lower_is_better, paired_differences, seed_spread_from_disagreement,
+                                               seeds_needed)
+
+if TYPE_CHECKING:
+    from trainlab.runs import Predictions, Record, RunRow
+
+ALPHA = 0.05
+# params that name, place or duplicate a config rather than change what is trained
+NOT_CONFIG = frozenset({"name", "output_dir", "data.data_dir", "data.download", "data.mirror", "seed", "device",
+                        "threads", "model", "dataset", "optimizer", "lr", "batch_size", "epochs"})
+# what must be equal on every side for the sides' test examples to be the same ones
+SPLIT_KEYS = {"dataset": ("tags", "dataset"), "data fingerprint": ("tags", "data_fingerprint"),
+              "split seed": ("params", "data.split_seed"), "test fraction": ("params", "data.test_fraction")}
+ENVIRONMENT_TAGS = {"trainlab": ("tags", "trainlab_version"), "git commit": ("tags", "git_commit"),
+                    "dirty": ("tags", "git_dirty"), "threads": ("params", "threads"), "device": ("params", "device")}
+ENVIRONMENT_FILE = {"python": "python", "torch": "torch", "cpu": "cpu_model", "cpu capability": "cpu_capability"}
+LABELS = {"accuracy": "test accuracy", "macro_f1": "macro F1", "auroc": "AUROC", "log_loss": "log loss"}
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric.removeprefix("test_"), metric)
+
+
+def amount(metric: str, value: float, signed: bool = True, unit: bool = True) -> str:
+    """A difference in the metric's own words: points for shares (0.008 -> +0.80 points), else the value."""
+    if math.isnan(value):
+        return "n/a"
+    sign = "+" if signed else ""
+    if lower_is_better(metric):
+        return f"{value:{sign}.4f}"
+    return f"{value * 100:{sign}.2f}" + (" points" if unit else "")
+
+
+def interval(metric: str, low: float, high: float) -> str:
+    """'-0.40 to +1.20 points'."""
+    return f"{amount(metric, low, unit=False)} to {amount(metric, high)}"
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: a run, or the runs of one config that differ only in their seed."""
+
+    name: str  # what the user gave, or a sweep trial's name
+    runs: list["RunRow"]
+    params: dict[str, str] = field(default_factory=dict)  # what a sweep trial set, for its label
+
+    @property
+    def single(self) -> bool:
+        return len(self.runs) == 1
+
+    @property
+    def seeds(self) -> list[str]:
+        return [r.params.get("seed", r.tags.get("seed", "")) for r in self.runs]
+
+    def values(self, metric: str) -> list[float]:
+        return [r.metrics[metric] for r in self.runs if metric in r.metrics and not math.isnan(r.metrics[metric])]
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "runs": [r.run_id for r in self.runs], "mlflow_ids": [r.mlflow_id for r in self.runs],
+                "seeds": self.seeds, "experiment": self.runs[0].experiment, **({"params": self.params} if self.params else {})}
+
+
+@dataclass
+class Comparison:
+    """A against B: what differs, each metric's difference and significance, the verdict."""
+
+    a: Side
+    b: Side
+    metric: str  # the verdict's
+    alpha: float
+    split: dict[str, Any]
+    config_diff: dict[str, list[str]]  # key -> [A's value(s), B's value(s)]
+    environment_diff: dict[str, list[str]]
+    differences: list[Difference]
+    outcome: str  # better / worse / indistinguishable (B against A)
+    verdict: str
+    notes: list[str]
+    seed_std: float | None = None
+    seed_std_source: str = ""
+    seeds_needed: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "pair", "a": self.a.summary(), "b": self.b.summary(), "metric": self.metric, "alpha": self.alpha,
+                "test_split": self.split, "config_diff": self.config_diff, "environment_diff": self.environment_diff,
+                "metrics": [asdict(d) for d in self.differences], "outcome": self.outcome, "verdict": self.verdict,
+                "notes": self.notes, "seed_std": self.seed_std, "seed_std_source": self.seed_std_source,
+                "seeds_needed": self.seeds_needed}
+
+
+@dataclass(frozen=True)
+class Ranked:
+    side: Side
+    mean: float
+    std: float
+    against_best: Difference | None  # None for the best itself
+    p_holm: float | None
+    indistinguishable: bool  # from the best, at alpha after Holm's correction (the best itself: True)
+
+
+@dataclass
+class Ranking:
+    """Many candidates ranked on one metric, each tested against the best with Holm's correction."""
+
+    metric: str
+    alpha: float
+    split: dict[str, Any]
+    rows: list[Ranked]
+    verdict: str
+    notes: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "ranking", "metric": self.metric, "alpha": self.alpha, "test_split": self.split,
+                "rows": [{**r.side.summary(), "mean": r.mean, "std": r.std,
+                          "against_best": asdict(r.against_best) if r.against_best else None,
+                          "p_holm": r.p_holm, "indistinguishable_from_best": r.indistinguishable} for r in self.rows],
+                "verdict": self.verdict, "notes": self.notes}
+
+
+# -- sides --------------------------------------------------------------------------------------------
+
+
+def side_of(record: "Record", ref: str) -> Side:
+    """A run, a sweep trial ``SWEEP#N`` (its seed repeats), or a seed sweep (one config, several seeds)."""
+    runs = finished(record.runs(ref), ref)
+    configs = {config_key(r) for r in runs}
+    if len(configs) > 1:
+        raise ConfigError(f"{ref!r} holds {len(configs)} different configurations, not seed repeats of one; compare "
+                          f"it alone to rank them (`trainlab compare {ref}`), or pick one with --a/--b FILTER")
+    return Side(ref, runs)
+
+
+def side_from_filter(record: "Record", filter_string: str) -> Side:
+    runs = training_runs(record.search(filter_string))
+    if not runs:
+        raise ConfigError(f"no finished training run matches {filter_string!r}; check it with "
+                          f"`trainlab runs --filter \"{filter_string}\"`")
+    return Side(filter_string, finished(runs, filter_string))
+
+
+def training_runs(rows: Sequence["RunRow"]) -> list["RunRow"]:
+    """Runs that trained a model (not sweeps' parents, evaluations or comparisons)."""
+    return [r for r in rows if r.tags.get("job", "train") in ("train", "trial")]
+
+
+def finished(rows: Sequence["RunRow"], ref: str) -> list["RunRow"]:
+    """Only finished runs hold test results; a single unfinished run is an error, others are left out."""
+    done = [r for r in rows if r.status == "FINISHED" and r.tags.get("stop_reason") != "pruned"]
+    if not done:
+        states = ", ".join(sorted({("pruned" if r.tags.get("stop_reason") == "pruned" else r.status.lower())
+                                   for r in rows})) or "none"
+        raise ConfigError(f"{ref!r} has no finished run to compare (found: {states}); finish it first (`trainlab "
+                          "train --resume RUN`) or pick another")
+    return done
+
+
+def config_key(row: "RunRow") -> tuple[tuple[str, str], ...]:
+    """What was trained, seed aside: runs with equal keys are seed repeats of one config."""
+    return tuple(sorted((k, v) for k, v in row.params.items() if k not in NOT_CONFIG and not k.startswith("tracking.")))
+
+
+# -- checks and diffs -----------------------------------------------------------------------------------
+
+
+def shared_split(sides: Sequence[Side]) -> dict[str, Any]:
+    """The test split every run was evaluated on; one line naming the difference when they are not the same."""
+    seen: dict[str, tuple[str, str]] = {}
+    for side in sides:
+        for row in side.runs:
+            for what, (kind, key) in SPLIT_KEYS.items():
+                value = getattr(row, kind).get(key)
+                if value is None:
+                    raise ConfigError(f"run {row.run_id} records no {what}, so its test split cannot be shown to be "
+                                      "the one of the other runs; compare runs trained by `trainlab train`")
+                if what in seen and seen[what][1] != value:
+                    raise ConfigError(f"the runs were tested on different test splits: {what} is {seen[what][1]!r} "
+                                      f"for run {seen[what][0]} but {value!r} for run {row.run_id}; a paired test "
+                                      "needs the same test examples on both sides")
+                seen.setdefault(what, (row.run_id, value))
+    return {what: value for what, (_, value) in seen.items()}
+
+
+def check_same_examples(split: dict[str, Any], named: Sequence[tuple[str, "Predictions"]]) -> None:
+    """The saved predictions hold the same examples, in the same order, with the same labels."""
+    first_name, first = named[0]
+    for name, other in named[1:]:
+        if len(other.y_true) != len(first.y_true) or other.class_names != first.class_names or (
+                other.y_true != first.y_true).any():
+            raise ConfigError(f"runs {first_name} and {name} record the same test split but their saved predictions "
+                              f"differ ({len(first.y_true)} vs {len(other.y_true)} examples or other labels); the data "
+                              "changed between them, so a paired test is not possible")
+    split["test examples"] = len(first.y_true)
+    split["classes"] = len(first.class_names)
+
+
+def values_of(rows: Sequence["RunRow"], kind: str, key: str) -> str:
+    found = sorted({getattr(r, kind).get(key, "(unset)") for r in rows}, key=lambda v: (len(v), v))
+    return ", ".join(found)
+
+
+def config_diff(a: Side, b: Side) -> dict[str, list[str]]:
+    """Config keys whose values differ between the sides (the seed too, when it is not what varies within them)."""
+    keys = sorted({k for r in (*a.runs, *b.runs) for k in r.params
+                   if k not in NOT_CONFIG - {"seed"} and not k.startswith("tracking.")})
+    return {k: [values_of(a.runs, "params", k), values_of(b.runs, "params", k)] for k in keys
+            if values_of(a.runs, "params", k) != values_of(b.runs, "params", k)}
+
+
+def environment_diff(record: "Record", a: Side, b: Side) -> dict[str, list[str]]:
+    """What could make equal configs give different numbers: versions, threads, device, code, CPU."""
+    found = {what: [values_of(a.runs, kind, key), values_of(b.runs, kind, key)]
+             for what, (kind, key) in ENVIRONMENT_TAGS.items()}
+    files = []
+    for side in (a, b):
+        try:
+            files.append(record.json_artifact(side.runs[0], "environment.json"))
+        except ConfigError:
+            files.append({})
+    for what, key in ENVIRONMENT_FILE.items():
+        if key in files[0] and key in files[1]:  # an evaluation run (`trainlab test --record`) records none
+            found[what] = [str(files[0][key]), str(files[1][key])]
+    return {k: v for k, v in found.items() if v[0] != v[1]}
+
+
+# -- A against B ------------------------------------------------------------------------------------
+
+
+def metric_name(metric: str) -> str:
+    """'accuracy', 'test_accuracy' -> 'test_accuracy'; any other recorded metric as given."""
+    bare = metric.removeprefix("test_")
+    return f"test_{bare}" if bare in METRICS else metric
+
+
+def compare_pair(record: "Record", a: Side, b: Side, *, metric: str = "test_accuracy", alpha: float = ALPHA,
+                 resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
+    """A against B; single runs on the saved predictions, seed groups on their recorded metrics."""
+    metric = metric_name(metric)
+    split = shared_split([a, b])
+    notes: list[str] = []
+    if a.single and b.single:
+        if metric.removeprefix("test_") not in METRICS:
+            raise ConfigError(f"--metric {metric!r}: two single runs are compared on their test predictions, which "
+                              f"give {', '.join('test_' + m for m in METRICS)}; compare seed groups for other metrics")
+        pa, pb = record.predictions(a.runs[0]), record.predictions(b.runs[0])
+        check_same_examples(split, [(a.runs[0].run_id, pa), (b.runs[0].run_id, pb)])
+        found = paired_differences(pa.y_true, pa.probs, pb.probs, resamples=resamples, seed=seed)
+        differences = [found[m] for m in METRICS if m in found]
+        differences = [Difference(**{**asdict(d), "metric": f"test_{d.metric}"}) for d in differences]
+    else:
+        differences = [group_difference(m, a.values(m), b.values(m), seeds_of(a, m), seeds_of(b, m))
+                       for m in dict.fromkeys([*(f"test_{m}" for m in METRICS), metric])
+                       if a.values(m) and b.values(m)]
+    chosen = next((d for d in differences if d.metric == metric), None)
+    if chosen is None:
+        raise ConfigError(f"--metric {metric!r} is not recorded on both sides; recorded: "
+                          f"{', '.join(sorted(set(a.runs[0].metrics) & set(b.runs[0].metrics)))}")
+    outcome = chosen.outcome(alpha)
+    comparison = Comparison(a, b, metric, alpha, split, config_diff(a, b), environment_diff(record, a, b),
+                            differences, outcome, verdict_sentence(chosen, outcome, alpha), notes)
+    if a.single and b.single:
+        explain_single_runs(record, comparison, chosen)
+    else:
+        explain_groups(comparison, chosen)
+    return comparison
+
+
+def seeds_of(side: Side, metric: str) -> list[str]:
+    return [s for s, r in zip(side.seeds, side.runs) if metric in r.metrics and not math.isnan(r.metrics[metric])]
+
+
+def test_name(d: Difference) -> str:
+    """The test's short name, as the verdict sentence says it: 'McNemar', 'Welch's t-test', ..."""
+    test = d.test.split(",")[0].split(":")[0]
+    return {"McNemar exact": "McNemar"}.get(test, test)
+
+
+def p_text(p: float) -> str:
+    return "n/a" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_sentence(d: Difference, outcome: str, alpha: float, a: str = "A", b: str = "B") -> str:
+    """'B is better than A on test accuracy (+0.80 points, 95% CI +0.40 to +1.20, McNemar p = 0.001)'."""
+    p = p_text(d.p_value)
+    evidence = (f"{amount(d.metric, d.difference)}, 95% CI {interval(d.metric, d.ci_low, d.ci_high)}, "
+                f"{test_name(d)} p {'= ' if not p.startswith('<') else ''}{p}")
+    if outcome == "indistinguishable":
+        return f"{a} and {b} are not distinguishable on {label(d.metric)} ({evidence}; the 5% level needs p < {alpha:g})" \
+            if alpha != ALPHA else f"{a} and {b} are not distinguishable on {label(d.metric)} ({evidence})"
+    return f"{b} is {outcome} than {a} on {label(d.metric)} ({evidence})"
+
+
+def explain_single_runs(record: "Record", c: Comparison, chosen: Difference) -> None:
+    """Two models are not two configs: how much seeds alone move the metric, and how many would settle it."""
+    for this, other in ((c.a, c.b), (c.b, c.a)):
+        tags = this.runs[0].tags
+        if tags.get("job") == "evaluate" and tags.get("evaluated_run") == other.runs[0].run_id:
+            c.notes.append(f"{'A' if this is c.a else 'B'} is a test of the other side's own model "
+                           f"({tags.get('precision', 'fp32')}): this compares two versions of one trained model.")
+            return
+    spread, source = measured_seed_spread(record, c.a, c.b, c.metric)
+    if spread is None and c.metric == "test_accuracy":
+        disagreeing = (chosen.only_a or 0) + (chosen.only_b or 0)
+        spread = seed_spread_from_disagreement(disagreeing, int(c.split["test examples"]))
+        source = (f"a lower bound, from the {disagreeing} test examples the two models disagree on; train seed "
+                  "repeats (`seed=1`, `seed=2`, ...) to measure it")
+    c.notes.append("Each side is one trained model: this tells whether these two models differ on this test split, "
+                   "not whether one config is better than the other (another seed of either could change the answer).")
+    if spread is None:
+        c.notes.append("The seed-to-seed spread of this metric is unknown here: train a few seeds of each config and "
+                       "compare the groups (--a/--b FILTER) to tell configs apart.")
+        return
+    c.seed_std, c.seed_std_source = spread, source
+    c.seeds_needed = seeds_needed(chosen.difference, spread, c.alpha)
+    bound = "at least " if source.startswith("a lower bound") else "about "
+    spread_text = f"Seeds alone move {label(c.metric)} by {bound}{amount(c.metric, spread, signed=False)} (std; {source})"
+    if c.seeds_needed is None:
+        c.notes.append(f"{spread_text}.")
+    else:
+        size = amount(c.metric, abs(chosen.difference), signed=False).replace(" points", "-point")
+        c.notes.append(f"{spread_text}; telling a {size} difference between the configs apart would take "
+                       f"{bound}{c.seeds_needed} seeds a side (80% power, {c.alpha:g} level).")
+
+
+def measured_seed_spread(record: "Record", a: Side, b: Side, metric: str) -> tuple[float | None, str]:
+    """The pooled std of ``metric`` over other recorded seeds of A's and B's configs, when there are some."""
+    groups = []
+    for side in (a, b):
+        row = side.runs[0]
+        fingerprint, arch = row.tags.get("data_fingerprint", ""), row.params.get("model.arch", "")
+        if "'" in fingerprint + arch:
+            continue
+        candidates = training_runs(record.search(f"tags.data_fingerprint = '{fingerprint}' and "
+                                                 f"params.`model.arch` = '{arch}'", limit=2000))
+        values = [r.metrics[metric] for r in candidates if config_key(r) == config_key(row) and r.status == "FINISHED"
+                  and metric in r.metrics and not math.isnan(r.metrics[metric])]
+        if len(values) >= 2 and not any(values == g for g in groups):
+            groups.append(values)
+    if not groups:
+        return None, ""
+    pooled = math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / sum(len(g) - 1 for g in groups))
+    runs = sum(len(g) for g in groups)
+    return pooled, f"measured over {runs} recorded runs of {'these configs' if len(groups) > 1 else 'one of these configs'}"
+
+
+def explain_groups(c: Comparison, chosen: Difference) -> None:
+    d = chosen
+    if not isinstance(d, GroupDifference):
+        return
+    if d.paired:
+        c.notes.append(f"Both sides ran the same {d.n_a} seeds, so they are compared seed by seed.")
+    elif min(d.n_a, d.n_b) >= 2:
+        c.notes.append("The sides ran different seeds, so they are compared as independent groups (the same seeds "
+                       "on both sides would allow a paired comparison).")
+    if not math.isnan(d.p_permutation):
+        c.notes.append(f"Exact permutation test: p = {p_text(d.p_permutation)}"
+                       + (" (with this few seeds it cannot go lower than "
+                          f"{minimum_permutation_p(d):.3g}; the t-test carries the verdict)" if
+                          minimum_permutation_p(d) >= c.alpha else "") + ".")
+    c.notes.append(f"Probability that B's config is better than A's on {label(d.metric)}: {d.prob_b_better:.2f} "
+                   "(a flat prior and roughly normal seed-to-seed spread).")
+    if min(d.n_a, d.n_b) < 3:
+        c.notes.append("Fewer than 3 runs on a side: the spread is barely measured; add seeds before trusting this.")
+
+
+def minimum_permutation_p(d: GroupDifference) -> float:
+    """The smallest p an exact two-sided permutation test can give with these group sizes."""
+    arrangements = 2 ** d.n_a if d.paired else math.comb(d.n_a + d.n_b, d.n_a)
+    return min(1.0, 2 / arrangements)
+
+
+# -- many against the best --------------------------------------------------------------------------------
+
+
+def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | None) -> list[Side]:
+    """A sweep's finished trials (each with its seed repeats), or each of the runs given or matched."""
+    if filter_string:
+        return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)]
+    if len(refs) == 1:
+        import json
+
+        from trainlab.experiments.study import PARAMS_TAG, TRIAL_TAG
+
+        runs = finished(record.runs(refs[0]), refs[0])
+        trials: dict[str, list["RunRow"]] = {}
+        for r in runs:
+            trials.setdefault(r.tags.get(TRIAL_TAG, r.run_id), []).append(r)
+        if len(trials) < 2:
+            raise ConfigError(f"{refs[0]!r} is a single run; give two runs to compare (`trainlab compare A B`), or a "
+                              "sweep or several runs to rank")
+        return [Side(f"{refs[0]}#{trial}", rows, json.loads(rows[0].tags.get(PARAMS_TAG, "{}")))
+                for trial, rows in sorted(trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)]
+    return [Side(ref, finished(record.runs(ref), ref)) for ref in refs]
+
+
+def distinguishing(sides: Sequence[Side]) -> list[dict[str, str]]:
+    """For each candidate, the config values that differ among the candidates (a sweep's trials: what it set)."""
+    if all(s.params for s in sides):
+        return [dict(s.params) for s in sides]
+    keys = [k for k in sorted({k for s in sides for r in s.runs for k in r.params})
+            if (k not in NOT_CONFIG or k == "seed") and not k.startswith("tracking.")
+            and len({values_of(s.runs, "params", k) for s in sides}) > 1]
+    return [{k: values_of(s.runs, "params", k) for k in keys} for s in sides]
+
+
+def rank_many(record: "Record", sides: Sequence[Side], *, metric: str = "test_accuracy", alpha: float = ALPHA,
+              resamples: int = RESAMPLES, seed: int = 0,
+              progress: Callable[[int, int], None] = lambda done, total: None) -> Ranking:
+    """Rank on ``metric`` and test each candidate against the best (Holm over the m - 1 tests)."""
+    metric = metric_name(metric)
+    split = shared_split(sides)
+    usable = [s for s in sides if s.values(metric)]
+    if len(usable) < 2:
+        raise ConfigError(f"fewer than two candidates record {metric!r}; nothing to rank")
+    worse_first = lower_is_better(metric)
+    ordered = sorted(usable, key=lambda s: statistics.fmean(s.values(metric)) * (1 if worse_first else -1))
+    ordered = [Side(s.name, s.runs, shown) for s, shown in zip(ordered, distinguishing(ordered))]
+    best = ordered[0]
+    per_run = all(s.single for s in ordered)
+    notes = []
+    if per_run:
+        if metric.removeprefix("test_") not in METRICS:
+            raise ConfigError(f"--metric {metric!r}: single runs are compared on their test predictions, which give "
+                              f"{', '.join('test_' + m for m in METRICS)}")
+        predictions = []
+        for i, s in enumerate(ordered):
+            predictions.append(record.predictions(s.runs[0]))
+            progress(i + 1, len(ordered))
+        check_same_examples(split, [(s.runs[0].run_id, p) for s, p in zip(ordered, predictions)])
+        bare = metric.removeprefix("test_")
+        tests = [paired_differences(predictions[0].y_true, predictions[0].probs, p.probs, resamples=resamples,
+                                    seed=seed, metrics=(bare,))[bare] for p in predictions[1:]]
+        tests = [Difference(**{**asdict(d), "metric": metric}) for d in tests]
+        notes.append("One run per candidate: each is tested against the best on the same test examples; this ranks "
+                     "these trained models, not their configs.")
+    else:
+        tests = [group_difference(metric, best.values(metric), s.values(metric), seeds_of(best, metric),
+                                  seeds_of(s, metric)) for s in ordered[1:]]
+    adjusted = holm([t.p_value for t in tests]) if tests else []
+    rows = [Ranked(best, statistics.fmean(best.values(metric)), spread(best.values(metric)), None, None, True)]
+    rows += [Ranked(s, statistics.fmean(s.values(metric)), spread(s.values(metric)), t, q, not q < alpha)
+             for s, t, q in zip(ordered[1:], tests, adjusted)]
+    tied = sum(r.indistinguishable for r in rows[1:])
+    if len(tests) == 1:
+        verdict = (f"{best.name} is best on {label(metric)}; the other is "
+                   f"{'not distinguishable from it' if tied else 'worse'} at the {alpha:g} level")
+    else:
+        verdict = (f"{best.name} is best on {label(metric)}; {tied} of the other {len(tests)} "
+                   f"{'is' if tied == 1 else 'are'} not distinguishable from it at the {alpha:g} level after Holm's "
+                   f"correction for {len(tests)} comparisons")
+    if len(sides) > len(usable):
+        notes.append(f"{len(sides) - len(usable)} candidate(s) record no {metric} and are left out.")
+    return Ranking(metric, alpha, split, rows, verdict, notes)
+
+
+def spread(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else math.nan
+
+
+# -- keeping a comparison ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    run_id: str
+    where: list[str]
+    tracking_failures: dict[str, str]
+
+
+def record_comparison(result: Comparison | Ranking, record: "Record", *, trackers: Sequence[str] = ("mlflow", "wandb"),
+                      warn: Callable[[str], None] | None = None) -> ComparisonRecord:
+    """The comparison as a run of its own (job "compare"): its verdict, both sides' run ids, the full result."""
+    from pathlib import Path
+
+    from trainlab.config import validate_config
+    from trainlab.experiment import check_storage, new_run_id
+    from trainlab.tracking import Run, RunInfo, create_trackers, prepare_in_background
+    from trainlab.tracking.process import this_process
+
+    cfg = validate_config({"tracking": {"trackers": list(trackers), "mlflow_uri": record.uri}})
+    check_storage(cfg)
+    created = create_trackers(cfg.tracking)
+    prepare_in_background(created, warn)
+    data = result.as_dict()
+    sides = [data["a"], data["b"]] if isinstance(result, Comparison) else data["rows"]
+    run_id = new_run_id()
+    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=sides[0]["experiment"],
+                   tags={**this_process(), "job": "compare"}, job="compare")
+    with Run(info, created, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+        tags = {"job": "compare", "compare_metric": result.metric, "verdict": result.verdict[:5000]}
+        if isinstance(result, Comparison):
+            tags.update({"compare_a": ",".join(data["a"]["runs"]), "compare_b": ",".join(data["b"]["runs"]),
+                         "compare_a_mlflow": ",".join(data["a"]["mlflow_ids"]),
+                         "compare_b_mlflow": ",".join(data["b"]["mlflow_ids"]), "outcome": result.outcome})
+            chosen = next(d for d in result.differences if d.metric == result.metric)
+            run.log_summary({"difference": chosen.difference, "ci_low": chosen.ci_low, "ci_high": chosen.ci_high,
+                             "p_value": chosen.p_value, "a": chosen.a, "b": chosen.b})
+        else:
+            tags["compared_runs"] = ",".join(r for row in data["rows"] for r in row["runs"])[:5000]
+            run.log_summary({"candidates": float(len(result.rows)),
+                             "indistinguishable_from_best": float(sum(r.indistinguishable for r in result.rows[1:]))})
+        run.set_tags(tags)
+        run.log_params({"metric": result.metric, "alpha": str(result.alpha)})
+        run.log_dict("comparison.json", data)
+    return ComparisonRecord(run_id, run.where(), dict(run.failures))

@@ -1,0 +1,282 @@
+"""The statistics of a comparison: is a difference between two runs, or two groups of runs, real?
+
+    one model against another, on the same test split (the saved predictions):
+        accuracy            McNemar's exact test on the examples exactly one model gets right
+        macro F1, AUROC,    a paired bootstrap over the test examples: the split resampled with
+        log loss            replacement, both models scored on the same resample
+    seed groups (several runs a side, their recorded test metrics):
+        Welch's t-test (a paired t-test when both sides ran the same seeds), an exact
+        permutation test beside it, and the probability that B's config is the better one
+    many candidates against the best: Holm's correction over their p-values
+
+Distributions and resampling come from SciPy (``binomtest``, ``bootstrap``, ``ttest_ind``,
+``ttest_rel``, ``permutation_test``). What is written here is the metrics under bootstrap
+weights (a resample is the split with example i counted w_i times), vectorised over
+thousands of resamples at once; tests hold them equal to scikit-learn's with ``sample_weight``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+METRICS = ("accuracy", "macro_f1", "auroc", "log_loss")
+LOWER_IS_BETTER = frozenset({"log_loss", "loss"})
+RESAMPLES = 2000
+BATCH = 100  # resamples scored at once: (BATCH, examples) weights in memory
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.removeprefix("test_").removeprefix("val_") in LOWER_IS_BETTER or metric.endswith("_loss")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """B - A on one metric, its 95% confidence interval, and the test's p-value."""
+
+    metric: str
+    a: float
+    b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str  # which test gave the p-value, with its counts
+    only_a: int | None = None  # McNemar: the test examples only A gets right
+    only_b: int | None = None
+
+    def outcome(self, alpha: float) -> str:
+        """'better' / 'worse' (for B) / 'indistinguishable', by the sign that is good for this metric."""
+        if not self.p_value < alpha or self.difference == 0:
+            return "indistinguishable"
+        gain = -self.difference if lower_is_better(self.metric) else self.difference
+        return "better" if gain > 0 else "worse"
+
+
+@dataclass(frozen=True)
+class GroupDifference(Difference):
+    """A seed-group comparison: the groups' spread, and what the permutation test and the t posterior say."""
+
+    n_a: int = 0
+    n_b: int = 0
+    std_a: float = math.nan
+    std_b: float = math.nan
+    paired: bool = False  # both sides ran the same seeds: compared seed by seed
+    p_permutation: float = math.nan  # exact; its smallest possible value depends on the number of seeds
+    prob_b_better: float = math.nan  # P(B's config is better | the runs), flat prior, t-distributed means
+
+
+# -- one model against another, example by example --------------------------------------------------
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """(only A right, only B right, exact two-sided p): the examples both get right or wrong say nothing."""
+    from scipy.stats import binomtest
+
+    only_a = int(np.sum(correct_a & ~correct_b))
+    only_b = int(np.sum(~correct_a & correct_b))
+    p = binomtest(only_b, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return only_a, only_b, float(p)
+
+
+class WeightedScores:
+    """One model's predictions on a split, scored under many bootstrap weightings at once."""
+
+    def __init__(self, y_true: np.ndarray, probs: np.ndarray) -> None:
+        n, k = probs.shape
+        pred = probs.argmax(axis=1)
+        truth = np.eye(k)[y_true]
+        predicted = np.eye(k)[pred]
+        self.correct = (pred == y_true).astype(np.float64)
+        self.hits, self.predicted, self.truth = truth * predicted, predicted, truth
+        eps = np.finfo(np.float64).eps
+        normalised = probs / probs.sum(axis=1, keepdims=True)  # saved rounded to 6 decimals
+        self.losses = -np.log(np.clip(normalised[np.arange(n), y_true], eps, 1 - eps))
+        # AUROC, one class against the rest: for each positive, where its score falls among the negatives'
+        # sorted scores (ties: between lo and hi), found once; a weighting then needs only cumulative sums
+        self.has_auroc = all(truth[:, c].any() and not truth[:, c].all() for c in range(k))
+        self.curves = []
+        for c in [1] if k == 2 else range(k):
+            positives, negatives = np.flatnonzero(y_true == c), np.flatnonzero(y_true != c)
+            negatives = negatives[np.argsort(probs[negatives, c], kind="stable")]
+            sorted_scores, scores = probs[negatives, c], probs[positives, c]
+            self.curves.append((positives, negatives, np.searchsorted(sorted_scores, scores, "left"),
+                                np.searchsorted(sorted_scores, scores, "right")))
+
+    def under(self, w: np.ndarray, metrics: Sequence[str] = METRICS) -> np.ndarray:
+        """(metrics, resamples): each metric with example i counted ``w[:, i]`` times."""
+        return np.stack([getattr(self, metric)(w) for metric in metrics])
+
+    def accuracy(self, w: np.ndarray) -> np.ndarray:
+        return w @ self.correct / w.sum(axis=1)
+
+    def macro_f1(self, w: np.ndarray) -> np.ndarray:
+        tp, predicted, actual = w @ self.hits, w @ self.predicted, w @ self.truth
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(predicted + actual > 0, 2 * tp / (predicted + actual), 0.0).mean(axis=1)
+
+    def log_loss(self, w: np.ndarray) -> np.ndarray:
+        return w @ self.losses / w.sum(axis=1)
+
+    def auroc(self, w: np.ndarray) -> np.ndarray:
+        if not self.has_auroc:
+            return np.full(len(w), np.nan)
+        return np.mean([self._auroc(w, *curve) for curve in self.curves], axis=0)
+
+    @staticmethod
+    def _auroc(w: np.ndarray, positives: np.ndarray, negatives: np.ndarray, lo: np.ndarray,
+               hi: np.ndarray) -> np.ndarray:
+        """Mann-Whitney form: the weighted share of (positive, negative) pairs ranked right, ties counting half."""
+        below = np.zeros((len(w), len(negatives) + 1))
+        np.cumsum(w[:, negatives], axis=1, out=below[:, 1:])
+        wp = w[:, positives]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (wp * (below[:, lo] + 0.5 * (below[:, hi] - below[:, lo]))).sum(axis=1) / (
+                wp.sum(axis=1) * below[:, -1])
+
+
+def paired_differences(y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, *,
+                       resamples: int = RESAMPLES, seed: int = 0,
+                       metrics: Sequence[str] = METRICS) -> dict[str, Difference]:
+    """B - A on ``metrics``, from the same test examples: McNemar for accuracy, a paired bootstrap
+    (percentile intervals, ``resamples`` resamples) for the confidence intervals and the rest."""
+    from scipy.stats import bootstrap
+
+    n = len(y_true)
+    a, b = WeightedScores(y_true, probs_a), WeightedScores(y_true, probs_b)
+    ones = np.ones((1, n))
+    point_a, point_b = a.under(ones, metrics)[:, 0], b.under(ones, metrics)[:, 0]
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        """SciPy hands over resampled example indices, (resamples, n); the metrics want counts per example."""
+        rows = np.atleast_2d(idx)
+        flat = (np.arange(len(rows))[:, None] * n + rows).ravel()
+        w = np.bincount(flat, minlength=len(rows) * n).reshape(len(rows), n).astype(np.float64)
+        diff = b.under(w, metrics) - a.under(w, metrics)
+        return diff[:, 0] if idx.ndim == 1 else diff
+
+    result = bootstrap((np.arange(n),), statistic, vectorized=True, n_resamples=resamples, batch=BATCH,
+                       method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
+    spread = result.bootstrap_distribution
+    only_a, only_b, p_mcnemar = mcnemar(a.correct.astype(bool), b.correct.astype(bool))
+    found = {}
+    for i, metric in enumerate(metrics):
+        if np.isnan(point_a[i]) or np.isnan(point_b[i]):
+            continue  # AUROC is undefined when the split lacks a class
+        diff = float(point_b[i] - point_a[i])
+        low, high = float(result.confidence_interval.low[i]), float(result.confidence_interval.high[i])
+        if metric == "accuracy":
+            p, test = p_mcnemar, f"McNemar exact: {only_a} only A right, {only_b} only B right"
+        else:
+            p, test = bootstrap_p(spread[i]), f"paired bootstrap, {resamples} resamples"
+        if diff == 0 and low == high == 0:
+            p = 1.0  # the models agree on every example
+        found[metric] = Difference(metric, float(point_a[i]), float(point_b[i]), diff, low, high, p, test,
+                                   only_a, only_b)
+    return found
+
+
+def bootstrap_p(distribution: np.ndarray) -> float:
+    """Two-sided p from a bootstrap distribution of B - A: twice the share on the far side of zero."""
+    d = distribution[~np.isnan(distribution)]
+    if len(d) == 0:
+        return math.nan
+    tail = min(np.sum(d <= 0), np.sum(d >= 0))
+    return float(min(1.0, 2 * (tail + 1) / (len(d) + 1)))
+
+
+# -- seed groups ----------------------------------------------------------------------------------
+
+
+def group_difference(metric: str, a: Sequence[float], b: Sequence[float], seeds_a: Sequence[str] = (),
+                     seeds_b: Sequence[str] = ()) -> GroupDifference:
+    """B's runs against A's: the difference of means, its 95% CI and p (paired by seed when both sides ran the
+    same seeds; one run on a side borrows the other side's spread), the exact permutation p, P(B better)."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():  # nearly equal runs: SciPy warns of precision loss, and says so in its result
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _group_difference(metric, a, b, seeds_a, seeds_b, stats)
+
+
+def _group_difference(metric: str, a: Sequence[float], b: Sequence[float], seeds_a: Sequence[str],
+                      seeds_b: Sequence[str], stats: Any) -> GroupDifference:
+    va, vb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    paired = (len(va) >= 2 and len(seeds_a) == len(va) and len(seeds_b) == len(vb)
+              and len(set(seeds_a)) == len(va) and set(seeds_a) == set(seeds_b))
+    if paired:
+        by_seed = dict(zip(seeds_a, va))
+        va = np.array([by_seed[s] for s in seeds_b])
+    diff = float(vb.mean() - va.mean())
+    std_a, std_b = (float(np.std(v, ddof=1)) if len(v) > 1 else math.nan for v in (va, vb))
+    p_perm = math.nan
+    if paired:
+        res = stats.ttest_rel(vb, va)
+        t_stat, df, ci = float(res.statistic), float(res.df), res.confidence_interval(0.95)
+        p, test = float(res.pvalue), f"paired t-test, {len(va)} seeds"
+        p_perm = float(stats.permutation_test((vb, va), lambda x, y, axis: np.mean(x - y, axis=axis),
+                                              permutation_type="samples", vectorized=True).pvalue)
+    elif len(va) >= 2 and len(vb) >= 2:
+        res = stats.ttest_ind(vb, va, equal_var=False)
+        t_stat, df, ci = float(res.statistic), float(res.df), res.confidence_interval(0.95)
+        p, test = float(res.pvalue), f"Welch's t-test, {len(va)} vs {len(vb)} runs"
+        p_perm = float(stats.permutation_test((vb, va), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                              permutation_type="independent", vectorized=True).pvalue)
+    else:  # one run on a side: the other side's seed spread stands for both
+        spread = std_a if len(va) > 1 else std_b
+        df = float(max(len(va), len(vb)) - 1)
+        se = spread * math.sqrt(1 / len(va) + 1 / len(vb))
+        t_stat = diff / se if se > 0 else math.copysign(math.inf, diff) if diff else math.nan
+        half = float(stats.t.ppf(0.975, df)) * se
+        ci = _Interval(diff - half, diff + half)
+        p = float(2 * stats.t.sf(abs(t_stat), df)) if not math.isnan(t_stat) else math.nan
+        test = f"t-test, one run against {max(len(va), len(vb))} (the group's spread for both)"
+    if math.isnan(p):  # no spread at all on either side: equal groups are indistinguishable
+        p = 1.0 if diff == 0 else p_perm
+    prob = float(stats.t.cdf(t_stat, df)) if not math.isnan(t_stat) else 0.5
+    if lower_is_better(metric):
+        prob = 1 - prob
+    return GroupDifference(metric, float(va.mean()), float(vb.mean()), diff, float(ci.low), float(ci.high), p, test,
+                           n_a=len(va), n_b=len(vb), std_a=std_a, std_b=std_b, paired=paired, p_permutation=p_perm,
+                           prob_b_better=prob)
+
+
+@dataclass(frozen=True)
+class _Interval:
+    low: float
+    high: float
+
+
+def seed_spread_from_disagreement(disagreeing: int, examples: int) -> float:
+    """A lower bound on the seed-to-seed std of a config's test accuracy, from how often two of its models
+    disagree: if examples varied independently across seeds, each example's correctness would vary with
+    variance p(1-p) and two seeds would disagree on it with probability 2p(1-p), so Var(accuracy) = disagreement
+    rate / (2 x examples). Real seeds also move many examples together (a better or worse model overall), so the
+    true spread is larger (bench/compare.py measures by how much)."""
+    return math.sqrt(disagreeing / examples / (2 * examples)) if examples else math.nan
+
+
+def seeds_needed(difference: float, seed_std: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Runs a side for a two-sided test at ``alpha`` to detect ``difference`` with ``power`` (None: no difference
+    to detect, or no spread known)."""
+    from scipy.stats import norm
+
+    if not difference or not seed_std or math.isnan(seed_std) or math.isnan(difference):
+        return None
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    return max(2, math.ceil(2 * (z * seed_std / abs(difference)) ** 2))
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment: the family-wise error stays at alpha over all the comparisons."""
+    p = np.asarray(p_values, dtype=float)
+    order = np.argsort(p)
+    steps = (len(p) - np.arange(len(p))) * p[order]
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(steps))
+    return adjusted.tolist()

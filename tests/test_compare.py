@@ -1,0 +1,240 @@
+"""`trainlab compare`: statistics proven on cases whose answer is known, then on real recorded runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from trainlab.cli import app
+from trainlab.experiment import run_experiment
+from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from trainlab.experiments.significance import (WeightedScores, group_difference, holm, mcnemar, paired_differences,
+                                               seed_spread_from_disagreement, seeds_needed)
+
+runner = CliRunner()
+
+
+def probabilities(y: np.ndarray, right: np.ndarray, classes: int, seed: int) -> np.ndarray:
+    """Probabilities whose argmax is the true class exactly where ``right`` is set."""
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(classes), size=len(y)) * 0.5
+    wrong = (y + 1 + rng.integers(0, classes - 1, len(y))) % classes
+    top = np.where(right, y, wrong)
+    p[np.arange(len(y)), top] += 0.5 + rng.uniform(0, 0.4, len(y))
+    return (p / p.sum(axis=1, keepdims=True)).round(6)
+
+
+@pytest.mark.parametrize("classes", [10, 2])
+def test_metrics_under_bootstrap_weights_equal_scikit_learns(classes: int) -> None:
+    from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+
+    rng = np.random.default_rng(classes)
+    y = rng.integers(0, classes, 1500)
+    p = probabilities(y, rng.random(1500) < 0.8, classes, seed=1).round(2)  # coarse: many tied scores
+    p = p / p.sum(axis=1, keepdims=True)
+    weights = rng.integers(0, 4, size=(6, len(y))).astype(float)
+    scored = WeightedScores(y, p).under(weights)
+    for w, (acc, f1, auc, loss) in zip(weights, scored.T):
+        pred = p.argmax(axis=1)
+        assert acc == pytest.approx(accuracy_score(y, pred, sample_weight=w), abs=1e-12)
+        assert f1 == pytest.approx(f1_score(y, pred, average="macro", labels=range(classes), zero_division=0,
+                                            sample_weight=w), abs=1e-12)
+        expected_auc = (roc_auc_score(y, p[:, 1], sample_weight=w) if classes == 2 else
+                        roc_auc_score(y, p, multi_class="ovr", average="macro", labels=range(classes), sample_weight=w))
+        assert auc == pytest.approx(expected_auc, abs=1e-12)
+        assert loss == pytest.approx(log_loss(y, p, labels=range(classes), sample_weight=w), abs=1e-12)
+
+
+def test_identical_models_are_not_distinguishable() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 2000)
+    p = probabilities(y, rng.random(2000) < 0.9, 10, seed=2)
+    found = paired_differences(y, p, p.copy(), resamples=500)
+    for d in found.values():
+        assert d.difference == 0 and d.ci_low == d.ci_high == 0 and d.p_value == 1.0
+        assert d.outcome(0.05) == "indistinguishable"
+
+
+def test_300_more_right_of_10000_is_better_and_swapping_mirrors() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 10, 10_000)
+    right_a = rng.random(10_000) < 0.9
+    gains = rng.choice(np.flatnonzero(~right_a), 300, replace=False)
+    right_b = right_a.copy()
+    right_b[gains] = True
+    pa, pb = probabilities(y, right_a, 10, seed=3), probabilities(y, right_b, 10, seed=4)
+
+    ab = paired_differences(y, pa, pb, resamples=1000)["accuracy"]
+    assert ab.difference == pytest.approx(0.03) and (ab.only_a, ab.only_b) == (0, 300)
+    assert ab.p_value < 0.001 and ab.outcome(0.05) == "better"
+    assert 0 < ab.ci_low < 0.03 < ab.ci_high
+
+    ba = paired_differences(y, pb, pa, resamples=1000)["accuracy"]
+    assert ba.outcome(0.05) == "worse" and ba.difference == pytest.approx(-ab.difference)
+    assert ba.p_value == ab.p_value and (ba.only_a, ba.only_b) == (300, 0)
+    assert (ba.ci_low, ba.ci_high) == pytest.approx((-ab.ci_high, -ab.ci_low))
+
+
+def test_mcnemar_counts_only_the_examples_one_model_gets_right() -> None:
+    a = np.array([True] * 50 + [False] * 10)
+    b = np.array([True] * 60)
+    assert mcnemar(a, b) == (0, 10, pytest.approx(2 * 0.5 ** 10))  # the exact binomial tail, both sides
+    assert mcnemar(a, a) == (0, 0, 1.0)
+
+
+def test_seed_groups() -> None:
+    a, b = [0.900, 0.905, 0.898], [0.930, 0.934, 0.929]
+    d = group_difference("test_accuracy", a, b, ["0", "1", "2"], ["2", "1", "0"])
+    assert d.paired and d.outcome(0.05) == "better" and d.p_value < 0.01 and d.prob_b_better > 0.99
+    assert d.ci_low < d.difference < d.ci_high and d.difference == pytest.approx(np.mean(b) - np.mean(a))
+    assert d.p_permutation == pytest.approx(0.25)  # 3 seeds, paired: 8 sign patterns, the observed one of 2 extremes
+
+    mirrored = group_difference("test_accuracy", b, a, ["0", "1", "2"], ["2", "1", "0"])
+    assert mirrored.outcome(0.05) == "worse" and mirrored.p_value == pytest.approx(d.p_value)
+    assert mirrored.prob_b_better == pytest.approx(1 - d.prob_b_better)
+
+    independent = group_difference("test_accuracy", a, b, ["0", "1", "2"], ["3", "4", "5"])
+    assert not independent.paired and "Welch" in independent.test and independent.outcome(0.05) == "better"
+
+    same = group_difference("test_accuracy", a, list(a), ["0", "1", "2"], ["0", "1", "2"])
+    assert same.outcome(0.05) == "indistinguishable" and same.p_value == 1.0
+
+    loss = group_difference("test_log_loss", [0.30, 0.31, 0.29], [0.20, 0.21, 0.19])
+    assert loss.outcome(0.05) == "better" and loss.prob_b_better > 0.99  # lower loss is better
+
+    single = group_difference("test_accuracy", [0.90], [0.93, 0.934, 0.929])
+    assert "one run" in single.test and single.outcome(0.05) == "better"
+
+
+def test_holm_adjusts_step_down() -> None:
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5] and holm([0.2, 0.9]) == pytest.approx([0.4, 0.9])
+
+
+def test_seed_spread_and_seeds_needed() -> None:
+    # a config whose per-example correctness varies across seeds, independently: the disagreement of one pair
+    # of seeds predicts the spread that many seeds show
+    rng = np.random.default_rng(5)
+    difficulty = rng.beta(0.3, 3, 4000)  # probability a seed's model gets each example wrong
+    seeds = rng.random((400, 4000)) > difficulty
+    measured = seeds.mean(axis=1).std(ddof=1)
+    disagree = int(np.sum(seeds[0] != seeds[1]))
+    assert seed_spread_from_disagreement(disagree, 4000) == pytest.approx(measured, rel=0.2)
+    assert seeds_needed(0.01, 0.01) == 16  # 2 * (1.96 + 0.84)^2
+    assert seeds_needed(0.0, 0.01) is None and seeds_needed(0.01, math.nan) is None
+
+
+# -- real recorded runs --------------------------------------------------------------------------------
+
+
+def train(fast_config, *overrides: str):  # noqa: ANN201
+    base = ("data.name=digits", "train.epochs=2", "tracking.trackers=[mlflow]", "name=compare")
+    return run_experiment(fast_config(*base, *overrides))
+
+
+@pytest.fixture
+def four_runs(fast_config) -> list:
+    """Two seeds of two configs on digits (360 test images)."""
+    return [train(fast_config, f"model.arch={arch}", f"seed={seed}") for arch in ("small", "fast") for seed in (0, 1)]
+
+
+def invoke(*args: str, code: int = 0):  # noqa: ANN201
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, result.output
+    return result
+
+
+def correct_from_folder(run_dir: Path) -> np.ndarray:
+    with (run_dir / "test_predictions.csv").open() as f:
+        return np.array([row["true_label"] == row["predicted_label"] for row in csv.DictReader(f)])
+
+
+def test_two_runs_compared_on_their_saved_predictions(four_runs) -> None:
+    from mlflow import MlflowClient
+
+    small, fast = four_runs[0], four_runs[2]
+    client = MlflowClient(resolve_tracking_uri())
+    fast_mlflow = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                     f"tags.trainlab_run_id = '{fast.run_id}'")[0].info.run_id
+    client.create_registered_model("digits-cnn")
+    version = client.create_model_version("digits-cnn", f"runs:/{fast_mlflow}/checkpoints", fast_mlflow)
+    client.set_registered_model_alias("digits-cnn", "champion", version.version)
+
+    # B as a run folder, an MLflow run id and a registry alias: one resolver, one answer
+    results = [json.loads(invoke("compare", small.run_id, ref, "--json", "--resamples", "300").stdout)
+               for ref in (str(fast.run_dir), fast_mlflow, "models:/digits-cnn@champion")]
+    assert results[0]["metrics"] == results[1]["metrics"] == results[2]["metrics"]
+    found = results[0]
+    assert found["b"]["runs"] == [fast.run_id] and found["config_diff"]["model.arch"] == ["small", "fast"]
+    assert found["test_split"]["test examples"] == 360 and found["environment_diff"] == {}
+
+    accuracy = found["metrics"][0]
+    assert accuracy["metric"] == "test_accuracy"
+    assert accuracy["a"] == pytest.approx(small.test.metrics["accuracy"]) and accuracy["b"] == pytest.approx(
+        fast.test.metrics["accuracy"])
+    ca, cb = correct_from_folder(small.run_dir), correct_from_folder(fast.run_dir)
+    assert (accuracy["only_a"], accuracy["only_b"]) == (int(np.sum(ca & ~cb)), int(np.sum(~ca & cb)))
+    assert [m["metric"] for m in found["metrics"]] == ["test_accuracy", "test_macro_f1", "test_auroc", "test_log_loss"]
+    assert found["verdict"].startswith(("A and B are not distinguishable", "B is better", "B is worse"))
+    assert any("not whether one config is better" in note for note in found["notes"])
+
+    shown = invoke("compare", small.run_id, fast.run_id, "--resamples", "300").output
+    assert "verdict:" in shown and "McNemar" in shown and "model.arch" in shown
+
+
+def test_runs_on_different_test_splits_are_refused(fast_config) -> None:
+    a = train(fast_config, "seed=0")
+    b = train(fast_config, "seed=0", "data.split_seed=1")
+    out = invoke("compare", a.run_id, b.run_id, code=2).output
+    assert "different test splits" in out and "split seed" in out and len(out.strip().splitlines()) == 1
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "nothing to compare"),
+    (["--a", "params.seed = '0'"], "give both --a FILTER and --b FILTER"),
+    (["no-such-run", "other"], "no run 'no-such-run'"),
+])
+def test_bad_input_is_one_line(fast_config, args: list[str], message: str) -> None:
+    train(fast_config)
+    out = invoke("compare", *args, code=2).output
+    assert message in out and len(out.strip().splitlines()) == 1
+
+
+def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
+    from mlflow import MlflowClient
+    from scipy import stats
+
+    groups = json.loads(invoke("compare", "--a", "params.model = 'small'", "--b", "params.model = 'fast'",
+                               "--json").stdout)
+    accuracy = groups["metrics"][0]
+    assert accuracy["n_a"] == accuracy["n_b"] == 2 and accuracy["paired"] is True
+    small = [o.test.metrics["accuracy"] for o in four_runs[:2]]
+    fast = [o.test.metrics["accuracy"] for o in four_runs[2:]]
+    assert accuracy["difference"] == pytest.approx(np.mean(fast) - np.mean(small))
+
+    ranking = json.loads(invoke("compare", "--filter", "params.dataset = 'digits'", "--json").stdout)
+    rows = ranking["rows"]
+    assert len(rows) == 4 and rows[0]["against_best"] is None
+    means = [r["mean"] for r in rows]
+    assert means == sorted(means, reverse=True)
+    assert all(r["p_holm"] >= r["against_best"]["p_value"] for r in rows[1:])
+
+    kept = invoke("compare", four_runs[0].run_id, four_runs[2].run_id, "--record", "-t", "mlflow").output
+    assert "recorded" in kept
+    client = MlflowClient(resolve_tracking_uri())
+    ids = [e.experiment_id for e in client.search_experiments()]
+    record = client.search_runs(ids, "tags.job = 'compare'")[0]
+    assert record.data.tags["compare_a"] == four_runs[0].run_id and record.data.tags["compare_b"] == four_runs[2].run_id
+    assert record.data.tags["verdict"] and "p_value" in record.data.metrics
+    assert "comparison.json" in [a.path for a in client.list_artifacts(record.info.run_id)]
+
+    grouped = invoke("runs", "--group", "model").output
+    low, high = stats.t.interval(0.95, 1, loc=np.mean(small), scale=np.std(small, ddof=1) / math.sqrt(2))
+    assert f"{low:.4f} to {high:.4f}" in grouped or np.std(small) == 0
