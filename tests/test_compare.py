@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from trainlab.cli import app
 from trainlab.experiment import run_experiment
 from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from wandb_reader import offline_run_file, read_offline_run
 from trainlab.experiments.significance import (WeightedScores, group_difference, holm, mcnemar, paired_differences,
                                                seed_spread_from_disagreement, seeds_needed)
 
@@ -226,15 +227,37 @@ def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
     assert means == sorted(means, reverse=True)
     assert all(r["p_holm"] >= r["against_best"]["p_value"] for r in rows[1:])
 
-    kept = invoke("compare", four_runs[0].run_id, four_runs[2].run_id, "--record", "-t", "mlflow").output
-    assert "recorded" in kept
+    kept = invoke("compare", four_runs[0].run_id, four_runs[2].run_id, "--record", "-t", "mlflow", "-t", "wandb").output
+    assert "recorded" in kept and "W&B (offline)" in kept
     client = MlflowClient(resolve_tracking_uri())
     ids = [e.experiment_id for e in client.search_experiments()]
     record = client.search_runs(ids, "tags.job = 'compare'")[0]
     assert record.data.tags["compare_a"] == four_runs[0].run_id and record.data.tags["compare_b"] == four_runs[2].run_id
     assert record.data.tags["verdict"] and "p_value" in record.data.metrics
     assert "comparison.json" in [a.path for a in client.list_artifacts(record.info.run_id)]
+    mirror = read_offline_run(offline_run_file(Path.cwd(), record.data.tags["trainlab_run_id"]))
+    assert mirror.job_type == "compare" and mirror.config["trainlab_tags"]["verdict"] == record.data.tags["verdict"]
+    assert mirror.summary["p_value"] == pytest.approx(record.data.metrics["p_value"])
 
     grouped = invoke("runs", "--group", "model").output
     low, high = stats.t.interval(0.95, 1, loc=np.mean(small), scale=np.std(small, ddof=1) / math.sqrt(2))
-    assert f"{low:.4f} to {high:.4f}" in grouped or np.std(small) == 0
+    assert f"{max(low, 0):.4f} to {min(high, 1):.4f}" in grouped or np.std(small) == 0  # a share stays in [0, 1]
+
+
+def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(tmp_path: Path) -> None:
+    spec = tmp_path / "arch.yaml"
+    spec.write_text("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
+                    "parameters:\n  model.arch: {values: [small, fast]}\n")
+    out = invoke("sweep", str(spec), "data.name=digits", "train.epochs=2", "threads=1", "-t", "mlflow", "-q").output
+    sweep = next(w for w in out.split() if w.startswith("sweep-")).rstrip(":")
+    ranking = json.loads(invoke("compare", sweep, "--json").stdout)
+    assert [len(r["runs"]) for r in ranking["rows"]] == [2, 2]
+    assert {r["params"]["model.arch"] for r in ranking["rows"]} == {"small", "fast"}
+    assert ranking["rows"][1]["against_best"]["test"].startswith("paired t-test")  # trials share their seeds
+
+    pair = json.loads(invoke("compare", f"{sweep}#0", f"{sweep}#1", "--json").stdout)
+    assert pair["a"]["params"] == {"model.arch": "small"} and len(pair["a"]["runs"]) == 2
+    assert pair["metrics"][0]["paired"] is True
+    assert pair["config_diff"]["model.arch"] == ["small", "fast"]
+    missing = invoke("compare", f"{sweep}#7", f"{sweep}#1", code=2).output
+    assert "no trial 7" in missing

@@ -178,10 +178,11 @@ def group_runs(rows: Sequence[RunRow], param: str, metric: str) -> list[GroupSta
         value = row.metrics.get(metric)
         if value is not None and not math.isnan(value):
             groups.setdefault(row.params.get(param, "(unset)"), []).append(value)
-    return [group_stats(key, vals) for key, vals in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1]))]
+    loss = "loss" in metric
+    return [group_stats(key, vals, loss) for key, vals in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1]))]
 
 
-def group_stats(value: str, values: Sequence[float]) -> GroupStats:
+def group_stats(value: str, values: Sequence[float], value_is_loss: bool = False) -> GroupStats:
     """Count, mean, sample std and the t-based 95% interval of the mean (the runs as a sample of seeds)."""
     from scipy import stats
 
@@ -192,6 +193,8 @@ def group_stats(value: str, values: Sequence[float]) -> GroupStats:
     if std == 0:
         return GroupStats(value, len(values), mean, 0.0, mean, mean)
     low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=std / math.sqrt(len(values)))
+    if 0 <= min(values) and max(values) <= 1 and not value_is_loss:
+        low, high = max(low, 0.0), min(high, 1.0)  # a share (accuracy, F1, AUROC) cannot leave [0, 1]
     return GroupStats(value, len(values), mean, std, float(low), float(high))
 
 

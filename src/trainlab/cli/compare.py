@@ -89,7 +89,17 @@ def side_line(tag: str, side: "Side") -> str:
     what = (f"run {runs[0].run_id}" if len(runs) == 1
             else f"{len(runs)} runs (seeds {', '.join(side.seeds)})")
     named = "" if side.name in (runs[0].run_id, runs[0].mlflow_id) else f"{side.name}: "
-    return f"{tag}  {named}{what} · experiment {runs[0].experiment}"
+    params = f" ({settings(side.params)})" if side.params else ""
+    return f"{tag}  {named}{what}{params} · experiment {runs[0].experiment}"
+
+
+def settings(params: dict, width: int = 48) -> str:
+    """'model.arch=fast, lr=0.01'; a nested value (a list of layers) as compact JSON, cut at ``width``."""
+    def short(value: object) -> str:
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        return text if len(text) <= width else text[:width - 1] + "…"
+
+    return ", ".join(f"{k}={short(v)}" for k, v in params.items())
 
 
 def split_line(split: dict) -> str:
@@ -149,8 +159,7 @@ def show_ranking(r: "Ranking") -> None:
     for i, row in enumerate(r.rows, 1):
         d: Difference | None = row.against_best
         value = number(r.metric, row.mean) + ("" if math.isnan(row.std) else f" ± {number(r.metric, row.std)}")
-        params = ", ".join(f"{k}={v}" for k, v in row.side.params.items())
-        name = row.side.name + (f" ({params})" if params else "")
+        name = row.side.name + (f" ({settings(row.side.params)})" if row.side.params else "")
         mark = "best" if d is None else ("≈ best" if row.indistinguishable else "worse")
         table.add_row(str(i), name, str(len(row.side.runs)), value,
                       "" if d is None else amount(r.metric, d.difference),

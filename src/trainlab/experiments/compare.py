@@ -147,7 +147,16 @@ def side_of(record: "Record", ref: str) -> Side:
     if len(configs) > 1:
         raise ConfigError(f"{ref!r} holds {len(configs)} different configurations, not seed repeats of one; compare "
                           f"it alone to rank them (`trainlab compare {ref}`), or pick one with --a/--b FILTER")
-    return Side(ref, runs)
+    return Side(ref, runs, trial_params(runs[0]) if "#" in ref else {})
+
+
+def trial_params(row: "RunRow") -> dict[str, str]:
+    """What a sweep set for this run's trial ({} for a run outside a sweep)."""
+    import json
+
+    from trainlab.experiments.study import PARAMS_TAG
+
+    return json.loads(row.tags.get(PARAMS_TAG, "{}"))
 
 
 def side_from_filter(record: "Record", filter_string: str) -> Side:
@@ -396,9 +405,7 @@ def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | No
     if filter_string:
         return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)]
     if len(refs) == 1:
-        import json
-
-        from trainlab.experiments.study import PARAMS_TAG, TRIAL_TAG
+        from trainlab.experiments.study import TRIAL_TAG
 
         runs = finished(record.runs(refs[0]), refs[0])
         trials: dict[str, list["RunRow"]] = {}
@@ -407,7 +414,7 @@ def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | No
         if len(trials) < 2:
             raise ConfigError(f"{refs[0]!r} is a single run; give two runs to compare (`trainlab compare A B`), or a "
                               "sweep or several runs to rank")
-        return [Side(f"{refs[0]}#{trial}", rows, json.loads(rows[0].tags.get(PARAMS_TAG, "{}")))
+        return [Side(f"{refs[0]}#{trial}", rows, trial_params(rows[0]))
                 for trial, rows in sorted(trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)]
     return [Side(ref, finished(record.runs(ref), ref)) for ref in refs]
 
