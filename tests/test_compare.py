@@ -261,3 +261,19 @@ def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(tmp_path: Path) -
     assert pair["config_diff"]["model.arch"] == ["small", "fast"]
     missing = invoke("compare", f"{sweep}#7", f"{sweep}#1", code=2).output
     assert "no trial 7" in missing
+
+
+def test_a_damaged_prediction_table_is_one_line(fast_config) -> None:
+    from urllib.parse import urlparse
+
+    from mlflow import MlflowClient
+
+    a, b = train(fast_config, "seed=0"), train(fast_config, "seed=1")
+    client = MlflowClient(resolve_tracking_uri())
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                             f"tags.trainlab_run_id = '{b.run_id}'")[0]
+    table = Path(urlparse(run.info.artifact_uri).path) / "test_predictions.json"
+    table.write_text(table.read_text()[:3000])  # cut short, as by a full disk on the server
+    out = invoke("compare", a.run_id, b.run_id, code=2).output
+    assert f"run {b.run_id}'s test_predictions.json" in out and "is damaged" in out
+    assert len(out.strip().splitlines()) == 1

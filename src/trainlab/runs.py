@@ -357,18 +357,31 @@ class Record:
                 raise ConfigError(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job does not "
                                   f"log one (see `trainlab runs show {row.run_id}`)")
             text = Path(self.client.download_artifacts(row.mlflow_id, path, tmp)).read_text(encoding="utf-8")
-        return yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+        try:
+            return yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise self.damaged(row, path, exc) from None
+
+    def damaged(self, row: RunRow, path: str, exc: BaseException) -> TrackingError:
+        why = " ".join(str(exc).split())[:200]
+        return TrackingError(f"run {row.run_id}'s {path} in the MLflow store at {redact(self.uri)} is damaged "
+                             f"({type(exc).__name__}: {why}); leave that run out, or train it again")
 
     def predictions(self, row: RunRow) -> Predictions:
         """The run's test predictions (``test_predictions.json``): labels and per-class probabilities."""
         import numpy as np
 
-        table = self.json_artifact(row, "test_predictions.json")
-        columns = table["columns"]
-        names = tuple(c.removeprefix("p_") for c in columns if c.startswith("p_"))
-        index = {name: k for k, name in enumerate(names)}
-        data = table["data"]
-        true_col, first_p = columns.index("true_label"), columns.index(f"p_{names[0]}")
-        y_true = np.array([index[str(r[true_col])] for r in data], dtype=np.int64)
-        probs = np.array([r[first_p:first_p + len(names)] for r in data], dtype=np.float64).reshape(len(data), -1)
+        path = "test_predictions.json"
+        table = self.json_artifact(row, path)
+        try:
+            columns, data = list(table["columns"]), table["data"]
+            names = tuple(c.removeprefix("p_") for c in columns if c.startswith("p_"))
+            index = {name: k for k, name in enumerate(names)}
+            true_col, first_p = columns.index("true_label"), columns.index(f"p_{names[0]}")
+            y_true = np.array([index[str(r[true_col])] for r in data], dtype=np.int64)
+            probs = np.array([r[first_p:first_p + len(names)] for r in data], dtype=np.float64).reshape(len(data), -1)
+            if not len(data) or probs.shape[1] != len(names) or not np.isfinite(probs).all():
+                raise ValueError(f"{len(data)} rows, {len(names)} classes, probabilities not all finite numbers")
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
+            raise self.damaged(row, path, exc) from None
         return Predictions(names, y_true, probs)
