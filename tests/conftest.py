@@ -179,3 +179,21 @@ def fast_config():  # noqa: ANN201
         return load_config(None, [*base, *overrides])
 
     return build
+
+
+@pytest.fixture
+def digits_sweep(tmp_path: Path):  # noqa: ANN201
+    """Run a sweep file (YAML text) on digits, 2 epochs a trial, recorded in MLflow only; returns its id."""
+    from typer.testing import CliRunner
+
+    from trainlab.cli import app
+
+    def run(spec: str) -> str:
+        path = tmp_path / "sweep.yaml"
+        path.write_text(spec)
+        result = CliRunner().invoke(app, ["sweep", str(path), "data.name=digits", "train.epochs=2", "threads=1",
+                                          "-t", "mlflow", "-q"])
+        assert result.exit_code == 0, result.output
+        return next(w for w in result.output.split() if w.startswith("sweep-")).rstrip(":")
+
+    return run

@@ -244,12 +244,9 @@ def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
     assert f"{max(low, 0):.4f} to {min(high, 1):.4f}" in grouped or np.std(small) == 0  # a share stays in [0, 1]
 
 
-def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(tmp_path: Path) -> None:
-    spec = tmp_path / "arch.yaml"
-    spec.write_text("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
-                    "parameters:\n  model.arch: {values: [small, fast]}\n")
-    out = invoke("sweep", str(spec), "data.name=digits", "train.epochs=2", "threads=1", "-t", "mlflow", "-q").output
-    sweep = next(w for w in out.split() if w.startswith("sweep-")).rstrip(":")
+def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(digits_sweep) -> None:
+    sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
+                         "parameters:\n  model.arch: {values: [small, fast]}\n")
     ranking = json.loads(invoke("compare", sweep, "--json").stdout)
     assert [len(r["runs"]) for r in ranking["rows"]] == [2, 2]
     assert {r["params"]["model.arch"] for r in ranking["rows"]} == {"small", "fast"}

@@ -260,6 +260,10 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    report: bool = Field(
+        True, description="Write runs/<id>/report.html (one self-contained page) at the end of the run and log it "
+        "with the run. Sweep trials default to false (`trainlab report RUN` makes one on demand)."
+    )
 
     _check_identifiers = field_validator("name", "output_dir")(_no_secret_in_identifier)
 

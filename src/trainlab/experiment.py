@@ -238,9 +238,11 @@ def run_experiment(
     with ExitStack() as recording:
         recording.enter_context(run_lock(run_dir, run_id))
         run = recording.enter_context(Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn))
+        docs = run_documents(cfg, dataset, splits, threads, count_parameters(model), val_source)
+        started_ms = int(time.time() * 1000)
         try:
             if resume is None:
-                record_start(run, cfg, dataset, splits, threads, count_parameters(model), val_source)
+                record_start(run, cfg, docs)
             else:
                 run.replace_history(resume["training"]["loop"]["history"])
             # backends finish starting before the first step, not in the middle of the first epoch
@@ -263,6 +265,14 @@ def run_experiment(
                              "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
                              "epochs_run": len(result.history), **durations, **startup})
             run.set_tags({"stop_reason": result.stop_reason})
+            if cfg.report:
+                try:
+                    write_report(run, trackers, cfg, docs, result, test, splits, started_ms)
+                except (OSError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # the model is trained and recorded: a page is not worth losing that
+                    warn(f"the report page could not be written ({type(exc).__name__}: {exc}); make it later with "
+                         f"`trainlab report {run_id}`")
             run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
                                                    "class_names": list(dataset.class_names)})
             run.log_artifact(result.last_checkpoint, "checkpoints")
@@ -285,6 +295,26 @@ def run_experiment(
     return outcome
 
 
+def write_report(run: Run, trackers: Sequence[Tracker], cfg: Config, docs: RunDocuments, result: TrainResult,
+                 test: Evaluation, splits: Splits, started_ms: int) -> None:
+    """The run's page, from what this process holds (and MLflow's system metrics), logged with the run."""
+    from trainlab.experiments.report import REPORT, SYSTEM, RunView, run_page, write_page
+
+    mlflow = next((t for t in trackers if t.name == "mlflow" and getattr(t, "run_id", "")), None)
+    system = {}
+    if mlflow is not None:
+        for key, name in SYSTEM.items():
+            points = sorted(mlflow.client.get_metric_history(mlflow.run_id, key), key=lambda p: p.timestamp)
+            if points:
+                system[name] = ([(p.timestamp - started_ms) / 1000 for p in points], [p.value for p in points])
+    tags = {**docs.tags, "best_epoch": str(result.best_epoch), "stop_reason": result.stop_reason}
+    view = RunView(run.info.run_id, cfg.name, "FINISHED", started_ms, int(time.time() * 1000), docs.params, tags,
+                   recorded_config(cfg), docs.data, docs.model, docs.environment, result.history, test,
+                   images=splits.test_x, system=system)
+    path, _ = write_page(run_page(view), run.run_dir / REPORT)
+    run.log_artifact(path)
+
+
 def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:
     ending.close()
     outcome.where.extend(run.where())
@@ -292,16 +322,26 @@ def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:
     failpoints.reached("after-folder")
 
 
-def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
-                 val_source: str) -> None:
-    """Everything known before the first step: config, code, data and environment."""
+@dataclass(frozen=True)
+class RunDocuments:
+    """What a run records about itself before its first step (and its report page shows)."""
+
+    params: dict[str, str]
+    tags: dict[str, str]
+    environment: dict[str, Any]
+    data: dict[str, Any]
+    model: dict[str, Any]
+    git_diff: str
+
+
+def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
+                  val_source: str) -> RunDocuments:
     git = git_state()
     # short aliases make filters read naturally: params.model = 'small'
     aliases = {"model": cfg.model.arch, "dataset": cfg.data.name, "optimizer": cfg.train.optimizer.name,
                "lr": str(cfg.train.optimizer.lr), "batch_size": str(cfg.train.batch_size),
                "epochs": str(cfg.train.epochs)}
-    run.log_params({**flatten_config(cfg), **aliases})
-    run.set_tags({
+    tags = {
         "dataset": dataset.name,
         "model": cfg.model.arch,
         "git_commit": git.commit or "none",
@@ -310,17 +350,26 @@ def record_start(run: Run, cfg: Config, dataset: Dataset, splits: Splits, thread
         "data_fingerprint": data_fingerprint(dataset)[:16],
         "seed": str(cfg.seed),
         **({"skipped_files": str(len(dataset.skipped))} if dataset.skipped else {}),
-    })
-    run.log_dict("config.yaml", recorded_config(cfg))
-    run.log_dict("environment.json", environment(threads))
-    run.log_dict("data.json", {
+    }
+    data = {
         "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
         "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(), "validation": val_source,
         "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
         "skipped_files": list(dataset.skipped),
-    })
-    run.log_dict("model.json", {"arch": cfg.model.arch, "parameters": parameters})
-    run.log_text("git.diff", git.diff)  # empty for a clean tree: present either way, so readers need no special case
+    }
+    return RunDocuments({**flatten_config(cfg), **aliases}, tags, environment(threads), data,
+                        {"arch": cfg.model.arch, "parameters": parameters}, git.diff)
+
+
+def record_start(run: Run, cfg: Config, docs: RunDocuments) -> None:
+    """Everything known before the first step: config, code, data and environment."""
+    run.log_params(docs.params)
+    run.set_tags(docs.tags)
+    run.log_dict("config.yaml", recorded_config(cfg))
+    run.log_dict("environment.json", docs.environment)
+    run.log_dict("data.json", docs.data)
+    run.log_dict("model.json", docs.model)
+    run.log_text("git.diff", docs.git_diff)  # empty for a clean tree: present either way, so readers need no special case
 
 
 @dataclass(frozen=True)

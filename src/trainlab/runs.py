@@ -345,6 +345,38 @@ class Record:
             rows = search_runs(self.client, None, filter_string, "attributes.start_time", True, limit)
         return rows
 
+    def end_ms(self, row: RunRow) -> int | None:
+        with reading(self.uri):
+            return self.client.get_run(row.mlflow_id).info.end_time
+
+    def history(self, row: RunRow) -> list[dict[str, float]]:
+        """The run's per-epoch metrics, one dict per epoch (``step`` = the epoch), as the run folder has them."""
+        per_step: dict[int, dict[str, float]] = {}
+        with reading(self.uri):
+            for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc",
+                        "lr", "epoch_seconds", "images_per_second"):
+                if key not in row.metrics:
+                    continue
+                for point in self.client.get_metric_history(row.mlflow_id, key):
+                    if point.step > 0:  # step 0 holds the test summary
+                        per_step.setdefault(point.step, {"step": point.step})[key] = point.value
+        return [per_step[step] for step in sorted(per_step)]
+
+    def system_metrics(self, row: RunRow, keys: Sequence[str]) -> dict[str, tuple[list[float], list[float]]]:
+        """key -> (seconds since the run started, values) for the system metrics MLflow sampled."""
+        found = {}
+        with reading(self.uri):
+            for key in keys:
+                if key in row.metrics:
+                    points = sorted(self.client.get_metric_history(row.mlflow_id, key), key=lambda p: p.timestamp)
+                    found[key] = ([(p.timestamp - row.start_ms) / 1000 for p in points], [p.value for p in points])
+        return found
+
+    def log_artifact(self, row: RunRow, path: Path) -> None:
+        """Add a file to a recorded run (a finished run takes artifacts too)."""
+        with reading(self.uri):
+            self.client.log_artifact(row.mlflow_id, str(path))
+
     def json_artifact(self, row: RunRow, path: str) -> Any:
         """A JSON document the run logged (config.yaml is YAML, and read as such)."""
         import json

@@ -7,6 +7,7 @@
     evaluation.py  test, predict
     runs.py        runs, runs show (--group with confidence intervals)
     compare.py     compare
+    report.py      report
     sweep.py       sweep, sweep show
     ui.py          ui
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, compare, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import training, evaluation, runs, compare, report, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 

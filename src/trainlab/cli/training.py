@@ -38,7 +38,9 @@ def print_outcome(out: "RunOutcome") -> None:
         f"log loss {fmt(m['log_loss'])}  (best epoch {r.best_epoch} of {len(r.history)}, {r.stop_reason})",
         soft_wrap=True, highlight=False,
     )
-    print_where(out.run_id, out.where, out.tracking_failures)
+    report = out.run_dir / "report.html"
+    where = [*out.where, *([f"report page: {report} (one file, opens offline)"] if report.is_file() else [])]
+    print_where(out.run_id, where, out.tracking_failures)
 
 
 def load_dataset(cfg: "Config", quiet: bool) -> Any:

@@ -85,6 +85,7 @@ def trial_config(sweep: Sweep, values: dict[str, Any], threads: int | None) -> C
     raw = apply_params(sweep.base, values)
     raw.setdefault("train", {})["monitor"] = sweep.spec.metric  # the best checkpoint is the one selected on
     raw.setdefault("tracking", {})["figures"] = False  # the report draws them from the predictions
+    raw["report"] = False  # a page per trial on demand (`trainlab report RUN`): trials stay cheap
     if threads:
         raw["threads"] = threads
     return validate_config(raw)
