@@ -175,7 +175,9 @@ def fast_config():  # noqa: ANN201
     from trainlab.config import load_config
 
     def build(*overrides: str):  # noqa: ANN202
-        base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01", "tracking.trackers=[]"]
+        # no report page: a second of figures per run; test_report.py turns it on
+        base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01", "tracking.trackers=[]",
+                "report=false"]
         return load_config(None, [*base, *overrides])
 
     return build

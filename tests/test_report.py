@@ -27,7 +27,7 @@ def invoke(*args: str, code: int = 0):  # noqa: ANN201
 
 def train(fast_config, *overrides: str):  # noqa: ANN201
     return run_experiment(fast_config("data.name=digits", "train.epochs=3", "tracking.trackers=[mlflow]",
-                                      "name=report", *overrides))
+                                      "name=report", "report=true", *overrides))
 
 
 class Links(HTMLParser):
@@ -111,6 +111,9 @@ def test_a_page_of_a_against_b_carries_the_verdict(fast_config) -> None:
     assert_self_contained(html)
     verdict = json.loads(invoke("compare", a.run_id, b.run_id, "--json").stdout)["verdict"]
     assert verdict.split(" (")[0] in html and "model.arch" in html and "B − A" in html
+    assert "curves overlaid" in html and html.count("Confusion matrices") == 1
+    path.unlink()
+    assert "report: " in invoke("compare", a.run_id, b.run_id, "--report").output and path.is_file()
 
 
 def test_report_of_an_unknown_run_is_one_line(fast_config) -> None:
@@ -159,3 +162,10 @@ def test_pages_open_in_headless_chromium(fast_config, digits_sweep, tmp_path: Pa
         finally:
             browser.close()
     assert len(list(tmp_path.glob("*.png"))) == 6
+
+
+def test_what_a_record_holds_is_escaped_on_the_page(fast_config) -> None:
+    out = run_experiment(fast_config("data.name=digits", "train.epochs=1", "name=<img src=x onerror=alert(1)>",
+                                     "report=true"))
+    html = (out.run_dir / "report.html").read_text()
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

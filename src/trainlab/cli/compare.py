@@ -34,6 +34,8 @@ def compare(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (results are reproducible)."),
     record: bool = typer.Option(False, "--record", help="Keep the comparison as a run of job `compare` "
                                 "(MLflow and W&B), linking the runs compared."),
+    report: bool = typer.Option(False, "--report", help="Also write the page of A against B (as `trainlab "
+                                "report A B`)."),
     tracker: Optional[list[str]] = TrackerOption,
     tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
@@ -68,6 +70,11 @@ def compare(
             show_pair(result)
         else:
             show_ranking(result)
+        if report and isinstance(result, cmp.Comparison):
+            from trainlab.experiments.report import write_pair_report
+
+            path, _ = write_pair_report(store, result)
+            console.print(f"report: {path} (open it in any browser, offline)", highlight=False, markup=False)
         if record:
             kept = cmp.record_comparison(result, store, trackers=tracker_names(tracker) or ("mlflow", "wandb"),
                                          warn=warn)

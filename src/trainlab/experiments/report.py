@@ -310,9 +310,10 @@ def image_uri(image: np.ndarray) -> str:
 
 
 def render(page: Page) -> str:
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
-    env = Environment(loader=PackageLoader("trainlab.experiments", "templates"), autoescape=select_autoescape())
+    # every value on a page comes from a record someone else may have written: always escaped
+    env = Environment(loader=PackageLoader("trainlab.experiments", "templates"), autoescape=True)
     return env.get_template("report.html.j2").render(page=page)
 
 
@@ -368,7 +369,7 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
     """Ranking, objective over trials, the metric against each hyperparameter, parallel coordinates,
     importances, pruned against completed, and links to the trials' pages."""
     from trainlab.experiments.sweep_run import sweep_ranking
-    from trainlab.plots import bars_figure, parallel_figure, png_data_uri, scatter_figure
+    from trainlab.plots import bars_figure, parallel_figure, png_data_uri, scatter_figure, strip_figure
 
     outcome = sweep_ranking(parent.run_id, record.uri)
     metric, rows = outcome.metric, outcome.rows
@@ -397,8 +398,9 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
             xs.append(r.number)
             ys.append(value)
     if by_state:
-        progress.figures.append(Figure(png_data_uri(scatter_figure(by_state, "trial", metric, f"{metric} by trial "
-                                                                  "(pruned: the last value reached)")), "objective"))
+        progress.figures.append(Figure(png_data_uri(scatter_figure(by_state, "trial", metric, f"{metric} by trial")),
+                                       "objective by trial"))
+        progress.notes.append("A pruned trial shows the last value it reached before it was stopped.")
     counts = {state: sum(r.state == state for r in rows) for state in dict.fromkeys(r.state for r in rows)}
     progress.tables.append(Table(["state", "trials"], [[k, str(v)] for k, v in counts.items()]))
     sections.append(progress)
@@ -416,8 +418,7 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
                 groups: dict[str, list[float]] = {}
                 for v, r in zip(values, scored):
                     groups.setdefault(short(v, 24), []).append(r.value)
-                fig = bars_figure({k: float(np.mean(v)) for k, v in groups.items()}, f"mean {metric}",
-                                  f"{metric} by {key}")
+                fig = strip_figure(groups, metric, f"{metric} by {key} (a dot per trial)")
             each.figures.append(Figure(png_data_uri(fig), f"{metric} against {key}"))
         sections.append(each)
         numeric = [k for k in params if all(isinstance(r.params.get(k), (int, float)) for r in scored)]
@@ -460,17 +461,20 @@ def report_for_pair(record: "Record", ref_a: str, ref_b: str, out: Path | None =
     from trainlab.experiments.compare import compare_pair, side_of
 
     started = time.perf_counter()
-    comparison = compare_pair(record, side_of(record, ref_a), side_of(record, ref_b))
+    path, _ = write_pair_report(record, compare_pair(record, side_of(record, ref_a), side_of(record, ref_b)), out)
+    return path, time.perf_counter() - started
+
+
+def write_pair_report(record: "Record", comparison: "Comparison", out: Path | None = None) -> tuple[Path, float]:
     views = [view_from_record(record, side.runs[0], with_images=False) if side.single else None
              for side in (comparison.a, comparison.b)]
     names = "-vs-".join(side.runs[0].run_id if side.single else "group" for side in (comparison.a, comparison.b))
-    path, _ = write_page(pair_page(comparison, views), out or Path("reports") / f"{names}.html")
-    return path, time.perf_counter() - started
+    return write_page(pair_page(comparison, views), out or Path("reports") / f"{names}.html")
 
 
 def pair_page(c: "Comparison", views: list[RunView | None]) -> Page:
     from trainlab.experiments.compare import amount, interval, label, p_text
-    from trainlab.plots import confusion_pair_figure, learning_curves_figure, png_data_uri
+    from trainlab.plots import confusion_pair_figure, overlaid_curves_figure, png_data_uri
 
     sections = []
     metrics = Section("Test metrics, B − A", "metrics")
@@ -486,11 +490,8 @@ def pair_page(c: "Comparison", views: list[RunView | None]) -> Page:
     sections.append(diffs)
     if all(views):
         va, vb = views  # type: ignore[misc]
-        curves = Section("Learning curves", "curves", notes=["A's and B's curves, each marked at its best epoch."])
-        for tag, view in (("A", va), ("B", vb)):
-            monitor = view.params.get("train.monitor", "val_accuracy")
-            curves.figures.append(Figure(png_data_uri(learning_curves_figure(
-                view.history, best_epoch(view.history, monitor), monitor)), f"learning curves of {tag}"))
+        curves = Section("Learning curves", "curves", figures=[Figure(png_data_uri(overlaid_curves_figure(
+            {f"A {va.run_id}": va.history, f"B {vb.run_id}": vb.history})), "A's and B's curves overlaid")])
         sections.append(curves)
         names = list(va.test.class_names)
         confusion = Section("Confusion matrices", "confusion", notes=[
