@@ -350,6 +350,7 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
         "data_fingerprint": data_fingerprint(dataset)[:16],
         "seed": str(cfg.seed),
         **({"skipped_files": str(len(dataset.skipped))} if dataset.skipped else {}),
+        **({"git_untracked_skipped": ", ".join(git.untracked_skipped)[:4000]} if git.untracked_skipped else {}),
     }
     data = {
         "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,

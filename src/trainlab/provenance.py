@@ -19,7 +19,8 @@ class GitState:
     commit: str | None  # None outside a git checkout
     branch: str | None
     dirty: bool
-    diff: str  # uncommitted changes to tracked files, as a patch
+    diff: str  # uncommitted changes, as a patch: tracked files, then untracked (not ignored) files as new files
+    untracked_skipped: tuple[str, ...] = ()  # untracked files too large to record: the run cannot be rebuilt
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -37,8 +38,35 @@ def git_state(cwd: Path | None = None) -> GitState:
         return GitState(None, None, False, "")
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
-    diff = _git(["diff", "HEAD", "--no-color"], cwd) or ""
-    return GitState(commit.strip(), (branch or "").strip() or None, bool(status.strip()), diff)
+    diff = _git(["diff", "HEAD", "--no-color", "--binary"], cwd) or ""
+    new_files, skipped = untracked_patch(cwd)
+    return GitState(commit.strip(), (branch or "").strip() or None, bool(status.strip() or new_files or skipped),
+                    diff + new_files, skipped)
+
+
+UNTRACKED_BUDGET = 1_000_000  # bytes of untracked files a run records; larger ones are named, not kept
+
+
+def untracked_patch(cwd: Path) -> tuple[str, tuple[str, ...]]:
+    """Files git does not track (and does not ignore) as a patch that creates them, so a run made from a
+    working tree with new source files can be rebuilt; files past the budget are returned by name."""
+    listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--full-name"], cwd) or ""
+    top = Path((_git(["rev-parse", "--show-toplevel"], cwd) or str(cwd)).strip())
+    patches, skipped, used = [], [], 0
+    for name in sorted(n for n in listed.split("\0") if n):
+        size = (top / name).stat().st_size if (top / name).is_file() else 0
+        if used + size > UNTRACKED_BUDGET:
+            skipped.append(name)
+            continue
+        try:  # `git diff --no-index` exits 1 when the files differ, which they always do here
+            out = subprocess.run(["git", "diff", "--no-index", "--binary", "--no-color", "--", "/dev/null", name],
+                                 cwd=top, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            skipped.append(name)
+            continue
+        patches.append(out.stdout)
+        used += size
+    return "".join(patches), tuple(skipped)
 
 
 # the instruction sets that decide float bit-identity (torch's kernel choice) and int8 speed (VNNI)

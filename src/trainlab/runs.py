@@ -377,18 +377,26 @@ class Record:
         with reading(self.uri):
             self.client.log_artifact(row.mlflow_id, str(path))
 
+    def set_tag(self, row: RunRow, key: str, value: str) -> None:
+        with reading(self.uri):
+            self.client.set_tag(row.mlflow_id, key, value)
+
+    def text_artifact(self, row: RunRow, path: str) -> str:
+        """A text file the run logged (git.diff, config.yaml, ...)."""
+        with reading(self.uri), tempfile.TemporaryDirectory(prefix="trainlab-record-") as tmp:
+            folder = path.rpartition("/")[0] or None
+            if path not in {a.path for a in self.client.list_artifacts(row.mlflow_id, folder)}:
+                raise ConfigError(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job does not "
+                                  f"log one (see `trainlab runs show {row.run_id}`)")
+            return Path(self.client.download_artifacts(row.mlflow_id, path, tmp)).read_text(encoding="utf-8")
+
     def json_artifact(self, row: RunRow, path: str) -> Any:
         """A JSON document the run logged (config.yaml is YAML, and read as such)."""
         import json
 
         import yaml
 
-        with reading(self.uri), tempfile.TemporaryDirectory(prefix="trainlab-record-") as tmp:
-            folder = path.rpartition("/")[0] or None
-            if path not in {a.path for a in self.client.list_artifacts(row.mlflow_id, folder)}:
-                raise ConfigError(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job does not "
-                                  f"log one (see `trainlab runs show {row.run_id}`)")
-            text = Path(self.client.download_artifacts(row.mlflow_id, path, tmp)).read_text(encoding="utf-8")
+        text = self.text_artifact(row, path)
         try:
             return yaml.safe_load(text) if path.endswith((".yaml", ".yml")) else json.loads(text)
         except (ValueError, yaml.YAMLError) as exc:

@@ -8,6 +8,7 @@
     runs.py        runs, runs show (--group with confidence intervals)
     compare.py     compare
     report.py      report
+    reproduce.py   reproduce
     sweep.py       sweep, sweep show
     ui.py          ui
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, compare, report, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import training, evaluation, runs, compare, report, reproduce, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 
