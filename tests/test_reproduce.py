@@ -116,3 +116,39 @@ def test_another_thread_count_is_warned_and_explains_the_verdict(project: Path) 
     assert done.returncode == (0 if found["verdict"] in ("identical", "within tolerance") else 1)
     if found["verdict"] != "identical":
         assert "a bit-exact match was not expected" in found["sentence"] and "threads" in found["sentence"]
+
+
+def test_the_verdicts_against_a_recorded_run(fast_config, tmp_path: Path) -> None:
+    """identical / within rtol / within the seed spread of the config's recorded seeds / different, and where."""
+    from trainlab.experiment import run_experiment
+    from trainlab.experiments.reproduce import Plan, compare_with_record
+    from trainlab.runs import Record
+
+    runs = [run_experiment(fast_config("data.name=digits", "train.epochs=2", "tracking.trackers=[mlflow]", f"seed={s}"))
+            for s in (0, 1, 2)]
+    record = Record()
+    row = record.run(runs[0].run_id)
+    plan = Plan(row, "commit", "", {}, 1)
+
+    def verdict(change: dict[str, float], epoch_change: dict[str, float] | None = None):  # noqa: ANN202
+        folder = tmp_path / f"copy{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(runs[0].run_dir, folder)
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({k: v + change.get(k, 0.0) for k, v in summary.items()}))
+        if epoch_change:
+            lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+            lines[-1] = {k: v + epoch_change.get(k, 0.0) for k, v in lines[-1].items()}
+            (folder / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+        return compare_with_record(record, plan, folder)
+
+    assert verdict({}).verdict == "identical"
+    tiny = verdict({"test_log_loss": 1e-9})
+    assert tiny.verdict == "within tolerance" and "rtol" in tiny.tolerance
+    accuracies = [o.test.metrics["accuracy"] for o in runs]
+    spread = float(np.std(accuracies, ddof=1))
+    if spread > 0:
+        seeds = verdict({"test_accuracy": spread / 2}, {"val_loss": 1e-3})
+        assert seeds.verdict == "within tolerance" and "seed spread of 3 recorded runs" in seeds.tolerance
+    far = verdict({"test_accuracy": 0.5}, {"val_loss": 0.1})
+    assert far.verdict == "different" and far.exit_code == 1
+    assert far.first_divergence.metric == "val_loss" and far.first_divergence.epoch == len(runs[0].result.history)

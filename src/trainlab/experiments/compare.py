@@ -351,10 +351,18 @@ def explain_single_runs(record: "Record", c: Comparison, chosen: Difference) -> 
 
 
 def measured_seed_spread(record: "Record", a: Side, b: Side, metric: str) -> tuple[float | None, str]:
-    """The pooled std of ``metric`` over other recorded seeds of A's and B's configs, when there are some."""
-    groups = []
-    for side in (a, b):
-        row = side.runs[0]
+    """The pooled std of ``metric`` over other recorded seeds of A's and B's configs, when there are some,
+    and where it comes from."""
+    pooled, runs, configs = seed_repeats_spread(record, [a.runs[0], b.runs[0]], metric)
+    if pooled is None:
+        return None, ""
+    return pooled, f"measured over {runs} recorded runs of {'these configs' if configs > 1 else 'one of these configs'}"
+
+
+def seed_repeats_spread(record: "Record", rows: Sequence["RunRow"], metric: str) -> tuple[float | None, int, int]:
+    """(pooled std, runs, configs) of ``metric`` over the recorded seed repeats of each row's config."""
+    groups: list[list[float]] = []
+    for row in rows:
         fingerprint, arch = row.tags.get("data_fingerprint", ""), row.params.get("model.arch", "")
         if "'" in fingerprint + arch:
             continue
@@ -365,10 +373,9 @@ def measured_seed_spread(record: "Record", a: Side, b: Side, metric: str) -> tup
         if len(values) >= 2 and not any(values == g for g in groups):
             groups.append(values)
     if not groups:
-        return None, ""
+        return None, 0, 0
     pooled = math.sqrt(sum((len(g) - 1) * statistics.variance(g) for g in groups) / sum(len(g) - 1 for g in groups))
-    runs = sum(len(g) for g in groups)
-    return pooled, f"measured over {runs} recorded runs of {'these configs' if len(groups) > 1 else 'one of these configs'}"
+    return pooled, sum(len(g) for g in groups), len(groups)
 
 
 def explain_groups(c: Comparison, chosen: Difference) -> None:

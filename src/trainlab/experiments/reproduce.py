@@ -83,6 +83,7 @@ class Outcome:
     reproduced_seconds: float
     recorded_seconds: float | None
     sentence: str = ""
+    tolerance: str = ""  # what "within tolerance" was measured against
     record_id: str = ""
     where: list[str] = field(default_factory=list)
 
@@ -247,12 +248,31 @@ def compare_with_record(record: "Record", p: Plan, folder: Path, rtol: float = R
     if gap_p != 0:
         exact = False
     verdict = "identical" if exact else "within tolerance" if close and gap_p <= max(atol, 1e-6) + rtol else "different"
+    tolerance = f"rtol {rtol:g}, atol {atol:g}"
+    test_pairs = [(k, a, b) for k, epoch, a, b in pairs if epoch is None]
+    if verdict == "different" and len(recorded_history) == len(reproduced_history):
+        spread = seed_spread(record, p.row, [k for k, _, _ in test_pairs])
+        if spread and all(k in spread and abs(a - b) <= spread[k][0] for k, a, b in test_pairs):
+            verdict = "within tolerance"
+            tolerance = f"the seed spread of {max(n for _, n in spread.values())} recorded runs of this config"
     if verdict == "different" and first is None:
         first = Divergence("test predictions", None, 1.0, agreement)
     outcome = Outcome(p, verdict, rtol, atol, first, largest, agreement, gap_p, seconds,
-                      p.row.metrics.get("train_seconds"))
+                      p.row.metrics.get("train_seconds"), tolerance=tolerance)
     outcome.sentence = sentence(outcome)
     return outcome
+
+
+def seed_spread(record: "Record", row: "RunRow", metrics: list[str]) -> dict[str, tuple[float, int]]:
+    """metric -> (std, runs) over the recorded seed repeats of this run's config (when it has at least 3)."""
+    from trainlab.experiments.compare import seed_repeats_spread
+
+    found = {}
+    for metric in metrics:
+        std, runs, _ = seed_repeats_spread(record, [row], metric)
+        if std is not None and runs >= 3:
+            found[metric] = (std, runs)
+    return found
 
 
 def read_predictions(path: Path, class_names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +290,7 @@ def sentence(o: Outcome) -> str:
         text = f"run {run} reproduces identical: every epoch's metrics, every test metric and every prediction, bit for bit"
     elif o.verdict == "within tolerance":
         worst = max(o.largest.items(), key=lambda kv: kv[1], default=("none", 0.0))
-        text = (f"run {run} reproduces within tolerance (rtol {o.rtol:g}, atol {o.atol:g}): the largest difference is "
+        text = (f"run {run} reproduces within tolerance ({o.tolerance}): the largest difference is "
                 f"{worst[1]:.3g} in {worst[0]}; {o.label_agreement:.2%} of test labels identical")
     else:
         d = o.first_divergence
