@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv from the lock file, train + evaluate + record the default experiment
 #   make test   create .venv from the lock file, run the whole test suite
+# and, for the notebooks: make notebooks (JupyterLab), make notebooks-html (executed, as HTML pages)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -15,7 +16,7 @@ UV_FLAGS := --python $(BIN)/python --no-deps --quiet --compile-bytecode $(if $(s
             $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: run test venv lock clean
+.PHONY: run test venv lock clean notebooks notebooks-html
 
 run: $(STAMP)
 	$(BIN)/trainlab all --config $(CONFIG)
@@ -24,6 +25,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 venv: $(STAMP)
+
+# the notebooks are percent scripts: JupyterLab opens them as notebooks (right-click > Open With > Notebook)
+notebooks: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# executed headless, each as an HTML page in build/notebooks/ (ignored by git); the data set and the
+# run are the notebooks' defaults (digits, the latest finished run in ./mlruns)
+notebooks-html: $(STAMP)
+	mkdir -p build/notebooks
+	for nb in notebooks/*.py; do \
+		name=$$(basename $$nb .py); \
+		$(BIN)/jupytext --quiet --to ipynb --output build/notebooks/$$name.ipynb $$nb && \
+		$(BIN)/jupyter nbconvert --log-level=WARN --to html --execute build/notebooks/$$name.ipynb || exit 1; \
+	done
+	@echo "pages: build/notebooks/*.html"
 
 # Exact versions with hashes. uv installs them (seconds, where pip takes minutes); if uv cannot be had,
 # pip installs the same hashed lock. The project itself is installed editable, fetching nothing.
@@ -42,7 +58,7 @@ $(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
 # re-pin after changing dependencies in pyproject.toml (needs pip-tools)
 lock:
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --generate-hashes --extra test --strip-extras --allow-unsafe \
+	$(BIN)/pip-compile --quiet --generate-hashes --extra test --extra notebooks --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 clean:
