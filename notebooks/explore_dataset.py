@@ -149,8 +149,8 @@ plt.show()
 # %% [markdown]
 # ## Test images that are (nearly) in the training split
 # An exact duplicate is found by hashing the pixels; a near duplicate by the nearest training image
-# (Euclidean distance on the pixels) being much closer than test images usually are to their nearest
-# training image. Duplicates make test accuracy look better than it is on new data.
+# (Euclidean distance on the images averaged down to 8x8) being much closer than test images usually are
+# to their nearest training image. Duplicates make test accuracy look better than it is on new data.
 
 # %%
 import hashlib
@@ -159,9 +159,17 @@ from sklearn.neighbors import NearestNeighbors
 
 train_hashes = {hashlib.sha1(image.tobytes()).hexdigest() for image in splits.train_x}
 exact = sum(hashlib.sha1(image.tobytes()).hexdigest() in train_hashes for image in splits.test_x)
-flat_train = splits.train_x.reshape(len(splits.train_x), -1).astype(np.float32)
-flat_test = splits.test_x.reshape(len(splits.test_x), -1).astype(np.float32)
-distance, nearest = NearestNeighbors(n_neighbors=1).fit(flat_train).kneighbors(flat_test)
+
+
+def pooled(x: np.ndarray) -> np.ndarray:
+    """Images averaged down to at most 8x8 per channel: the neighbour search stays seconds on 60,000 images."""
+    factor = max(1, x.shape[-1] // 8)
+    n, c, h, w = x.shape
+    x = x[:, :, : h // factor * factor, : w // factor * factor].astype(np.float32)
+    return x.reshape(n, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5)).reshape(n, -1)
+
+
+distance, nearest = NearestNeighbors(n_neighbors=1).fit(pooled(splits.train_x)).kneighbors(pooled(splits.test_x))
 distance = distance[:, 0]
 threshold = 0.1 * np.median(distance)
 near = np.flatnonzero(distance <= threshold)
