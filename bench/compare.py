@@ -33,14 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import cpu_line
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cpu() -> str:
-    from trainlab.provenance import environment
-
-    env = environment(os.cpu_count() or 1)
-    return f"{env['cpu_model']} ({env['cpu_capability']}, {env['cpu_count']} cores)"
 
 
 def train_pool(overrides: list[str], seeds: range, label: str) -> list:
@@ -146,7 +141,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--draws", type=int, default=2000)
     args = parser.parse_args()
-    print(f"CPU: {cpu()}")
+    print(cpu_line())
     os.chdir(tempfile.mkdtemp(prefix="trainlab-bench-compare-"))
     pool = train_pool([f"train.epochs={args.epochs}"], range(args.pool), f"quickstart, {args.epochs} epochs")
     accuracies = np.array([o.test.metrics["accuracy"] for o in pool])

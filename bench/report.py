@@ -23,16 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import cpu_line
+
 REPO = Path(__file__).resolve().parents[1]
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 ENV = {**os.environ, "WANDB_MODE": "disabled"}
-
-
-def cpu() -> str:
-    from trainlab.provenance import environment
-
-    env = environment(os.cpu_count() or 1)
-    return f"{env['cpu_model']} ({env['cpu_capability']}, {env['cpu_count']} cores)"
 
 
 def trainlab(*args: str) -> tuple[float, str]:
@@ -104,7 +99,7 @@ def main() -> None:
     parser.add_argument("--skip-fashion", action="store_true")
     parser.add_argument("--trials", type=int, default=50)
     args = parser.parse_args()
-    print(f"CPU: {cpu()}")
+    print(cpu_line())
     os.chdir(tempfile.mkdtemp(prefix="trainlab-bench-report-"))
     os.environ["WANDB_MODE"] = "disabled"
     digits_run()

@@ -13,7 +13,6 @@ reproduction's wall time, and the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from common import start
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from trainlab.cli import main; sys.argv[0] = 'trainlab'; main()"
@@ -61,13 +62,7 @@ def image_folder(root: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--skip-fashion", action="store_true")
-    args = parser.parse_args()
-    from trainlab.provenance import environment
-
-    env = environment(os.cpu_count() or 1)
-    print(f"CPU: {env['cpu_model']} ({env['cpu_capability']}, {env['cpu_count']} cores)")
+    args = start(__doc__)
     project = Path(tempfile.mkdtemp(prefix="trainlab-bench-reproduce-")) / "project"
     shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copytree(REPO / "configs", project / "configs")

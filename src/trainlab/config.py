@@ -260,6 +260,10 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    register_as: str | None = Field(
+        None, description="Register the run's model in MLflow's Model Registry under this name when the run ends "
+        "(a new version, tagged with the test metrics); `trainlab register RUN NAME` does it later."
+    )
     report: bool = Field(
         True, description="Write runs/<id>/report.html (one self-contained page) at the end of the run and log it "
         "with the run. Sweep trials default to false (`trainlab report RUN` makes one on demand)."

@@ -38,6 +38,7 @@ from trainlab.tracking.process import process_alive, this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
 
 STARTUP_WAIT_S = 15.0
+EXAMPLES = 2  # test images logged as the MLflow model's input example
 SHOW_SKIPPED = 3  # unreadable files named in the warning; all are recorded
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -274,7 +275,9 @@ def run_experiment(
                     warn(f"the report page could not be written ({type(exc).__name__}: {exc}); make it later with "
                          f"`trainlab report {run_id}`")
             run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
-                                                   "class_names": list(dataset.class_names)})
+                                                   "class_names": list(dataset.class_names),
+                                                   "input_shape": list(dataset.input_shape),
+                                                   "example": splits.test_x[:EXAMPLES].tolist()})
             run.log_artifact(result.last_checkpoint, "checkpoints")
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:

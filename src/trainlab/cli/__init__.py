@@ -9,6 +9,7 @@
     compare.py     compare
     report.py      report
     reproduce.py   reproduce
+    models.py      register, models (the MLflow Model Registry)
     sweep.py       sweep, sweep show
     ui.py          ui
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, compare, report, reproduce, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import training, evaluation, runs, compare, report, reproduce, models, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 

@@ -332,6 +332,13 @@ class MlflowTracker(Tracker):
     def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
         self.client.log_artifact(self.run_id, str(path), "checkpoints")
         self.client.set_tag(self.run_id, "model_artifact", f"checkpoints/{Path(path).name}")
+        if "input_shape" in metadata:  # also as an MLflow model: runs:/<id>/model, the registry, serving
+            import numpy as np
+
+            from trainlab.mlflow_model import log_pyfunc
+
+            log_pyfunc(self.client, self.run_id, Path(path), list(metadata["class_names"]),
+                       tuple(metadata["input_shape"]), np.asarray(metadata.get("example", []), dtype=np.uint8))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)

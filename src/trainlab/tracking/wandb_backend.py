@@ -185,7 +185,8 @@ class WandbTracker(Tracker):
     def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
         import wandb
 
-        model = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
+        model = wandb.Artifact(f"model-{self.run.id}", type="model",
+                               metadata={k: v for k, v in metadata.items() if k != "example"})
         model.add_file(str(path), name=Path(path).name)
         self.run.log_artifact(model, aliases=["best", "latest"])
 

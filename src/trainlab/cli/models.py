@@ -1,0 +1,55 @@
+"""`trainlab register RUN NAME` and `trainlab models`: the MLflow Model Registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from trainlab.cli.app import app, console
+from trainlab.cli.common import TrackingUriOption, user_errors
+
+
+@app.command()
+def register(
+    run: str = typer.Argument(..., metavar="RUN", help="Run id, MLflow run id or run folder."),
+    name: str = typer.Argument(..., metavar="NAME", help="Registered model name (created if new)."),
+    alias: Optional[str] = typer.Option(None, "--alias", "-a", help="Move this alias (e.g. champion) to the new version."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+) -> None:
+    """Register a run's logged model as a new version of NAME, tagged with its test metrics and data fingerprint."""
+    with user_errors():
+        from trainlab.mlflow_model import register as register_version
+        from trainlab.runs import Record
+
+        row, version = register_version(Record(tracking_uri), run, name, alias)
+        where = f"models:/{name}/{version}" + (f" and models:/{name}@{alias}" if alias else "")
+        console.print(f"registered run {row.run_id} as {where}", highlight=False, markup=False)
+        console.print("W&B: the run's `model` artifact is linked to a W&B registry only online "
+                      "(link it in W&B after `wandb sync`)", highlight=False, markup=False)
+
+
+@app.command()
+def models(
+    tracking_uri: Optional[str] = TrackingUriOption,
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Registered models: versions, aliases, the run each came from and its key test metrics."""
+    with user_errors():
+        from trainlab.mlflow_model import registered_models
+        from trainlab.runs import Record
+
+        found = registered_models(Record(tracking_uri))
+        if as_json:
+            print(json.dumps(found, indent=2))
+            return
+        table = Table(title=f"{len(found)} registered models", title_justify="left")
+        for col in ("model", "version", "aliases", "run", "test acc", "macro F1", "AUROC"):
+            table.add_column(col, justify="right" if col in ("version", "test acc", "macro F1", "AUROC") else "left")
+        for model in found:
+            for v in model["versions"]:
+                table.add_row(model["name"], str(v["version"]), ", ".join(v["aliases"]), v["run"],
+                              *(v.get(k) or "" for k in ("test_accuracy", "test_macro_f1", "test_auroc")))
+        console.print(table)
