@@ -13,7 +13,6 @@ name; the network normalises its input itself.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,10 @@ def _python_model_class() -> type:
 
     class TrainlabModel(mlflow.pyfunc.PythonModel):
         """Probabilities per class name for a batch of images (N, C, H, W) or (N, H, W)."""
+
+        # the declared signature is the schema: MLflow's type-hint validation (and its advice, printed on every
+        # run's console when predict() has no hints) does not apply
+        _skip_type_hint_validation = True
 
         def load_context(self, context: Any) -> None:
             from trainlab.checkpoint import load_checkpoint, model_from_checkpoint
@@ -78,12 +81,10 @@ def save_pyfunc(checkpoint: Path, class_names: list[str], input_shape: tuple[int
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *input_shape))]),
                                outputs=Schema([ColSpec("double", name) for name in class_names]))
     target = folder / MODEL_PATH
-    with warnings.catch_warnings():  # MLflow suggests type hints on predict; the signature above is the schema
-        warnings.simplefilter("ignore")
-        mlflow.pyfunc.save_model(
-            str(target), python_model=_python_model_class()(), artifacts={"checkpoint": str(checkpoint)},
-            signature=signature, input_example=example.astype(np.uint8),
-            pip_requirements=[f"trainlab=={__version__}"])  # the installed environment serves it
+    mlflow.pyfunc.save_model(
+        str(target), python_model=_python_model_class()(), artifacts={"checkpoint": str(checkpoint)},
+        signature=signature, input_example=example.astype(np.uint8),
+        pip_requirements=[f"trainlab=={__version__}"])  # the installed environment serves it
     return target
 
 
