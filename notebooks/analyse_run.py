@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
 
-from trainlab.experiments.report import best_epoch, calibration, view_from_record
+from trainlab.experiments.run_page import best_epoch, calibration, view_from_record
 from trainlab.notebook import enter_project, latest_training_run
 from trainlab.plots import confusion_pair_figure, learning_curves_figure, reliability_figure
 from trainlab.runs import Record

@@ -1,7 +1,7 @@
 """One experiment end to end: data -> model -> train -> evaluate, recorded by the trackers.
 
-This is the glue `trainlab train`, `all`, `test` (and later sweeps and
-reproduction) call; it returns results and prints nothing.
+This is the glue `trainlab train`, `all` and sweep trials call; it returns results
+and prints nothing. A saved model tested on its own is ``evaluation_run.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from trainlab.data import Dataset, Splits, create_dataset, split_dataset
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
 from trainlab.errors import CheckpointError, ConfigError, StorageError
-from trainlab.evaluate import Evaluation, evaluate, evaluate_int8
+from trainlab.evaluate import Evaluation, evaluate
 from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import environment, git_state
@@ -138,6 +138,21 @@ def check_storage(cfg: Config) -> None:
                                "MLFLOW_TRACKING_URI elsewhere")
     if "wandb" in cfg.tracking.trackers and cfg.tracking.wandb_mode != "disabled":
         check_writable(Path("wandb"), "W&B folder")
+
+
+@contextmanager
+def job_run(job: str, experiment: str, mlflow_uri: str, trackers: Sequence[str],
+            warn: Callable[[str], None] | None = None) -> Iterator[Run]:
+    """A run that trains nothing (a comparison, a reproduction's verdict): recorded in the given store and W&B."""
+    cfg = validate_config({"tracking": {"trackers": list(trackers), "mlflow_uri": mlflow_uri}})
+    check_storage(cfg)
+    created = create_trackers(cfg.tracking)
+    prepare_in_background(created, warn)
+    run_id = new_run_id()
+    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=experiment,
+                   tags={**this_process(), "job": job}, job=job)
+    with Run(info, created, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+        yield run
 
 
 @contextmanager
@@ -268,7 +283,9 @@ def run_experiment(
             run.set_tags({"stop_reason": result.stop_reason})
             if cfg.report:
                 try:
-                    write_report(run, trackers, cfg, docs, result, test, splits, started_ms)
+                    from trainlab.experiments.run_page import write_training_report
+
+                    write_training_report(run, trackers, cfg, docs, result, test, splits, started_ms)
                 except (OSError, KeyboardInterrupt):
                     raise
                 except Exception as exc:  # the model is trained and recorded: a page is not worth losing that
@@ -296,26 +313,6 @@ def run_experiment(
     else:
         _end(ending, run, outcome)
     return outcome
-
-
-def write_report(run: Run, trackers: Sequence[Tracker], cfg: Config, docs: RunDocuments, result: TrainResult,
-                 test: Evaluation, splits: Splits, started_ms: int) -> None:
-    """The run's page, from what this process holds (and MLflow's system metrics), logged with the run."""
-    from trainlab.experiments.report import REPORT, SYSTEM, RunView, run_page, write_page
-
-    mlflow = next((t for t in trackers if t.name == "mlflow" and getattr(t, "run_id", "")), None)
-    system = {}
-    if mlflow is not None:
-        for key, name in SYSTEM.items():
-            points = sorted(mlflow.client.get_metric_history(mlflow.run_id, key), key=lambda p: p.timestamp)
-            if points:
-                system[name] = ([(p.timestamp - started_ms) / 1000 for p in points], [p.value for p in points])
-    tags = {**docs.tags, "best_epoch": str(result.best_epoch), "stop_reason": result.stop_reason}
-    view = RunView(run.info.run_id, cfg.name, "FINISHED", started_ms, int(time.time() * 1000), docs.params, tags,
-                   recorded_config(cfg), docs.data, docs.model, docs.environment, result.history, test,
-                   images=splits.test_x, system=system)
-    path, _ = write_page(run_page(view), run.run_dir / REPORT)
-    run.log_artifact(path)
 
 
 def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:
@@ -412,86 +409,3 @@ def resume_target(ref: str, runs_dir: Path) -> ResumeTarget:
 def resume_experiment(target: ResumeTarget, **kwargs: Any) -> RunOutcome:
     """Complete a run: its remaining epochs, its test evaluation, and every backend's record and end."""
     return run_experiment(target.config, resume=target.payload, run_id=target.run_id, **kwargs)
-
-
-@dataclass(frozen=True)
-class EvaluationRecord:
-    run_id: str
-    where: list[str]  # where each tracking backend recorded the evaluation
-    tracking_failures: dict[str, str]
-
-
-def record_evaluation(payload: dict[str, Any], ev: Evaluation, source: str, *,
-                      tracker_names: Sequence[str] | None = None, mlflow_uri: str | None = None,
-                      trackers: Sequence[Tracker] | None = None, data_fingerprint: str | None = None,
-                      warn: Callable[[str], None] | None = None) -> EvaluationRecord:
-    """Record a test of a saved model as a run of its own (job "evaluate"), tagged with the run that trained it.
-
-    The trackers are those the model was trained with unless ``tracker_names`` / ``mlflow_uri`` say otherwise.
-    """
-    tracking = dict(payload["config"].get("tracking") or {})
-    if tracker_names is not None:
-        tracking["trackers"] = list(tracker_names)
-    if mlflow_uri is not None:
-        tracking["mlflow_uri"] = mlflow_uri
-    cfg = validate_config({**payload["config"], "tracking": tracking})
-    check_storage(cfg)
-    trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
-    prepare_in_background(trackers, warn)
-    run_id = new_run_id()
-    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=cfg.name,
-                   config=recorded_config(cfg), tags=this_process(), job="evaluate")
-    with Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
-        run.set_tags({"job": "evaluate", "evaluated_run": str(payload.get("run_id") or "none"),
-                      "model_source": source, "evaluated_epoch": str(payload.get("epoch") or "unknown"),
-                      "precision": ev.precision, "dataset": cfg.data.name, "model": cfg.model.arch,
-                      "trainlab_version": __version__,
-                      # the test split it was evaluated on, so `trainlab compare` can pair it with other runs
-                      **({"data_fingerprint": data_fingerprint[:16]} if data_fingerprint else {})})
-        run.log_params(flatten_config(cfg))  # the evaluated model's config: its test split, for comparisons
-        run.log_evaluation(ev, prefix="test_")
-        run.log_summary({f"test_{k}": v for k, v in ev.metrics.items()})
-    return EvaluationRecord(run_id, run.where(), dict(run.failures))
-
-
-def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
-                        download_progress: DownloadProgress | None = None,
-                        tracking_uri: str | None = None,
-                        int8: bool = False) -> tuple[dict[str, Any], Evaluation, str]:
-    """Evaluate a saved model on its dataset's test split; returns the checkpoint, the evaluation and the data's
-    fingerprint.
-
-    With ``int8``, an int8 copy of the model is evaluated (calibrated on the first training images),
-    with its label agreement, accuracy and speed against the fp32 model in the metrics.
-    """
-    from trainlab.runs import locate_checkpoint
-
-    payload = load_checkpoint(locate_checkpoint(ref, runs_dir, tracking_uri), complete=True)
-    cfg = validate_config(payload["config"])
-    configure_torch(cfg)
-    model = model_from_checkpoint(payload)  # a damaged checkpoint fails before the dataset loads
-    dataset = checkpoint_dataset(payload, data_dir, download_progress)
-    batch = cfg.train.eval_batch_size
-    if int8:
-        from trainlab.quantize import CALIBRATION_IMAGES
-
-        calibration = dataset.train_x[:CALIBRATION_IMAGES]
-        return payload, evaluate_int8(model, dataset.test_x, dataset.test_y, dataset.class_names, calibration,
-                                      batch), data_fingerprint(dataset)
-    return payload, evaluate(model, dataset.test_x, dataset.test_y, dataset.class_names, batch), \
-        data_fingerprint(dataset)
-
-
-def checkpoint_dataset(payload: dict[str, Any], data_dir: Path | None = None,
-                       download_progress: DownloadProgress | None = None) -> Dataset:
-    """The dataset a checkpoint's model was trained on (looked up in ``data_dir`` when given)."""
-    data_cfg = validate_config(payload["config"]).data
-    if data_dir is not None:
-        data_cfg = data_cfg.model_copy(update={"data_dir": data_dir})
-    dataset = create_dataset(data_cfg, download_progress)
-    input_shape = tuple(payload["model"]["input_shape"])
-    if input_shape != tuple(dataset.input_shape):
-        raise CheckpointError(
-            f"the model takes images of shape {input_shape} but dataset {dataset.name!r} has {dataset.input_shape}"
-        )
-    return dataset

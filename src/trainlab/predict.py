@@ -93,7 +93,7 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
     notes = [note] if (note := polarity_note(pixels, sources, payload.get("background"), invert)) else []
     quantize_seconds = None
     if int8:
-        from trainlab.experiment import checkpoint_dataset
+        from trainlab.evaluation_run import checkpoint_dataset
         from trainlab.quantize import CALIBRATION_IMAGES, int8_cpu_note, quantize_int8
 
         notes += [note] if (note := int8_cpu_note()) else []

@@ -420,8 +420,9 @@ class Record:
             true_col, first_p = columns.index("true_label"), columns.index(f"p_{names[0]}")
             y_true = np.array([index[str(r[true_col])] for r in data], dtype=np.int64)
             probs = np.array([r[first_p:first_p + len(names)] for r in data], dtype=np.float64).reshape(len(data), -1)
-            if not len(data) or probs.shape[1] != len(names) or not np.isfinite(probs).all():
-                raise ValueError(f"{len(data)} rows, {len(names)} classes, probabilities not all finite numbers")
+            if not len(data) or probs.shape[1] != len(names) or not np.isfinite(probs).all() or (probs < 0).any():
+                raise ValueError(f"{len(data)} rows, {len(names)} classes, probabilities not all finite and >= 0")
         except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise self.damaged(row, path, exc) from None
-        return Predictions(names, y_true, probs)
+        # the table keeps 6 decimals, so rows sum to 1 only within 5e-6: scikit-learn's log loss warns on that
+        return Predictions(names, y_true, probs / probs.sum(axis=1, keepdims=True))

@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from trainlab.cli.app import app, console, err_console
-from trainlab.cli.common import TrackerOption, TrackingUriOption, print_where, tracker_names, user_errors, warn
+from trainlab.cli.common import TrackerOption, TrackingUriOption, fmt, print_where, tracker_names, user_errors, warn
 
 if TYPE_CHECKING:
-    from trainlab.experiments.compare import Comparison, Ranking, Side
+    from trainlab.experiments.compare import Comparison, Side
+    from trainlab.experiments.ranking import Ranking
     from trainlab.experiments.significance import Difference
 
 
@@ -44,6 +45,7 @@ def compare(
     with user_errors():
         from trainlab.errors import ConfigError
         from trainlab.experiments import compare as cmp
+        from trainlab.experiments.ranking import candidates_of, rank_many
         from trainlab.runs import Record
 
         refs = refs or []
@@ -62,8 +64,7 @@ def compare(
         elif len(refs) == 2 and not filter_string:
             result = cmp.compare_pair(store, cmp.side_of(store, refs[0]), cmp.side_of(store, refs[1]), **options)
         else:
-            sides = cmp.candidates_of(store, refs, filter_string)
-            result = cmp.rank_many(store, sides, progress=fetching(as_json), **options)
+            result = rank_many(store, candidates_of(store, refs, filter_string), progress=fetching(as_json), **options)
         if as_json:
             print(json.dumps(result.as_dict(), indent=2, default=str))
         elif isinstance(result, cmp.Comparison):
@@ -100,21 +101,15 @@ def side_line(tag: str, side: "Side") -> str:
     return f"{tag}  {named}{what}{params} · experiment {runs[0].experiment}"
 
 
-def settings(params: dict, width: int = 48) -> str:
-    """'model.arch=fast, lr=0.01'; a nested value (a list of layers) as compact JSON, cut at ``width``."""
-    def short(value: object) -> str:
-        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-        return text if len(text) <= width else text[:width - 1] + "…"
+def settings(params: dict) -> str:
+    """'model.arch=fast, lr=0.01'; a nested value (a list of layers) as short JSON."""
+    from trainlab.experiments.page import short
 
-    return ", ".join(f"{k}={short(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={short(v, 48)}" for k, v in params.items())
 
 
 def split_line(split: dict) -> str:
     return "test split: " + " · ".join(f"{k} {v}" for k, v in split.items())
-
-
-def number(metric: str, value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.4f}"
 
 
 def show_pair(c: "Comparison") -> None:
@@ -131,10 +126,10 @@ def show_pair(c: "Comparison") -> None:
         table.add_column(col, justify="left" if col in ("metric", "test") else "right")
     for d in c.differences:
         if isinstance(d, GroupDifference):
-            left, right = (f"{number(d.metric, d.a)} ± {number(d.metric, d.std_a)} ({d.n_a})",
-                           f"{number(d.metric, d.b)} ± {number(d.metric, d.std_b)} ({d.n_b})")
+            left, right = (f"{fmt(d.a)} ± {fmt(d.std_a)} ({d.n_a})",
+                           f"{fmt(d.b)} ± {fmt(d.std_b)} ({d.n_b})")
         else:
-            left, right = number(d.metric, d.a), number(d.metric, d.b)
+            left, right = fmt(d.a), fmt(d.b)
         better = " (lower is better)" if d.metric.endswith("loss") else ""
         table.add_row(label(d.metric) + better, left, right, amount(d.metric, d.difference),
                       interval(d.metric, d.ci_low, d.ci_high), p_text(d.p_value), d.test)
@@ -165,7 +160,7 @@ def show_ranking(r: "Ranking") -> None:
         table.add_column(col, justify="left" if col in ("candidate", "") else "right")
     for i, row in enumerate(r.rows, 1):
         d: Difference | None = row.against_best
-        value = number(r.metric, row.mean) + ("" if math.isnan(row.std) else f" ± {number(r.metric, row.std)}")
+        value = fmt(row.mean) + ("" if math.isnan(row.std) else f" ± {fmt(row.std)}")
         name = row.side.name + (f" ({settings(row.side.params)})" if row.side.params else "")
         mark = "best" if d is None else ("≈ best" if row.indistinguishable else "worse")
         table.add_row(str(i), name, str(len(row.side.runs)), value,

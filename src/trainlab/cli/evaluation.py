@@ -31,7 +31,7 @@ def test(
 ) -> None:
     """Evaluate a saved model (or a run's best model) on its dataset's test split."""
     with user_errors():
-        from trainlab.experiment import evaluate_checkpoint, record_evaluation
+        from trainlab.evaluation_run import evaluate_checkpoint, record_evaluation
         from trainlab.quantize import int8_slower_note
 
         payload, ev, fingerprint = evaluate_checkpoint(run_or_model, runs_dir, data_dir, DownloadBar(as_json),

@@ -1,4 +1,4 @@
-"""Compare runs: is B really better than A? And which of many are as good as the best?
+"""Compare two runs, or two groups of seed repeats: is B really better than A? (Many: ``ranking.py``.)
 
     references --Record (runs.py)--> sides: one run, or the seed repeats of one config
         -> refuse sides whose test splits differ (a paired test on other examples means nothing)
@@ -18,11 +18,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trainlab.errors import ConfigError
-from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference, holm,
+from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference,
                                                lower_is_better, paired_differences, seed_spread_from_disagreement,
                                                seeds_needed)
 
 if TYPE_CHECKING:
+    from trainlab.experiments.ranking import Ranking
     from trainlab.runs import Predictions, Record, RunRow
 
 ALPHA = 0.05
@@ -106,35 +107,6 @@ class Comparison:
                 "metrics": [asdict(d) for d in self.differences], "outcome": self.outcome, "verdict": self.verdict,
                 "notes": self.notes, "seed_std": self.seed_std, "seed_std_source": self.seed_std_source,
                 "seeds_needed": self.seeds_needed}
-
-
-@dataclass(frozen=True)
-class Ranked:
-    side: Side
-    mean: float
-    std: float
-    against_best: Difference | None  # None for the best itself
-    p_holm: float | None
-    indistinguishable: bool  # from the best, at alpha after Holm's correction (the best itself: True)
-
-
-@dataclass
-class Ranking:
-    """Many candidates ranked on one metric, each tested against the best with Holm's correction."""
-
-    metric: str
-    alpha: float
-    split: dict[str, Any]
-    rows: list[Ranked]
-    verdict: str
-    notes: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": "ranking", "metric": self.metric, "alpha": self.alpha, "test_split": self.split,
-                "rows": [{**r.side.summary(), "mean": r.mean, "std": r.std,
-                          "against_best": asdict(r.against_best) if r.against_best else None,
-                          "p_holm": r.p_holm, "indistinguishable_from_best": r.indistinguishable} for r in self.rows],
-                "verdict": self.verdict, "notes": self.notes}
 
 
 # -- sides --------------------------------------------------------------------------------------------
@@ -404,92 +376,6 @@ def minimum_permutation_p(d: GroupDifference) -> float:
     return min(1.0, 2 / arrangements)
 
 
-# -- many against the best --------------------------------------------------------------------------------
-
-
-def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | None) -> list[Side]:
-    """A sweep's finished trials (each with its seed repeats), or each of the runs given or matched."""
-    if filter_string:
-        return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)]
-    if len(refs) == 1:
-        from trainlab.experiments.study import TRIAL_TAG
-
-        runs = finished(record.runs(refs[0]), refs[0])
-        trials: dict[str, list["RunRow"]] = {}
-        for r in runs:
-            trials.setdefault(r.tags.get(TRIAL_TAG, r.run_id), []).append(r)
-        if len(trials) < 2:
-            raise ConfigError(f"{refs[0]!r} is a single run; give two runs to compare (`trainlab compare A B`), or a "
-                              "sweep or several runs to rank")
-        return [Side(f"{refs[0]}#{trial}", rows, trial_params(rows[0]))
-                for trial, rows in sorted(trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)]
-    return [Side(ref, finished(record.runs(ref), ref)) for ref in refs]
-
-
-def distinguishing(sides: Sequence[Side]) -> list[dict[str, str]]:
-    """For each candidate, the config values that differ among the candidates (a sweep's trials: what it set)."""
-    if all(s.params for s in sides):
-        return [dict(s.params) for s in sides]
-    keys = [k for k in sorted({k for s in sides for r in s.runs for k in r.params})
-            if (k not in NOT_CONFIG or k == "seed") and not k.startswith("tracking.")
-            and len({values_of(s.runs, "params", k) for s in sides}) > 1]
-    return [{k: values_of(s.runs, "params", k) for k in keys} for s in sides]
-
-
-def rank_many(record: "Record", sides: Sequence[Side], *, metric: str = "test_accuracy", alpha: float = ALPHA,
-              resamples: int = RESAMPLES, seed: int = 0,
-              progress: Callable[[int, int], None] = lambda done, total: None) -> Ranking:
-    """Rank on ``metric`` and test each candidate against the best (Holm over the m - 1 tests)."""
-    metric = metric_name(metric)
-    split = shared_split(sides)
-    usable = [s for s in sides if s.values(metric)]
-    if len(usable) < 2:
-        raise ConfigError(f"fewer than two candidates record {metric!r}; nothing to rank")
-    worse_first = lower_is_better(metric)
-    ordered = sorted(usable, key=lambda s: statistics.fmean(s.values(metric)) * (1 if worse_first else -1))
-    ordered = [Side(s.name, s.runs, shown) for s, shown in zip(ordered, distinguishing(ordered))]
-    best = ordered[0]
-    per_run = all(s.single for s in ordered)
-    notes = []
-    if per_run:
-        if metric.removeprefix("test_") not in METRICS:
-            raise ConfigError(f"--metric {metric!r}: single runs are compared on their test predictions, which give "
-                              f"{', '.join('test_' + m for m in METRICS)}")
-        predictions = []
-        for i, s in enumerate(ordered):
-            predictions.append(record.predictions(s.runs[0]))
-            progress(i + 1, len(ordered))
-        check_same_examples(split, [(s.runs[0].run_id, p) for s, p in zip(ordered, predictions)])
-        bare = metric.removeprefix("test_")
-        tests = [paired_differences(predictions[0].y_true, predictions[0].probs, p.probs, resamples=resamples,
-                                    seed=seed, metrics=(bare,))[bare] for p in predictions[1:]]
-        tests = [Difference(**{**asdict(d), "metric": metric}) for d in tests]
-        notes.append("One run per candidate: each is tested against the best on the same test examples; this ranks "
-                     "these trained models, not their configs.")
-    else:
-        tests = [group_difference(metric, best.values(metric), s.values(metric), seeds_of(best, metric),
-                                  seeds_of(s, metric)) for s in ordered[1:]]
-    adjusted = holm([t.p_value for t in tests]) if tests else []
-    rows = [Ranked(best, statistics.fmean(best.values(metric)), spread(best.values(metric)), None, None, True)]
-    rows += [Ranked(s, statistics.fmean(s.values(metric)), spread(s.values(metric)), t, q, not q < alpha)
-             for s, t, q in zip(ordered[1:], tests, adjusted)]
-    tied = sum(r.indistinguishable for r in rows[1:])
-    if len(tests) == 1:
-        verdict = (f"{best.name} is best on {label(metric)}; the other is "
-                   f"{'not distinguishable from it' if tied else 'worse'} at the {alpha:g} level")
-    else:
-        verdict = (f"{best.name} is best on {label(metric)}; {tied} of the other {len(tests)} "
-                   f"{'is' if tied == 1 else 'are'} not distinguishable from it at the {alpha:g} level after Holm's "
-                   f"correction for {len(tests)} comparisons")
-    if len(sides) > len(usable):
-        notes.append(f"{len(sides) - len(usable)} candidate(s) record no {metric} and are left out.")
-    return Ranking(metric, alpha, split, rows, verdict, notes)
-
-
-def spread(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else math.nan
-
-
 # -- keeping a comparison ----------------------------------------------------------------------------------
 
 
@@ -500,26 +386,14 @@ class ComparisonRecord:
     tracking_failures: dict[str, str]
 
 
-def record_comparison(result: Comparison | Ranking, record: "Record", *, trackers: Sequence[str] = ("mlflow", "wandb"),
+def record_comparison(result: "Comparison | Ranking", record: "Record", *, trackers: Sequence[str] = ("mlflow", "wandb"),
                       warn: Callable[[str], None] | None = None) -> ComparisonRecord:
     """The comparison as a run of its own (job "compare"): its verdict, both sides' run ids, the full result."""
-    from pathlib import Path
+    from trainlab.experiment import job_run
 
-    from trainlab.config import validate_config
-    from trainlab.experiment import check_storage, new_run_id
-    from trainlab.tracking import Run, RunInfo, create_trackers, prepare_in_background
-    from trainlab.tracking.process import this_process
-
-    cfg = validate_config({"tracking": {"trackers": list(trackers), "mlflow_uri": record.uri}})
-    check_storage(cfg)
-    created = create_trackers(cfg.tracking)
-    prepare_in_background(created, warn)
     data = result.as_dict()
     sides = [data["a"], data["b"]] if isinstance(result, Comparison) else data["rows"]
-    run_id = new_run_id()
-    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=sides[0]["experiment"],
-                   tags={**this_process(), "job": "compare"}, job="compare")
-    with Run(info, created, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+    with job_run("compare", sides[0]["experiment"], record.uri, trackers, warn) as run:
         tags = {"job": "compare", "compare_metric": result.metric, "verdict": result.verdict[:5000]}
         if isinstance(result, Comparison):
             tags.update({"compare_a": ",".join(data["a"]["runs"]), "compare_b": ",".join(data["b"]["runs"]),
@@ -535,4 +409,4 @@ def record_comparison(result: Comparison | Ranking, record: "Record", *, tracker
         run.set_tags(tags)
         run.log_params({"metric": result.metric, "alpha": str(result.alpha)})
         run.log_dict("comparison.json", data)
-    return ComparisonRecord(run_id, run.where(), dict(run.failures))
+    return ComparisonRecord(run.info.run_id, run.where(), dict(run.failures))

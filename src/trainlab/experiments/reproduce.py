@@ -281,7 +281,7 @@ def read_predictions(path: Path, class_names: tuple[str, ...]) -> tuple[np.ndarr
         rows = list(csv.DictReader(f))
     labels = np.array([index.get(r["predicted_label"], -1) for r in rows])
     probs = np.array([[float(r[f"p_{name}"]) for name in class_names] for r in rows]).reshape(len(rows), -1)
-    return labels, probs
+    return labels, probs / probs.sum(axis=1, keepdims=True)  # as the record's table is read (runs.Record)
 
 
 def sentence(o: Outcome) -> str:
@@ -329,21 +329,11 @@ def record_reproduction(record: "Record", o: Outcome, folder: Path, trackers: tu
     """A run of job "reproduce" (tag reproduces = the original), and the original tagged with its latest verdict."""
     from datetime import datetime
 
-    from trainlab.config import validate_config
-    from trainlab.experiment import check_storage, new_run_id
-    from trainlab.tracking import Run, RunInfo, create_trackers, prepare_in_background
-    from trainlab.tracking.process import this_process
+    from trainlab.experiment import job_run
 
     row = o.plan.row
-    cfg = validate_config({"tracking": {"trackers": list(trackers), "mlflow_uri": record.uri}})
-    check_storage(cfg)
-    created = create_trackers(cfg.tracking)
-    prepare_in_background(created, warn)
-    run_id = new_run_id()
-    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=row.experiment,
-                   tags={**this_process(), "job": "reproduce"}, job="reproduce")
     summary = json.loads((folder / "summary.json").read_text())
-    with Run(info, created, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
+    with job_run("reproduce", row.experiment, record.uri, trackers, warn) as run:
         run.set_tags({"job": "reproduce", "reproduces": row.run_id, "reproduces_mlflow": row.mlflow_id,
                       "verdict": o.verdict, "verdict_sentence": o.sentence[:5000], "git_commit": o.plan.commit,
                       "threads": str(o.plan.threads)})
@@ -352,8 +342,8 @@ def record_reproduction(record: "Record", o: Outcome, folder: Path, trackers: tu
         run.log_dict("reproduction.json", o.as_dict())
         run.log_artifact(folder / "metrics.jsonl")
         run.log_artifact(folder / "test_predictions.csv")
-    o.record_id, o.where = run_id, run.where()
-    with_date = f"{o.verdict} ({datetime.now():%Y-%m-%d %H:%M}, run {run_id})"
+    o.record_id, o.where = run.info.run_id, run.where()
+    with_date = f"{o.verdict} ({datetime.now():%Y-%m-%d %H:%M}, run {o.record_id})"
     record.set_tag(row, "reproduced", with_date)
 
 

@@ -93,8 +93,7 @@ class WeightedScores:
         self.correct = (pred == y_true).astype(np.float64)
         self.hits, self.predicted, self.truth = truth * predicted, predicted, truth
         eps = np.finfo(np.float64).eps
-        normalised = probs / probs.sum(axis=1, keepdims=True)  # saved rounded to 6 decimals
-        self.losses = -np.log(np.clip(normalised[np.arange(n), y_true], eps, 1 - eps))
+        self.losses = -np.log(np.clip(probs[np.arange(n), y_true], eps, 1 - eps))
         # AUROC, one class against the rest: for each positive, where its score falls among the negatives'
         # sorted scores (ties: between lo and hi), found once; a weighting then needs only cumulative sums
         self.has_auroc = all(truth[:, c].any() and not truth[:, c].all() for c in range(k))
