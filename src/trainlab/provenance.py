@@ -35,13 +35,27 @@ def git_state(cwd: Path | None = None) -> GitState:
     cwd = Path(cwd or os.getcwd())
     commit = _git(["rev-parse", "HEAD"], cwd)
     if commit is None:
-        return GitState(None, None, False, "")
+        return image_git_state()
     branch = _git(["rev-parse", "--abbrev-ref", "HEAD"], cwd)
     status = _git(["status", "--porcelain", "--untracked-files=no"], cwd) or ""
     diff = _git(["diff", "HEAD", "--no-color", "--binary"], cwd) or ""
     new_files, skipped = untracked_patch(cwd)
     return GitState(commit.strip(), (branch or "").strip() or None, bool(status.strip() or new_files or skipped),
                     diff + new_files, skipped)
+
+
+IMAGE_DIRTY = "(the image was built from a working tree with uncommitted changes; they were not recorded)"
+
+
+def image_git_state() -> GitState:
+    """Outside a git checkout: the commit a container image was built from (``TRAINLAB_GIT_COMMIT``,
+    set by the Dockerfile from its build arguments, as the image keeps no .git folder), else none."""
+    commit = os.environ.get("TRAINLAB_GIT_COMMIT", "").strip()
+    if not commit:
+        return GitState(None, None, False, "")
+    dirty = os.environ.get("TRAINLAB_GIT_DIRTY", "").strip().lower() in ("1", "true", "yes")
+    return GitState(commit, os.environ.get("TRAINLAB_GIT_BRANCH", "").strip() or None, dirty, "",
+                    (IMAGE_DIRTY,) if dirty else ())
 
 
 UNTRACKED_BUDGET = 1_000_000  # bytes of untracked files a run records; larger ones are named, not kept
