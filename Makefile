@@ -16,7 +16,7 @@ UV_FLAGS := --python $(BIN)/python --no-deps --quiet --compile-bytecode $(if $(s
             $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: run test venv lock clean notebooks notebooks-html
+.PHONY: run test venv lock clean notebooks notebooks-html image
 
 run: $(STAMP)
 	$(BIN)/trainlab all --config $(CONFIG)
@@ -55,11 +55,23 @@ $(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
 	fi
 	touch $@
 
-# re-pin after changing dependencies in pyproject.toml (needs pip-tools)
+# re-pin after changing dependencies in pyproject.toml (needs pip-tools): the development lock, then the
+# images' locks at the same versions (the trainer's runtime dependencies; MLflow's server with its driver)
+COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 lock:
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --generate-hashes --extra test --extra notebooks --strip-extras --allow-unsafe \
-		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	$(COMPILE) --extra test --extra notebooks -o requirements.lock pyproject.toml
+	$(COMPILE) --constraint requirements.lock -o requirements-runtime.lock pyproject.toml
+	$(COMPILE) --constraint requirements.lock -o docker/mlflow-server.lock docker/mlflow-server.in
+
+# the trainer image, labelled with the commit it is built from (README, "Containers"). DOCKER=podman works;
+# IMAGE_ARGS passes more, e.g. --build-arg BASE=... or a local wheel folder
+DOCKER ?= docker
+IMAGE  ?= trainlab:latest
+image:
+	$(DOCKER) build -t $(IMAGE) --build-arg GIT_COMMIT=$$(git rev-parse HEAD) \
+		--build-arg GIT_BRANCH=$$(git rev-parse --abbrev-ref HEAD) \
+		--build-arg GIT_DIRTY=$$(test -z "$$(git status --porcelain)" && echo false || echo true) $(IMAGE_ARGS) .
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
