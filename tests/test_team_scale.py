@@ -6,63 +6,30 @@ The trainers run the same code as on a laptop; only MLFLOW_TRACKING_URI changes.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from postgres_server import MISSING, free_port, installed
+from postgres_server import postgres as start_postgres
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not (PG_BIN / "initdb").is_file(),
-                       reason="PostgreSQL 15 server not installed (apt-get install postgresql-15)"),
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(args: list[str]) -> list[str]:
-    # PostgreSQL refuses to run as root
-    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not installed(), reason=MISSING)]
 
 
 @pytest.fixture
 def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; yields a database URI."""
-    folder = Path(tempfile.mkdtemp(prefix="trainlab-pg-", dir="/tmp"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres", "postgres")
-    port = _free_port()
-    data = folder / "data"
-    subprocess.run(_as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]),
-                   check=True, capture_output=True)
-    subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(folder / "log"), "-w", "-o",
-                                 f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"]),
-                   check=True, capture_output=True)
-    try:
-        subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U",
-                                     "postgres", "mlflow"]), check=True, capture_output=True)
+    with start_postgres(databases=("mlflow", "optuna")) as port:
         yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
-    finally:
-        subprocess.run(_as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
 def mlflow_server(postgres: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = open(tmp_path / "mlflow-server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", postgres,
                              "--artifacts-destination", str(tmp_path / "shared-artifacts"),
@@ -119,9 +86,6 @@ def test_two_machines_join_one_sweep_on_postgresql_and_run_every_trial_once(
         mlflow_server: str, postgres: str, tiny_npz: Path, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
-    port = postgres.rsplit(":", 1)[1].split("/")[0]
-    subprocess.run(_as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", port, "-U", "postgres",
-                                 "optuna"]), check=True, capture_output=True)
     storage = postgres.rsplit("/", 1)[0] + "/optuna"
     (tmp_path / "grid.yaml").write_text("method: grid\nmetric: {name: val_accuracy}\nparameters:\n"
                                         "  train.optimizer.lr: {values: [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]}\n")
