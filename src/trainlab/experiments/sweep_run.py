@@ -60,6 +60,14 @@ def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
         return True
 
 
+def release_lead(sweep: Sweep, study: "optuna.Study") -> None:
+    """The lead ends with the leader (finished, failed or stopped): the next process to run the sweep leads it,
+    wherever it runs. Liveness alone cannot tell that of a leader on another machine, or in another container."""
+    with asking(sweep):
+        if study.user_attrs.get(LEADER_ATTR) == this_process():
+            study.set_user_attr(LEADER_ATTR, {})
+
+
 def wait_for_parent(study: "optuna.Study", timeout: float = 60.0) -> str | None:
     """A joining worker nests its trials under the leader's parent run (None: MLflow is not recording)."""
     deadline = time.monotonic() + timeout
@@ -181,8 +189,11 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
         work(study, wait_for_parent(study))
         return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {},
                             leader=study.user_attrs.get(LEADER_ATTR))
-    with parent_run(sweep, cfg, study, warn) as run:
-        work(study, study.user_attrs.get(PARENT_ATTR) or None)
-        wait_for_trials(study, on_poll)
-        rows, found = record_ranking(run, sweep, study)
+    try:
+        with parent_run(sweep, cfg, study, warn) as run:
+            work(study, study.user_attrs.get(PARENT_ATTR) or None)
+            wait_for_trials(study, on_poll)
+            rows, found = record_ranking(run, sweep, study)
+    finally:
+        release_lead(sweep, study)
     return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, run.where(), dict(run.failures))
