@@ -7,13 +7,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 STAMP  := $(VENV)/.installed
-# torch==2.13.0+cpu: a local wheel folder (PIP_FIND_LINKS, as pip uses it) or else PyTorch's CPU index
+# torch==2.13.0+cpu: a local wheel folder (PIP_FIND_LINKS, as pip uses it) or else PyTorch's CPU index;
+# uv then takes each package's best match across both indexes (every file is hash-checked), where its
+# default would look for numpy and the rest only on PyTorch's index
 UV_FIND_LINKS ?= $(PIP_FIND_LINKS)
 TORCH_INDEX   ?= $(if $(strip $(UV_FIND_LINKS)),,https://download.pytorch.org/whl/cpu)
 # bytecode compiled once at install: where PYTHONDONTWRITEBYTECODE is set (CI, containers) every process
 # would otherwise compile torch's and MLflow's sources again at import (seconds each)
 UV_FLAGS := --python $(BIN)/python --no-deps --quiet --compile-bytecode $(if $(strip $(UV_FIND_LINKS)),--find-links $(UV_FIND_LINKS)) \
-            $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+            $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
 .PHONY: run test venv lock clean notebooks notebooks-html image

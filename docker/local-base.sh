@@ -18,5 +18,5 @@ trap 'rm -rf "$rootfs"' EXIT
 
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$mirror" >/dev/null
 rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-tar -C "$rootfs" -c . | "${podman[@]}" import --change 'CMD ["/bin/bash"]' - "$image" >/dev/null
+tar -C "$rootfs" -c . | "${podman[@]}" import --quiet --change 'CMD ["/bin/bash"]' - "$image" >/dev/null
 echo "base image $image built from $mirror"

@@ -316,6 +316,30 @@ def test_podman_stop_marks_the_run_killed(trainer_image: str, work: Path, tmp_pa
     assert run.info.status == "KILLED"
 
 
+@pytest.mark.slow
+@pytest.mark.container
+def test_a_run_whose_container_is_killed_shows_killed_from_the_next_container(
+        trainer_image: str, work: Path, tmp_path: Path) -> None:
+    name = f"trainlab-kill-{secrets.token_hex(4)}"
+    offline = env_file(tmp_path, WANDB_MODE="offline")
+    podman("run", "-d", "--name", name, "--network=none", *LIMITS, "--env-file", str(offline),
+           "-v", f"{work}:/work", trainer_image, "train", "--config", "/opt/trainlab/configs/quickstart.yaml",
+           "train.epochs=500", "train.early_stop.patience=500")
+    try:
+        deadline = time.monotonic() + 300
+        while not (work / "mlruns/mlflow.db").exists() or not running_with_metrics(work):
+            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-3000:]
+            time.sleep(1)
+        podman("kill", "--signal", "KILL", name)  # docker kill, the OOM killer: nothing can be caught
+        podman("wait", name, check=False)
+    finally:
+        podman("rm", "--force", name, check=False)
+    # another container (another host name, another pid namespace) sees the dead process's lock let go
+    listed = podman("run", "--rm", "--network=none", *LIMITS, "--env-file", str(offline), "-v", f"{work}:/work",
+                    trainer_image, "runs", "--json")
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["KILLED"], listed.stdout[-2000:]
+
+
 def running_with_metrics(work: Path) -> bool:
     try:
         client = local_client(work)

@@ -337,3 +337,25 @@ def test_training_with_a_dead_server_waits_seconds_at_the_end_and_ctrl_c_is_prom
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - started < 5, err
     assert proc.returncode == 130 and "is marked killed" in err
+
+
+def test_a_process_in_another_container_is_told_dead_or_alive_by_the_lock_it_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainlab.tracking import process
+
+    show = "import json, sys, time; from trainlab.tracking.process import this_process; " \
+           "print(json.dumps(this_process()), flush=True); time.sleep(float(sys.argv[1]))"
+    child = subprocess.Popen([sys.executable, "-c", show, "120"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    record = json.loads(child.stdout.readline())
+    # seen from another container: another host name, and its pid means nothing here
+    monkeypatch.setattr(process.socket, "gethostname", lambda: "another-container")
+    assert process.process_alive(record) is True
+    assert process.process_alive({**record, process.BOOT_TAG: "another-machine"}) is None
+    assert process.process_alive({**record, process.LOCK_ID_TAG: "0:0"}) is None  # another volume's file
+    child.kill()  # SIGKILL: nothing of the process's own runs, the kernel lets go of its lock
+    child.wait()
+    assert process.process_alive(record) is False
+    # a process that ends cleanly takes its lock file with it
+    done = subprocess.run([sys.executable, "-c", show, "0"], cwd=tmp_path, capture_output=True, text=True)
+    ended = json.loads(done.stdout)
+    assert not Path(ended[process.LOCK_TAG]).exists() and process.process_alive(ended) is None
