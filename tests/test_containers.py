@@ -294,24 +294,30 @@ def contains(path: Path, needle: bytes, chunk: int = 1 << 24) -> bool:
     return False
 
 
-@pytest.mark.slow
-@pytest.mark.container
-def test_podman_stop_marks_the_run_killed(trainer_image: str, work: Path, tmp_path: Path) -> None:
-    name = f"trainlab-stop-{secrets.token_hex(4)}"
-    offline = env_file(tmp_path, WANDB_MODE="offline")
-    podman("run", "-d", "--name", name, "--network=none", *LIMITS, "--env-file", str(offline),
-           "-v", f"{work}:/work", trainer_image, "train", "--config", "/opt/trainlab/configs/quickstart.yaml",
-           "train.epochs=500", "train.early_stop.patience=500")
+@contextlib.contextmanager
+def training(image: str, work: Path, env: Path) -> Iterator[str]:
+    """A long training in a detached container, yielded (its name) once it has logged an epoch; removed after."""
+    name = f"trainlab-train-{secrets.token_hex(4)}"
+    podman("run", "-d", "--name", name, "--network=none", *LIMITS, "--env-file", str(env), "-v", f"{work}:/work",
+           image, "train", "--config", "/opt/trainlab/configs/quickstart.yaml", "train.epochs=500",
+           "train.early_stop.patience=500")
     try:
         deadline = time.monotonic() + 300
         while not (work / "mlruns/mlflow.db").exists() or not running_with_metrics(work):
             assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-3000:]
             assert podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() == "true"
             time.sleep(1)
-        podman("stop", "--time", "60", name)
-        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "143"
+        yield name
     finally:
         podman("rm", "--force", name, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.container
+def test_podman_stop_marks_the_run_killed(trainer_image: str, work: Path, tmp_path: Path) -> None:
+    with training(trainer_image, work, env_file(tmp_path, WANDB_MODE="offline")) as name:
+        podman("stop", "--time", "60", name)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "143"
     (run,) = local_client(work).search_runs([e.experiment_id for e in local_client(work).search_experiments()])
     assert run.info.status == "KILLED"
 
@@ -320,20 +326,10 @@ def test_podman_stop_marks_the_run_killed(trainer_image: str, work: Path, tmp_pa
 @pytest.mark.container
 def test_a_run_whose_container_is_killed_shows_killed_from_the_next_container(
         trainer_image: str, work: Path, tmp_path: Path) -> None:
-    name = f"trainlab-kill-{secrets.token_hex(4)}"
     offline = env_file(tmp_path, WANDB_MODE="offline")
-    podman("run", "-d", "--name", name, "--network=none", *LIMITS, "--env-file", str(offline),
-           "-v", f"{work}:/work", trainer_image, "train", "--config", "/opt/trainlab/configs/quickstart.yaml",
-           "train.epochs=500", "train.early_stop.patience=500")
-    try:
-        deadline = time.monotonic() + 300
-        while not (work / "mlruns/mlflow.db").exists() or not running_with_metrics(work):
-            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr[-3000:]
-            time.sleep(1)
+    with training(trainer_image, work, offline) as name:
         podman("kill", "--signal", "KILL", name)  # docker kill, the OOM killer: nothing can be caught
         podman("wait", name, check=False)
-    finally:
-        podman("rm", "--force", name, check=False)
     # another container (another host name, another pid namespace) sees the dead process's lock let go
     listed = podman("run", "--rm", "--network=none", *LIMITS, "--env-file", str(offline), "-v", f"{work}:/work",
                     trainer_image, "runs", "--json")
