@@ -1,7 +1,7 @@
 #!/bin/sh
 # Creates the virtual environment VENV and installs LOCK into it, every file checked against the lock's
 # hashes. uv does the installing (itself pinned by hash in requirements-bootstrap.lock): minutes faster
-# than pip on two cores. Used by the Dockerfiles' dependency stages:
+# than pip on two cores. Used by both Dockerfiles for their dependency layer:
 #   install-deps.sh VENV LOCK BOOTSTRAP_LOCK
 # Build arguments it reads: TORCH_INDEX (PyTorch's CPU index, for torch==2.13.0+cpu; empty: not used),
 # WHEELS (a folder of wheels mounted at build time, searched first) and PIP_CERT (a CA bundle for a
@@ -28,5 +28,5 @@ python3 -m venv "$venv"
 rm -rf /tmp/uv
 # what the images never run: the packages' own test suites (pandas, scipy, sympy, ...: about 250 MB with
 # their bytecode), torch's C++ test binaries and headers (for compiling extensions; the image has no compiler)
-find "$venv" -depth -type d -name tests -prune -exec rm -rf {} +
+find "$venv" -type d -name tests -prune -exec rm -rf {} +
 rm -rf "$venv"/lib/python3*/site-packages/torch/test "$venv"/lib/python3*/site-packages/torch/include

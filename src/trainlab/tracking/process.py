@@ -25,8 +25,7 @@ from typing import IO, Mapping
 HOST_TAG, PID_TAG, STARTED_TAG = "trainlab.host", "trainlab.pid", "trainlab.process_started"
 BOOT_TAG, LOCK_TAG, LOCK_ID_TAG = "trainlab.boot_id", "trainlab.alive_lock", "trainlab.alive_lock_id"
 ALIVE_DIR = Path(".trainlab") / "processes"  # in the working folder
-_held: dict[str, str] = {}
-_handle: list[IO[bytes]] = []  # the open lock file, for the life of the process
+_alive: dict[int, tuple[dict[str, str], IO[bytes] | None]] = {}  # pid -> its lock's tags, the open lock file
 
 
 def boot_id() -> str:
@@ -45,25 +44,22 @@ def this_process() -> dict[str, str]:
 
 
 def _alive_lock(started: str) -> dict[str, str]:
-    """Held from the first call to the end of the process; {} where the working folder is not writable."""
-    if _held.get("pid") != str(os.getpid()):  # first call, or a forked child
-        _held.clear()
-        _handle.clear()
-        path = (ALIVE_DIR / f"{socket.gethostname()}-{os.getpid()}-{started}.lock").resolve()
+    """Taken at the first call (a forked child takes its own) and held to the end of the process; {} where
+    the working folder is not writable."""
+    pid = os.getpid()
+    if pid not in _alive:
+        path = (ALIVE_DIR / f"{socket.gethostname()}-{pid}-{started}.lock").resolve()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             handle = open(path, "wb")
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            _held["pid"] = str(os.getpid())
+            _alive[pid] = ({}, None)
             return {}
         stat = os.fstat(handle.fileno())
-        _handle.append(handle)
-        _held.update(pid=str(os.getpid()), tags="1", path=str(path), id=f"{stat.st_dev}:{stat.st_ino}")
-        atexit.register(_let_go, path, os.getpid())
-    if "tags" not in _held:
-        return {}
-    return {BOOT_TAG: boot_id(), LOCK_TAG: _held["path"], LOCK_ID_TAG: _held["id"]}
+        _alive[pid] = ({BOOT_TAG: boot_id(), LOCK_TAG: str(path), LOCK_ID_TAG: f"{stat.st_dev}:{stat.st_ino}"}, handle)
+        atexit.register(_let_go, path, pid)
+    return _alive[pid][0]
 
 
 def _let_go(path: Path, pid: int) -> None:
