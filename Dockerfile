@@ -39,6 +39,9 @@ COPY docker/entrypoint.sh /usr/local/bin/trainlab-entrypoint
 ARG GIT_COMMIT=""
 ARG GIT_BRANCH=""
 ARG GIT_DIRTY=""
+# a step that runs with the arguments: Podman keys the cache of an ENV or LABEL step on its text, not on
+# the values it expands, so without it a rebuild at a new commit kept the old commit
+RUN printf 'commit %s\nbranch %s\ndirty %s\n' "$GIT_COMMIT" "$GIT_BRANCH" "$GIT_DIRTY" > /opt/trainlab/revision
 ENV TRAINLAB_GIT_COMMIT=$GIT_COMMIT \
     TRAINLAB_GIT_BRANCH=$GIT_BRANCH \
     TRAINLAB_GIT_DIRTY=$GIT_DIRTY
