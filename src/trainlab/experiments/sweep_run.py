@@ -50,14 +50,22 @@ class SweepOutcome:
         return best_so_far(self.rows)
 
 
+CLAIM_SETTLE_S = 2.0  # across machines: how long claims may take to land before the last one is read
+
+
 def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
     """This process leads the sweep unless a live process already does (one on another machine counts as live)."""
+    me = this_process()
     with asking(sweep):
         leader = study.user_attrs.get(LEADER_ATTR)
         if leader and process_alive(leader) is not False:
             return False
-        study.set_user_attr(LEADER_ATTR, this_process())
-        return True
+        study.set_user_attr(LEADER_ATTR, me)
+    if sweep.local:
+        return True  # the check and the claim were one step, under the sweep's file lock
+    # on a shared database nothing makes them one step: two machines may both claim, and the last to write leads
+    time.sleep(CLAIM_SETTLE_S)
+    return study.user_attrs.get(LEADER_ATTR) == me
 
 
 def release_lead(sweep: Sweep, study: "optuna.Study") -> None:
