@@ -31,7 +31,7 @@ from trainlab.errors import CheckpointError, ConfigError, StorageError
 from trainlab.evaluate import Evaluation, evaluate
 from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
-from trainlab.provenance import environment, git_state
+from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, environment, git_state, untracked_advice
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background, read_run_record
 from trainlab.tracking.mlflow_backend import local_store_path, resolve_tracking_uri
 from trainlab.tracking.process import process_alive, this_process
@@ -255,6 +255,10 @@ def run_experiment(
         recording.enter_context(run_lock(run_dir, run_id))
         run = recording.enter_context(Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn))
         docs = run_documents(cfg, dataset, splits, threads, count_parameters(model), val_source)
+        if docs.untracked_skipped and docs.untracked_skipped != (IMAGE_DIRTY,):
+            warn(f"{len(docs.untracked_skipped)} untracked files are too big to record with the run (over "
+                 f"{UNTRACKED_BUDGET / 1e6:.0f} MB together), so `trainlab reproduce` cannot rebuild its code: "
+                 f"{untracked_advice(docs.untracked_skipped)}")
         started_ms = int(time.time() * 1000)
         try:
             if resume is None:
@@ -332,6 +336,7 @@ class RunDocuments:
     data: dict[str, Any]
     model: dict[str, Any]
     git_diff: str
+    untracked_skipped: tuple[str, ...] = ()  # untracked files too big to record, the biggest first
 
 
 def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
@@ -359,7 +364,7 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
         "skipped_files": list(dataset.skipped),
     }
     return RunDocuments({**flatten_config(cfg), **aliases}, tags, environment(threads), data,
-                        {"arch": cfg.model.arch, "parameters": parameters}, git.diff)
+                        {"arch": cfg.model.arch, "parameters": parameters}, git.diff, git.untracked_skipped)
 
 
 def record_start(run: Run, cfg: Config, docs: RunDocuments) -> None:

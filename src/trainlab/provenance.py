@@ -60,27 +60,56 @@ def image_git_state() -> GitState:
 
 UNTRACKED_BUDGET = 1_000_000  # bytes of untracked files a run records; larger ones are named, not kept
 
+# what trainlab, its README's commands, MLflow, W&B and Jupyter write into a project: never source
+GENERATED_DIRS = ("runs", "mlruns", "mlartifacts", "wandb", "reports", "build", "data", ".trainlab",
+                  ".ipynb_checkpoints", "__pycache__")
+GENERATED_SUFFIXES = (".db", ".sqlite", ".pt", ".pth", ".ckpt", ".onnx", ".html", ".png", ".jpg", ".jpeg",
+                      ".gz", ".npz", ".npy", ".pkl", ".log", ".ipynb", ".zip", ".tar", ".whl", ".parquet")
+
 
 def untracked_patch(cwd: Path) -> tuple[str, tuple[str, ...]]:
     """Files git does not track (and does not ignore) as a patch that creates them, so a run made from a
-    working tree with new source files can be rebuilt; files past the budget are returned by name."""
+    working tree with new source files can be rebuilt; files past the budget are returned by name, the
+    biggest first."""
     listed = _git(["ls-files", "--others", "--exclude-standard", "-z", "--full-name"], cwd) or ""
     top = Path((_git(["rev-parse", "--show-toplevel"], cwd) or str(cwd)).strip())
     patches, skipped, used = [], [], 0
     for name in sorted(n for n in listed.split("\0") if n):
         size = (top / name).stat().st_size if (top / name).is_file() else 0
         if used + size > UNTRACKED_BUDGET:
-            skipped.append(name)
+            skipped.append((size, name))
             continue
         try:  # `git diff --no-index` exits 1 when the files differ, which they always do here
             out = subprocess.run(["git", "diff", "--no-index", "--binary", "--no-color", "--", "/dev/null", name],
                                  cwd=top, capture_output=True, text=True, timeout=20)
         except (OSError, subprocess.TimeoutExpired):
-            skipped.append(name)
+            skipped.append((size, name))
             continue
         patches.append(out.stdout)
         used += size
-    return "".join(patches), tuple(skipped)
+    return "".join(patches), tuple(name for _, name in sorted(skipped, key=lambda s: (-s[0], s[1])))
+
+
+def looks_generated(name: str) -> bool:
+    """An output (a store, a page, a checkpoint, a download) rather than source a run's code needs."""
+    path = Path(name)
+    return bool(set(path.parts[:-1]) & set(GENERATED_DIRS)) or path.suffix.lower() in GENERATED_SUFFIXES
+
+
+def untracked_advice(names: tuple[str, ...] | list[str], shown: int = 3) -> str:
+    """What to do about untracked files a run could not record: ignore the generated, commit the source."""
+    generated = [n for n in names if looks_generated(n)]
+    source = [n for n in names if not looks_generated(n)]
+    advice = []
+    if generated:
+        patterns = sorted({f"{Path(n).parts[0]}/" if len(Path(n).parts) > 1 else n for n in generated})
+        more = f" and {len(patterns) - shown} more" if len(patterns) > shown else ""
+        advice.append(f"generated files ({', '.join(generated[:shown])}{'...' if len(generated) > shown else ''}): "
+                      f"add {', '.join(patterns[:shown])}{more} to .gitignore")
+    if source:
+        advice.append(f"source files ({', '.join(source[:shown])}{'...' if len(source) > shown else ''}): "
+                      "commit them")
+    return "; ".join(advice)
 
 
 # the instruction sets that decide float bit-identity (torch's kernel choice) and int8 speed (VNNI)

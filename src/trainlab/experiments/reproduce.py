@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 import numpy as np
 
 from trainlab.errors import ConfigError, TrainlabError
+from trainlab.provenance import IMAGE_DIRTY, untracked_advice
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -125,9 +126,13 @@ def plan(record: "Record", ref: str, repo: Path = Path("."), threads: int | None
     if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise CannotReproduce(f"commit {commit[:12]} (run {row.run_id}'s code) is not in this repository; "
                               "`git fetch` the branch that holds it, then try again")
-    if row.tags.get("git_untracked_skipped"):
-        raise CannotReproduce(f"run {row.run_id} used untracked files too large to record "
-                              f"({row.tags['git_untracked_skipped'][:200]}); commit them and train again")
+    if skipped := row.tags.get("git_untracked_skipped"):
+        if skipped == IMAGE_DIRTY:
+            raise CannotReproduce(f"run {row.run_id} ran in a container image built from a working tree with "
+                                  "uncommitted changes, which were not recorded; build the image from a clean "
+                                  "commit (`make image`) and train again")
+        raise CannotReproduce(f"run {row.run_id} used untracked files too large to record: "
+                              f"{untracked_advice(skipped.split(', '))}; then train again")
     diff = record.text_artifact(row, "git.diff")
     config = record.json_artifact(row, "config.yaml")
     recorded_env = record.json_artifact(row, "environment.json")
