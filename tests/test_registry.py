@@ -106,30 +106,35 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_mlflow_serves_the_logged_model(trained, tmp_path: Path) -> None:
+def test_trainlab_serve_runs_mlflows_server_and_its_curl_line_answers(trained, tmp_path: Path) -> None:
     path, pixels = images_file(trained, tmp_path, n=2)
     labels = [item["label"] for item in json.loads(invoke("predict", trained.run_id, str(path), "--json").stdout)]
+    invoke("register", trained.run_id, "digits-cnn", "--alias", "champion")
     port = _free_port()
-    # as in an activated venv: MLflow starts the venv's uvicorn by name
-    env = {**os.environ, "MLFLOW_TRACKING_URI": resolve_tracking_uri(),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
-                               f"runs:/{mlflow_id(trained.run_id)}/model", "--env-manager", "local", "-h", "127.0.0.1",
-                               "-p", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # the venv not activated, no MLFLOW_TRACKING_URI: `trainlab serve` sets up both for MLflow's server
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    server = subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "serve", "models:/digits-cnn@champion",
+                               "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
     try:
+        said = [server.stdout.readline() for _ in range(3)] if server.stdout else []
+        assert said[0].startswith(f"serving models:/digits-cnn@champion (run {trained.run_id}) on "
+                                  f"http://127.0.0.1:{port}/invocations"), said
+        curl = said[2].strip()
+        assert curl.startswith(f"curl -s http://127.0.0.1:{port}/invocations "), said
+        answer = json.loads(subprocess.run(["bash", "-c", curl], capture_output=True, text=True, check=True).stdout)
+        assert len(answer["predictions"]) == 2  # the model's input example: two test images
         body = json.dumps({"inputs": pixels.tolist()}).encode()
-        deadline, answer = time.monotonic() + 120, None
-        while answer is None and time.monotonic() < deadline and server.poll() is None:
-            try:
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
-                                                 {"Content-Type": "application/json"})
-                answer = json.loads(urllib.request.urlopen(request, timeout=10).read())
-            except OSError:
-                time.sleep(1)
-        assert answer is not None, server.stdout.read() if server.poll() is not None else "no answer in 120 s"
-        rows = answer["predictions"]
-        served = [max(row, key=row.get) for row in rows]
-        assert served == labels
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body,
+                                         {"Content-Type": "application/json"})
+        rows = json.loads(urllib.request.urlopen(request, timeout=30).read())["predictions"]
+        assert [max(row, key=row.get) for row in rows] == labels
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert not Path("mlflow.db").exists() and not Path("mlartifacts").exists()  # nothing stray where it ran
+
+
+def test_serve_of_a_model_that_is_not_there_is_one_line(trained) -> None:
+    out = invoke("serve", "models:/nobody@champion", code=2).output
+    assert "no model version 'models:/nobody@champion'" in out and len(out.strip().splitlines()) == 1

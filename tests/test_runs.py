@@ -18,6 +18,9 @@ from trainlab.cli import app
 from trainlab.experiment import run_experiment
 
 runner = CliRunner()
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture
@@ -124,13 +127,17 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ui_says_its_url_once_the_page_answers(three_runs) -> None:
+def test_ui_says_its_url_once_the_page_answers_and_it_shows_the_runs_table(three_runs) -> None:
     port = _free_port()
     proc = subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "ui", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
-        assert line.startswith(f"MLflow UI for sqlite:///") and f"on http://127.0.0.1:{port} (Ctrl-C stops it)" in line
+        assert line.startswith("MLflow UI for sqlite:///") and line.rstrip().endswith("(Ctrl-C stops it)"), line
+        page_url = line.split(" on ")[1].split(" (Ctrl-C")[0]
+        # the newest experiment's runs table in the model-training view, not MLflow 3's GenAI overview
+        assert page_url.startswith(f"http://127.0.0.1:{port}/#/experiments/") and \
+            page_url.endswith("/runs?workflowType=machine_learning"), page_url
         # announced means answering: the first request succeeds, no retry loop
         url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -138,6 +145,18 @@ def test_ui_says_its_url_once_the_page_answers(three_runs) -> None:
         assert "cmp" in {e["name"] for e in body["experiments"]}
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
             assert response.status == 200
+        if CHROMIUM.exists():  # what a first-time browser shows at that address: the runs, by name
+            sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                try:
+                    page = browser.new_page(viewport={"width": 1280, "height": 900})
+                    page.goto(page_url)
+                    for outcome in three_runs:
+                        page.get_by_text(outcome.run_id).wait_for(timeout=60_000)
+                    assert page.get_by_text("Model training").count() > 0
+                finally:
+                    browser.close()
         busy = runner.invoke(app, ["ui", "--port", str(port)])  # the port is taken now
         assert busy.exit_code == 2 and busy.stderr.startswith(f"error: port {port} on 127.0.0.1 is already in use"), \
             busy.output

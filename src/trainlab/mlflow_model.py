@@ -138,3 +138,25 @@ def registered_models(record: "Record") -> list[dict[str, Any]]:
             {"version": str(v.version), "aliases": aliases.get(str(v.version), []), "run": v.tags.get("trainlab_run_id", v.run_id),
              **{k: v.tags.get(k) for k in VERSION_TAGS if k in v.tags}} for v in versions]})
     return found
+
+
+def served_model(record: "Record", ref: str) -> tuple[str, "RunRow", str | None]:
+    """What `mlflow models serve` takes for a run reference (``models:/...`` as given, else the run's logged
+    model), the run it came from, and the request body of the model's input example (None if it has none)."""
+    import json
+
+    from mlflow.exceptions import MlflowException
+
+    row = record.run(ref)
+    client = record.client
+    if MODEL_PATH not in {a.path for a in client.list_artifacts(row.mlflow_id)}:
+        raise ConfigError(f"run {row.run_id} has no logged MLflow model (runs before trainlab logged one, or a run "
+                          "that did not finish); train it again to serve it")
+    uri = ref if ref.startswith("models:/") else f"runs:/{row.mlflow_id}/{MODEL_PATH}"
+    with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
+        try:
+            path = client.download_artifacts(row.mlflow_id, f"{MODEL_PATH}/serving_input_example.json", tmp)
+            example = json.dumps(json.loads(Path(path).read_text()), separators=(",", ":"))
+        except (MlflowException, OSError, ValueError):
+            example = None
+    return uri, row, example

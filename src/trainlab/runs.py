@@ -198,6 +198,15 @@ def group_stats(value: str, values: Sequence[float], value_is_loss: bool = False
     return GroupStats(value, len(values), mean, std, float(low), float(high))
 
 
+def newest_experiment(uri: str) -> str | None:
+    """The id of the experiment that holds the newest run (None for a store with no run)."""
+    with reading(uri):
+        client = client_for(uri)
+        ids = [e.experiment_id for e in client.search_experiments()]
+        newest = client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"]) if ids else []
+    return newest[0].info.experiment_id if newest else None
+
+
 def run_details(ref: str, uri: str | None = None) -> dict[str, Any]:
     """Config (params), final metrics, tags and artifact paths of one run."""
     record = Record(uri)

@@ -9,7 +9,7 @@
     compare.py     compare
     report.py      report
     reproduce.py   reproduce
-    models.py      register, models (the MLflow Model Registry)
+    models.py      register, models (the MLflow Model Registry), serve (MLflow's scoring server on a model)
     sweep.py       sweep, sweep show
     ui.py          ui
 

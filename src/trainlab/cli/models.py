@@ -53,3 +53,46 @@ def models(
                 table.add_row(model["name"], str(v["version"]), ", ".join(v["aliases"]), v["run"],
                               *(v.get(k) or "" for k in ("test_accuracy", "test_macro_f1", "test_auroc")))
         console.print(table)
+
+
+INLINE_EXAMPLE = 1000  # characters: a longer example request body goes to a file the curl line reads
+
+
+@app.command()
+def serve(
+    model: str = typer.Argument(..., metavar="MODEL", help="models:/NAME@ALIAS, models:/NAME/VERSION, a run id, "
+                                "MLflow run id or run folder."),
+    port: int = typer.Option(5001, "--port", "-p", help="Port on the host."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
+    tracking_uri: Optional[str] = TrackingUriOption,
+) -> None:
+    """MLflow's scoring server (`mlflow models serve`) on a model, reading it from the run store; prints the URL
+    and a request to try."""
+    import tempfile
+    from pathlib import Path
+
+    with user_errors():
+        from trainlab.mlflow_model import served_model
+        from trainlab.runs import Record
+        from trainlab.tracking.mlflow_ui import start_model_server
+
+        record = Record(tracking_uri)
+        uri, row, example = served_model(record, model)
+        with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
+            server = start_model_server(uri, record.uri, host, port)  # returns once it answers
+            try:
+                console.print(f"serving {uri} (run {row.run_id}) on {server.url}/invocations (Ctrl-C stops it)",
+                              highlight=False, markup=False, soft_wrap=True)
+                if example is not None:
+                    body = f"'{example}'"
+                    if len(example) > INLINE_EXAMPLE:
+                        (Path(tmp) / "example.json").write_text(example)
+                        body = f"@{Path(tmp) / 'example.json'}"
+                    console.print("try it on the model's input example (the response: a probability per class):",
+                                  highlight=False)
+                    console.print(f"curl -s {server.url}/invocations -H 'Content-Type: application/json' -d {body}",
+                                  highlight=False, markup=False, soft_wrap=True)
+                console.file.flush()
+                server.wait()
+            finally:
+                server.stop()

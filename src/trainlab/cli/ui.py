@@ -19,7 +19,7 @@ def ui(
     """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
     with user_errors():
         from trainlab.redaction import redact
-        from trainlab.runs import existing_store
+        from trainlab.runs import existing_store, newest_experiment
         from trainlab.tracking.mlflow_ui import start_ui
 
         uri = existing_store(tracking_uri)
@@ -28,8 +28,15 @@ def ui(
             return
         server = start_ui(uri, host, port)  # returns once the page answers
         try:
-            console.print(f"MLflow UI for {uri} on {server.url} (Ctrl-C stops it)", highlight=False, soft_wrap=True)
+            console.print(f"MLflow UI for {uri} on {ui_page(server.url, newest_experiment(uri))} (Ctrl-C stops it)",
+                          highlight=False, soft_wrap=True)
             console.file.flush()
             server.wait()
         finally:
             server.stop()
+
+
+def ui_page(url: str, experiment_id: str | None) -> str:
+    """The runs table of the newest experiment, in MLflow's model-training view (MLflow 3 opens a first-time
+    browser in its GenAI view, on traces, otherwise)."""
+    return f"{url}/#/experiments/{experiment_id}/runs?workflowType=machine_learning" if experiment_id else url
