@@ -57,6 +57,24 @@ def test_runs_lists_filters_sorts_and_groups(three_runs) -> None:
     assert "0 runs" in filtered
 
 
+def test_the_epochs_column_holds_epochs_and_the_job_its_own_column(three_runs, fast_config, tiny_npz: Path) -> None:
+    from conftest import interrupt_at
+
+    cfg = fast_config("data.name=npz", f"data.path={tiny_npz}", "train.epochs=3", "tracking.trackers=[mlflow]",
+                      "name=cmp")
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, callbacks=interrupt_at(2))  # killed in its second epoch: one epoch recorded
+    invoke("compare", three_runs[0].run_id, three_runs[1].run_id, "--record")  # a job that trains nothing
+    listed = invoke("runs").output
+    lines = {line.split()[1]: line for line in listed.splitlines() if line.startswith("│")}
+    killed = next(line for line in lines.values() if " killed " in line)
+    assert " train " in killed and " 1/3 " in killed, killed
+    for outcome in three_runs:
+        assert " train " in lines[outcome.run_id] and " 2 " in lines[outcome.run_id]
+    compared = next(line for line in lines.values() if " compare " in line)
+    assert "nan" not in listed and "compare" not in compared.split("│")[7], compared  # no job name as epochs
+
+
 def test_runs_show_one_run(three_runs) -> None:
     out = invoke("runs", "show", three_runs[0].run_id).output
     assert "train.epochs" in out and "test_accuracy" in out and "checkpoints/best.pt" in out

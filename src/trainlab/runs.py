@@ -26,6 +26,7 @@ from trainlab.tracking.mlflow_backend import (RUN_ID_TAG, client_for, find_run, 
 from trainlab.tracking.process import process_alive
 
 KEY_METRICS = ("test_accuracy", "test_macro_f1", "test_auroc")
+EPOCH_METRIC = "train_loss"  # logged once per epoch, at step = the epoch
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class RunRow:
     params: dict[str, str]
     metrics: dict[str, float]
     tags: dict[str, str]
+    epochs_done: int | None = None  # per-epoch points recorded (a local listing reads it; a run not yet ended)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def list_local_runs(db: Path, experiment: str | None, limit: int) -> list[RunRow
                 for run_uuid, key, value in con.execute(query, ids):
                     kind = "metrics" if table == "latest_metrics" else table
                     per_run[run_uuid][kind][key] = float(value) if kind == "metrics" else value
+            epochs = dict(con.execute(f"SELECT run_uuid, step FROM latest_metrics WHERE key = '{EPOCH_METRIC}' "
+                                      f"AND run_uuid IN ({marks})", ids).fetchall())
     except sqlite3.Error:
         return None  # a damaged or unfamiliar store: MLflow's own client reads it, or says what is wrong
     rows = []
@@ -164,7 +168,8 @@ def list_local_runs(db: Path, experiment: str | None, limit: int) -> list[RunRow
         tags = {k: v for k, v in data["tags"].items() if not k.startswith("mlflow.")}
         rows.append(RunRow(run_id=data["tags"].get(RUN_ID_TAG, run_uuid), mlflow_id=run_uuid,
                            experiment=experiment_name, status=effective_status(status, tags), start_ms=start_ms or 0,
-                           params=data["params"], metrics=data["metrics"], tags=tags))
+                           params=data["params"], metrics=data["metrics"], tags=tags,
+                           epochs_done=epochs.get(run_uuid, 0)))
     return rows
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
 
 from trainlab.cli.app import app, console
 from trainlab.cli.common import TrackingUriOption, fmt, user_errors
+
+if TYPE_CHECKING:
+    from trainlab.runs import RunRow
 
 runs_app = typer.Typer(help="List runs from the MLflow record: filter, sort, group; `runs show RUN` for one.",
                        no_args_is_help=False)
@@ -61,10 +64,10 @@ def runs(
                           "intervals do not prove groups equal: `trainlab compare --a FILTER --b FILTER` tests it.",
                           highlight=False, soft_wrap=True)
             return
-        table = Table(title=f"{len(rows)} runs" + (f" matching {filter_string!r}" if filter_string else ""),
+        table = Table(title=f"{len(rows)} run{'' if len(rows) == 1 else 's'}" + (f" matching {filter_string!r}" if filter_string else ""),
                       title_justify="left")
         several = len({r.experiment for r in rows}) > 1
-        headers = ["run", *(["experiment"] if several else []), "status", "dataset", "model", "epochs",
+        headers = ["run", *(["experiment"] if several else []), "job", "status", "dataset", "model", "epochs",
                    "test acc", "macro F1", "AUROC", "started"]
         for col in headers:
             table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
@@ -72,12 +75,20 @@ def runs(
         for r in rows:
             # `trainlab test --record`, a sweep's parent, a comparison: no training of their own
             job = {"evaluate": "test"}.get(r.tags.get("job", "train"), r.tags.get("job", "train"))
-            table.add_row(r.run_id, *([r.experiment] if several else []), r.status.lower(),
+            table.add_row(r.run_id, *([r.experiment] if several else []), job, r.status.lower(),
                           r.params.get("dataset", r.tags.get("dataset", "")),
                           r.params.get("model", r.tags.get("model", "")),
-                          f"{r.metrics.get('epochs_run', float('nan')):.0f}" if job in ("train", "trial") else job,
+                          epochs_cell(r) if job in ("train", "trial") else "",
                           *(fmt(r.metrics.get(m, float("nan"))) for m in KEY_METRICS), when(r.start_ms))
         console.print(table)
+
+
+def epochs_cell(row: "RunRow") -> str:
+    """Epochs a training run ran: all of them once it ended, else those recorded of those planned ('2/5')."""
+    if "epochs_run" in row.metrics:
+        return f"{row.metrics['epochs_run']:.0f}"
+    planned = row.params.get("train.epochs", "?")
+    return f"{row.epochs_done}/{planned}" if row.epochs_done is not None else f"?/{planned}"
 
 
 @runs_app.command("show")
