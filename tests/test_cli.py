@@ -114,6 +114,24 @@ def test_predict_rejects_missing_inputs_and_wrong_idx_shape(tmp_path: Path) -> N
     assert result.exit_code == 2 and "holds images of shape (1, 28, 28), but the model takes (1, 8, 8)" in result.stderr
 
 
+def test_predict_takes_folders_recursively_image_files_only_sorted(tmp_path: Path) -> None:
+    assert invoke("train", "train.epochs=1", "threads=1", "--quiet", "--tracker", "none").exit_code == 0
+    folder = tmp_path / "photos"
+    (folder / "b_more").mkdir(parents=True)
+    (folder / ".thumbs").mkdir()
+    for path in (folder / "c.png", folder / "a.jpg", folder / "b_more" / "x.png", folder / ".thumbs" / "h.png"):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    (folder / "notes.txt").write_text("not an image")
+    result = invoke("predict", only_run_dir().name, str(folder), "--json")
+    assert result.exit_code == 0, result.output
+    sources = [item["source"] for item in json.loads(result.stdout)]
+    assert sources == [str(folder / "a.jpg"), str(folder / "b_more" / "x.png"), str(folder / "c.png")]
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(app, ["predict", only_run_dir().name, str(tmp_path / "empty")])
+    assert empty.exit_code == 2 and empty.stderr.startswith(f"error: folder {str(tmp_path / 'empty')!r} holds no "
+                                                            "image files")
+
+
 def test_predict_int8_without_the_training_images_says_so(tiny_npz: Path, tmp_path: Path) -> None:
     assert invoke("train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
     image = tmp_path / "one.png"
@@ -156,7 +174,8 @@ def test_piped_output_says_what_it_trains_and_keeps_talking_inside_long_epochs(t
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     run_id = only_run_dir().name
-    assert lines[0].startswith("npz: 1,152 train / 128 val (10% of train) / 320 test images of 1x28x28, 4 classes "
+    assert lines[0].startswith("npz: 1,152 train / 128 val (10% of train) / 320 test (20% of x, stratified: no x_test) "
+                               "images of 1x28x28, 4 classes "
                                "(0, 1, 2, 3) · model medium (")
     assert lines[0].endswith(f" parameters) · cpu, 1 thread · run {run_id}")
     inside = [line for line in lines if line.startswith("epoch 1/1  step ")]
@@ -180,8 +199,8 @@ def test_an_image_folder_as_people_have_it(tmp_path: Path) -> None:
     result = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.image_size=16",
                                  "train.epochs=2", "threads=1", "--tracker", "none"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("imagefolder: 60 train / 10 val (folder val/) / 10 test images of 1x16x16, 2 classes "
-                                    "(cat, dog)")
+    assert result.stdout.startswith("imagefolder: 60 train (folder train/) / 10 val (folder val/) / 10 test (folder "
+                                    "test/) images of 1x16x16, 2 classes (cat, dog)")
     assert result.stderr.startswith("warning: skipped 2 unreadable or non-image files (train/cat/README.txt, "
                                     "train/dog/cut.jpg); all are listed in the run's data.json")
     data = json.loads((only_run_dir() / "data.json").read_text())
@@ -189,6 +208,17 @@ def test_an_image_folder_as_people_have_it(tmp_path: Path) -> None:
     strict = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.strict=true",
                                  "--tracker", "none", "output_dir=strict"])
     assert strict.exit_code == 2 and "README.txt' is not an image" in strict.stderr and not Path("strict").exists()
+
+    # no test/ folder: the test images are carved out of train/, and the start line says so
+    for junk in ("test", "val"):
+        for f in sorted((tmp_path / "pets" / junk).rglob("*"), reverse=True):
+            f.unlink() if f.is_file() else f.rmdir()
+        (tmp_path / "pets" / junk).rmdir()
+    carved = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.image_size=16",
+                                 "train.epochs=1", "threads=1", "--tracker", "none", "output_dir=carved"])
+    assert carved.exit_code == 0, carved.output
+    assert carved.stdout.startswith("imagefolder: 43 train (the rest of folder train/) / 5 val (10% of train) / 12 test "
+                                    "(20% of folder train/, stratified: no test/ folder) images"), carved.stdout
 
 
 def test_bad_model_files_are_refused_in_one_line(tmp_path: Path) -> None:

@@ -58,6 +58,8 @@ class RunStart:
     device: str
     threads: int
     resumed: bool
+    train_source: str = ""  # "folder train/", "the rest of folder train/"; empty: the source's training split
+    test_source: str = ""  # "folder test/", "20% of folder train/, stratified: no test/ folder"
 
 
 class RunCallbacks(TrainCallbacks):
@@ -245,7 +247,8 @@ def run_experiment(
     if isinstance(callbacks, RunCallbacks):
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
                                         dataset.input_shape, val_source, cfg.model.arch, count_parameters(model),
-                                        device.type, threads, resume is not None))
+                                        device.type, threads, resume is not None, dataset.train_source,
+                                        dataset.test_source))
     if dataset.skipped:
         shown = ", ".join(dataset.skipped[:SHOW_SKIPPED])
         more = f" and {len(dataset.skipped) - SHOW_SKIPPED:,} more" if len(dataset.skipped) > SHOW_SKIPPED else ""
@@ -360,6 +363,8 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
     data = {
         "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
         "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(), "validation": val_source,
+        **({"train_source": dataset.train_source} if dataset.train_source else {}),
+        **({"test_source": dataset.test_source} if dataset.test_source else {}),
         "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
         "skipped_files": list(dataset.skipped),
     }

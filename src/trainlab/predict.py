@@ -10,6 +10,7 @@ import numpy as np
 
 from trainlab.checkpoint import load_checkpoint, model_from_checkpoint
 from trainlab.data import load_images, read_idx_file
+from trainlab.data.images import IMAGE_SUFFIXES
 from trainlab.errors import ConfigError, DataError
 from trainlab.evaluate import timed_logits
 from trainlab.metrics import probabilities
@@ -53,14 +54,30 @@ def _is_idx(path: Path) -> bool:
     return "idx" in name or name.endswith((".ubyte", ".ubyte.gz"))
 
 
+def expand_folders(paths: Sequence[Path]) -> list[Path]:
+    """Every input as a file: a folder stands for the image and IDX files under it (recursively, sorted)."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(f for f in path.rglob("*") if f.is_file() and not any(p.startswith(".") for p in
+                           f.relative_to(path).parts) and (f.suffix.lower() in IMAGE_SUFFIXES or _is_idx(f)))
+            if not found:
+                raise ConfigError(f"folder {str(path)!r} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) "
+                                  "or IDX files, also in its subfolders; pass a folder of images")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise ConfigError(f"input {str(path)!r} does not exist; pass image files, IDX image files or folders of them")
+    return files
+
+
 def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list[str], np.ndarray]:
     """Decode every input into uint8 (N, C, H, W) at the model's input size."""
     channels, height, width = input_shape
     sources: list[str] = []
     batches: list[np.ndarray] = []
-    for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"input {str(path)!r} does not exist; pass image files or IDX image files")
+    for path in expand_folders(paths):
         if _is_idx(path):
             arr = read_idx_file(path)
             if arr.ndim == 3:

@@ -54,7 +54,7 @@ def test(
 @app.command()
 def predict(
     model: str = ModelArg,
-    images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...) or IDX image files."),
+    images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...), IDX image files, or folders of them (searched recursively, in name order)."),
     runs_dir: Path = RunsDirOption,
     tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),

@@ -43,8 +43,10 @@ def start_line(start: "RunStart") -> str:
     sizes = start.sizes
     shape = "x".join(map(str, start.input_shape))
     classes = ", ".join(start.class_names[:10]) + (", ..." if len(start.class_names) > 10 else "")
-    return (f"{start.dataset}: {sizes['train']:,} train / {sizes['val']:,} val ({start.val_source}) / "
-            f"{sizes['test']:,} test images of {shape}, {len(start.class_names)} classes ({classes}) · "
+    train = f" ({start.train_source})" if start.train_source else ""
+    test = f" ({start.test_source})" if start.test_source else ""
+    return (f"{start.dataset}: {sizes['train']:,} train{train} / {sizes['val']:,} val ({start.val_source}) / "
+            f"{sizes['test']:,} test{test} images of {shape}, {len(start.class_names)} classes ({classes}) · "
             f"model {start.model} ({start.parameters:,} parameters) · {start.device}, {start.threads} "
             f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}")
 

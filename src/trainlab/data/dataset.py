@@ -28,6 +28,8 @@ class Dataset:
     val_x: np.ndarray | None = None  # a validation split the source provides (an image folder's val/)
     val_y: np.ndarray | None = None
     val_source: str = ""  # where val_x came from, for the user ("folder val/")
+    train_source: str = ""  # where train_x came from, when the source is not one file set ("folder train/")
+    test_source: str = ""  # where test_x came from, when not the source's own test split ("20% of train, stratified")
     skipped: tuple[str, ...] = ()  # source files that could not be read and were left out
 
     @property

@@ -25,7 +25,7 @@ def load_digits_dataset(cfg: DataConfig, progress: DownloadProgress | None = Non
         name="digits",
         class_names=tuple(str(c) for c in bunch.target_names),
         train_x=x[train_idx], train_y=y[train_idx],
-        test_x=x[test_idx], test_y=y[test_idx],
+        test_x=x[test_idx], test_y=y[test_idx], test_source=f"{cfg.test_fraction:.0%} held out, stratified",
         files={source.name: sha256_file(source)},
         location=str(source.parent),
     )

@@ -151,11 +151,16 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
         bad_set = set(bad)
         arrays[split] = x, np.asarray([y for p, y in zip(paths, labels) if p not in bad_set], dtype=np.int64)
     train_x, train_y = arrays["train"]
+    train_source = "folder train/" if split_folders else "the class folders"
     if "test" in arrays:
         test_x, test_y = arrays["test"]
+        test_source = "folder test/"
     else:
         keep, held = stratified_indices(train_y, cfg.test_fraction, cfg.split_seed)
         train_x, test_x, test_y, train_y = train_x[keep], train_x[held], train_y[held], train_y[keep]
+        test_source = f"{cfg.test_fraction:.0%} of {train_source}, stratified: no test/ folder"
+        train_source = f"the rest of {train_source}"
+
     val_x, val_y = arrays.get("val", (None, None))
     unread = set(skipped)
     read = [p for p in all_paths if p not in unread]
@@ -165,5 +170,6 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
         files={f"{root.name}/ ({len(read)} images)": _manifest_sha256(root, read)},
         location=str(root),
         val_x=val_x, val_y=val_y, val_source=f"folder {val_folder}/" if val_x is not None else "",
+        train_source=train_source, test_source=test_source,
         skipped=tuple(p.relative_to(root).as_posix() for p in skipped),
     )

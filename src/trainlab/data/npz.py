@@ -60,10 +60,11 @@ def load_npz(cfg: DataConfig, progress: DownloadProgress | None = None) -> Datas
         test_x = _as_uint8(to_nchw(arrays["x_test"], f"{path}: x_test"), f"{path}: x_test")
         test_y, _ = _labels(arrays["y_test"], f"{path}: y_test")
         _same_length(test_x, test_y, f"{path}: x_test", "y_test")
-        train_x, train_y = x, y
+        train_x, train_y, test_source = x, y, "x_test, y_test"
     else:
         train_idx, test_idx = stratified_indices(y, cfg.test_fraction, cfg.split_seed)
         train_x, train_y, test_x, test_y = x[train_idx], y[train_idx], x[test_idx], y[test_idx]
+        test_source = f"{cfg.test_fraction:.0%} of x, stratified: no x_test"
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     if arrays["y"].ndim == 2:
         num_classes = arrays["y"].shape[1]
@@ -74,4 +75,5 @@ def load_npz(cfg: DataConfig, progress: DownloadProgress | None = None) -> Datas
         name="npz", class_names=names,
         train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
         files={path.name: sha256_file(path)}, location=str(path.parent), label_encoding=encoding,
+        test_source=test_source,
     )
