@@ -183,10 +183,40 @@ def test_a_grid_runs_every_configuration_once_nested_under_the_sweep_run(tmp_pat
     study = optuna.load_study(study_name=sid, storage=optuna.storages.JournalStorage(
         JournalFileBackend(str(Path("runs") / sid / "study.journal"))))
     assert study.user_attrs["leader"] == {}
-    # running the same command again runs nothing twice
-    again = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", "--tracker", "wandb")
+    # running the same command again runs nothing twice, and says so in one line before the ranking
+    again = trainlab("sweep", spec, *DIGITS, "--tracker", "mlflow", "--tracker", "wandb", "--workers", "2")
     assert again.returncode == 0, again.stderr
     assert len(sweep_runs(client(), sid)[1]) == 4 and "joined sweep" not in again.stdout
+    assert again.stdout.startswith(f"sweep {sid} already finished (4 configurations); its ranking again below. "
+                                   "`--new` starts grid.yaml afresh"), again.stdout
+    assert "worker" not in again.stdout and f"sweep {sid}: ranked by val_accuracy (higher is better)" in again.stdout
+
+
+@pytest.mark.slow
+def test_a_finished_sweep_shows_its_ranking_and_new_starts_it_afresh_with_the_workers_it_can_use() -> None:
+    custom = {"arch": "custom", "layers": [{"type": "conv", "out": 8, "kernel": 3}, {"type": "relu"},
+                                           {"type": "flatten"}]}
+    Path("arch.yaml").write_text(yaml.safe_dump({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {
+        "model": {"values": [custom, {"arch": "small"}]}}}, sort_keys=False))  # keys in the order a person writes
+    spec = "arch.yaml"
+    first = trainlab("sweep", spec, "train.epochs=1", "threads=1", "--tracker", "mlflow")
+    assert first.returncode == 0, first.stderr
+    sid = sweep_id_of(first)
+    shown = trainlab("sweep", "show", sid)
+    # the layers as written (type first), and how long each trial took, read back from MLflow
+    as_json = json.loads(trainlab("sweep", "show", sid, "--json").stdout)
+    custom_trial = next(t for t in as_json["trials"] if t["params"]["model"]["arch"] == "custom")
+    assert list(custom_trial["params"]["model"]["layers"][0]) == ["type", "out", "kernel"]
+    rows = [line.split("│") for line in shown.stdout.splitlines() if line.startswith("│") and line.split("│")[1].strip()]
+    assert len(rows) == 2 and all(row[-2].strip().isdigit() for row in rows), shown.stdout
+    fresh = trainlab("sweep", spec, "train.epochs=1", "threads=1", "--tracker", "mlflow", "--new", "--workers", "3")
+    assert fresh.returncode == 0, fresh.stderr
+    assert sweep_id_of(fresh) == f"{sid}-2"
+    assert "· 2 workers (of --workers 3: no more configurations are left) ·" in fresh.stdout
+    parent, trials = sweep_runs(client(), f"{sid}-2")
+    assert parent.info.status == "FINISHED" and len(trials) == 2 and len(sweep_runs(client(), sid)[1]) == 2
+    both = trainlab("sweep", "--resume", sid, "--new")
+    assert both.returncode == 2 and "pass one of them" in both.stderr
 
 
 @pytest.mark.slow

@@ -40,6 +40,7 @@ class RunRow:
     metrics: dict[str, float]
     tags: dict[str, str]
     epochs_done: int | None = None  # per-epoch points recorded (a local listing reads it; a run not yet ended)
+    end_ms: int | None = None  # when the run ended (None while it runs)
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,11 @@ def row_of(run: Any, experiment: str) -> RunRow:
     return RunRow(run_id=run.data.tags.get(RUN_ID_TAG, run.info.run_id), mlflow_id=run.info.run_id,
                   experiment=experiment, status=effective_status(run.info.status, tags),
                   start_ms=run.info.start_time or 0, params=dict(run.data.params), metrics=dict(run.data.metrics),
-                  tags=tags)
+                  tags=tags, end_ms=run.info.end_time or None)
 
 
 _LOCAL_RUNS = """
-    SELECT r.run_uuid, r.status, r.start_time, e.name FROM runs r JOIN experiments e USING (experiment_id)
+    SELECT r.run_uuid, r.status, r.start_time, e.name, r.end_time FROM runs r JOIN experiments e USING (experiment_id)
     WHERE r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' {where}
     ORDER BY r.start_time DESC, r.run_uuid LIMIT ?"""
 
@@ -163,13 +164,13 @@ def list_local_runs(db: Path, experiment: str | None, limit: int) -> list[RunRow
     except sqlite3.Error:
         return None  # a damaged or unfamiliar store: MLflow's own client reads it, or says what is wrong
     rows = []
-    for run_uuid, status, start_ms, experiment_name in found:
+    for run_uuid, status, start_ms, experiment_name, end_ms in found:
         data = per_run[run_uuid]
         tags = {k: v for k, v in data["tags"].items() if not k.startswith("mlflow.")}
         rows.append(RunRow(run_id=data["tags"].get(RUN_ID_TAG, run_uuid), mlflow_id=run_uuid,
                            experiment=experiment_name, status=effective_status(status, tags), start_ms=start_ms or 0,
                            params=data["params"], metrics=data["metrics"], tags=tags,
-                           epochs_done=epochs.get(run_uuid, 0)))
+                           epochs_done=epochs.get(run_uuid, 0), end_ms=end_ms or None))
     return rows
 
 

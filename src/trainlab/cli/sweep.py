@@ -39,6 +39,8 @@ def sweep(
                                           "runs/<sweep>/study.journal) or postgresql://... shared by several machines."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a sweep by its id (the same command "
                                          "again does it too)."),
+    new: bool = typer.Option(False, "--new", help="Start the sweep file afresh as a new sweep (ID-2, ID-3, ...) "
+                             "instead of continuing, or showing, the sweep it ran as before."),
     tracker: Optional[list[str]] = TrackerOption,
     tracking_uri: Optional[str] = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="`show`: print the ranking as JSON."),
@@ -57,19 +59,35 @@ def sweep(
                                   "sweep-grid-1a2b3c4d` (the id is printed when a sweep starts)")
             show(args[0], tracking_uri, as_json)
             return
-        the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume)
+        the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume, new)
         if not join:
-            announce(the_sweep, workers)
+            from trainlab.experiments.sweep_run import sweep_status
+
+            status = sweep_status(the_sweep)
+            if status.finished is not None:
+                done = status.finished
+                console.print(f"sweep {the_sweep.sweep_id} already finished ({len(done.rows)} configurations); its "
+                              f"ranking again below. `--new` starts {target or 'the same file'} afresh as a new sweep",
+                              soft_wrap=True, highlight=False, markup=False)
+                print_ranking(done, quiet)
+                return
+            asked = workers
+            if status.left is not None:  # no more workers than configurations left (one leads and records)
+                workers = max(1, min(workers, status.left))
+            announce(the_sweep, workers, asked)
         run(the_sweep, cfg, workers, threads, quiet, join, worker_index)
 
 
 def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config: Optional[Path],
-                  tracker: Optional[list[str]], storage: Optional[str], resume: Optional[str]) -> tuple["Sweep", Any]:
+                  tracker: Optional[list[str]], storage: Optional[str], resume: Optional[str],
+                  new: bool = False) -> tuple["Sweep", Any]:
     from trainlab.config import validate_config
     from trainlab.errors import ConfigError
-    from trainlab.experiments.study import JOURNAL, make_sweep, stored_sweep
+    from trainlab.experiments.study import JOURNAL, fresh_sweep, make_sweep, stored_sweep
     from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
 
+    if resume and new:
+        raise ConfigError("--resume continues a sweep and --new starts one afresh; pass one of them")
     if resume:
         if target or overrides or config or tracker:
             raise ConfigError("--resume continues a sweep with the file and config it was started with; drop the "
@@ -83,7 +101,8 @@ def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config:
         raise ConfigError("give a sweep file (`trainlab sweep sweep.yaml`), `--resume SWEEP_ID`, or `show SWEEP_ID`")
     cfg = load_config(config or default_base(), overrides, tracker)
     spec = load_sweep(Path(target), cfg.model_dump(mode="json"))
-    return make_sweep(spec, cfg, storage), cfg
+    the_sweep = make_sweep(spec, cfg, storage)
+    return (fresh_sweep(the_sweep, cfg, storage) if new else the_sweep), cfg
 
 
 def default_base() -> Optional[Path]:
@@ -92,7 +111,7 @@ def default_base() -> Optional[Path]:
     return quickstart if quickstart.is_file() else None
 
 
-def announce(the_sweep: "Sweep", workers: int) -> None:
+def announce(the_sweep: "Sweep", workers: int, asked: int) -> None:
     spec = the_sweep.spec
     if spec.ignored:
         console.print(f"ignored W&B sweep field(s) {', '.join(spec.ignored)}: trials run in this process, not as "
@@ -103,7 +122,9 @@ def announce(the_sweep: "Sweep", workers: int) -> None:
     pruner = f", pruner {spec.pruner}" if spec.pruner != "none" else ""
     console.print(f"sweep {the_sweep.sweep_id}: {spec.method} over {', '.join(p.key for p in spec.params)} · "
                   f"{' and '.join(b for b in budget if b)}{seeds} · {spec.goal} {spec.metric}{pruner} · "
-                  f"{workers} worker{'s' if workers > 1 else ''} · study {the_sweep.storage}",
+                  f"{workers} worker{'s' if workers > 1 else ''}"
+                  f"{f' (of --workers {asked}: no more configurations are left)' if asked > workers else ''} · "
+                  f"study {the_sweep.storage}",
                   soft_wrap=True, highlight=False, markup=False)
 
 
@@ -268,8 +289,9 @@ def ranking_table(rows: list["TrialRow"], metric: str, title: str) -> Table:
 
 
 def print_ranking(outcome: "SweepOutcome", quiet: bool) -> None:
-    console.print(ranking_table(outcome.rows, outcome.metric, f"sweep {outcome.sweep_id}: ranking by validation "
-                                f"{outcome.metric} ({outcome.goal})"))
+    better = "higher" if outcome.goal == "maximize" else "lower"
+    console.print(ranking_table(outcome.rows, outcome.metric, f"sweep {outcome.sweep_id}: ranked by "
+                                f"{outcome.metric} ({better} is better)"))
     best = outcome.best
     if best is None:
         console.print("no trial completed", highlight=False)

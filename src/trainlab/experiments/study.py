@@ -111,6 +111,7 @@ def _rdb_storage(url: str, attempts: int = 5) -> Any:
 
 
 SPEC_ATTR, BASE_ATTR, READY_ATTR = "sweep_spec", "base_config", "ready"
+FINISHED_ATTR = "finished"  # set by the leader once the whole budget ran and the ranking is recorded
 
 
 def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) -> "optuna.Study":
@@ -149,6 +150,29 @@ def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) ->
     study.sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup) if spec.method == "bayes"
                      else optuna.samplers.RandomSampler(seed=seed))  # grid: its configurations are queued
     return study
+
+
+def existing_study(sweep: Sweep) -> "optuna.Study | None":
+    """The sweep's study if it was created already (nothing is created here), else None."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if sweep.local and not Path(sweep.storage).is_file():
+        return None
+    storage = storage_for(sweep)
+    if sweep.sweep_id not in optuna.study.get_all_study_names(storage):
+        return None
+    return optuna.load_study(study_name=sweep.sweep_id, storage=storage)
+
+
+def fresh_sweep(sweep: Sweep, cfg: Config, storage: str | None) -> Sweep:
+    """The same sweep file and base config as a new sweep (``ID-2``, ``ID-3``, ...: the first with no study or
+    folder yet), for starting afresh what would otherwise be resumed."""
+    for n in range(2, 10_000):
+        candidate = make_sweep(sweep.spec, cfg, storage, known_id=f"{sweep.sweep_id}-{n}")
+        if not candidate.folder.exists() and existing_study(candidate) is None:
+            return candidate
+    raise ConfigError(f"sweep {sweep.sweep_id} has been started afresh 10,000 times; give the sweep file a new name")
 
 
 def stored_sweep(sweep_id: str, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -279,6 +303,23 @@ def budget_left(study: "optuna.Study", spec: SweepSpec) -> bool:
         if used >= spec.time_budget:
             return False
     return True
+
+
+def trials_left(study: "optuna.Study | None", spec: SweepSpec) -> int | None:
+    """Configurations that may still start (None: bounded by time alone); killed trials count as left."""
+    from optuna.trial import TrialState
+
+    if study is None:
+        return spec.trial_cap
+    trials = [t for t in study.get_trials(deepcopy=False) if not (t.user_attrs.get(KILLED) or t.user_attrs.get(UNUSED))]
+    dead = sum(t.state == TrialState.RUNNING and process_alive(t.user_attrs.get(WORKER_ATTR, {})) is False
+               for t in trials)  # to be marked killed and run again
+    caps = []
+    if spec.method == "grid":
+        caps.append(sum(t.state == TrialState.WAITING for t in trials) + dead)
+    if spec.run_cap is not None:
+        caps.append(max(0, spec.run_cap - sum(t.state != TrialState.WAITING for t in trials) + dead))
+    return min(caps) if caps else None
 
 
 @contextmanager

@@ -156,7 +156,7 @@ class Worker:
                 self.callbacks.on_trial_start(trial.number, values, seed)
                 run_id = f"{self.sweep.sweep_id}-t{trial.number:03d}" + (f"-s{seed}" if spec.seeds > 1 else "")
                 tags = {SWEEP_TAG: self.sweep.sweep_id, TRIAL_TAG: str(trial.number), SEED_TAG: str(seed),
-                        PARAMS_TAG: json.dumps(values, sort_keys=True, default=str)[:5000],
+                        PARAMS_TAG: json.dumps(values, default=str)[:5000],  # in the sweep file's key order
                         **({"mlflow.parentRunId": self.parent} if self.parent else {})}
                 # only the first seed reports to the pruner: a pruned configuration skips its other seeds
                 callbacks = _Pruning(trial, spec.metric, self.callbacks) if index == 0 else self.callbacks

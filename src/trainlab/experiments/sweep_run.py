@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from trainlab.config import Config, recorded_config
-from trainlab.experiments.study import (KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep, TrialRow, asking,
-                                        best_so_far, importances, open_study, rank, trial_rows)
+from trainlab.experiments.study import (FINISHED_ATTR, KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep,
+                                        TrialRow, asking, best_so_far, budget_left, existing_study, importances,
+                                        open_study, rank, trial_rows, trials_left)
 from trainlab.tracking.process import process_alive, this_process
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def record_ranking(run: "Run", sweep: Sweep, study: "optuna.Study") -> tuple[lis
         summary[f"best_{spec.metric}"] = best.value
         summary.update({f"best_test_{k}": v for k, v in best.test.items()})
         run.set_tags({"best_trial": str(best.number), "best_run": best.run_ids[0] if best.run_ids else "",
-                      "best_params": json.dumps(best.params, sort_keys=True, default=str)[:5000]})
+                      "best_params": json.dumps(best.params, default=str)[:5000]})
     summary.update({f"importance_{k}": v for k, v in found.items()})
     run.log_summary(summary)
     return rows, found
@@ -181,10 +182,39 @@ def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
             value=statistics.fmean(values) if complete else None, values=values,
             epochs=int(first.metrics.get("epochs_run", 0)) or 0, latest=first.metrics.get(metric),
             run_ids=[r.run_id for r in runs], test=test,
+            seconds=sum((r.end_ms - r.start_ms) / 1000 for r in runs) if all(r.end_ms for r in runs) else None,
         ))
     found_importances = {k.removeprefix("importance_"): v for k, v in parent.metrics.items()
                          if k.startswith("importance_")}
     return SweepOutcome(sweep_id, metric, goal, rank(rows, goal), found_importances, [], {})
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """A sweep before this process works on it: finished already (its outcome), or how many trials are left."""
+
+    finished: SweepOutcome | None
+    left: int | None  # configurations that may still start (None: bounded by time alone)
+
+
+def sweep_status(sweep: Sweep) -> SweepStatus:
+    """Whether the sweep ran its whole budget and recorded its ranking (read from its study), else what is left."""
+    from optuna.trial import TrialState
+
+    from trainlab.tracking import read_run_record
+
+    spec = sweep.spec
+    study = existing_study(sweep)
+    if study is None:
+        return SweepStatus(None, spec.trial_cap)
+    left = trials_left(study, spec)
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    recorded = study.user_attrs.get(FINISHED_ATTR) or (  # sweeps from before the mark: the parent run's end
+        (sweep.folder / "run.json").is_file() and read_run_record(sweep.folder).get("status") == "finished")
+    if not recorded or budget_left(study, spec) or left or running:
+        return SweepStatus(None, left)
+    rows = trial_rows(study, spec)
+    return SweepStatus(SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, importances(study), [], {}), 0)
 
 
 def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str | None], None],
@@ -202,6 +232,8 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
             work(study, study.user_attrs.get(PARENT_ATTR) or None)
             wait_for_trials(study, on_poll)
             rows, found = record_ranking(run, sweep, study)
+        if not budget_left(study, spec) and not trials_left(study, spec):
+            study.set_user_attr(FINISHED_ATTR, True)  # run again, it shows this ranking (`--new` starts afresh)
     finally:
         release_lead(sweep, study)
     return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, run.where(), dict(run.failures))
