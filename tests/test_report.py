@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 from typer.testing import CliRunner
@@ -31,16 +34,31 @@ def train(fast_config, *overrides: str):  # noqa: ANN201
 
 
 class Links(HTMLParser):
-    """Every URL the page would load or link to."""
+    """Every URL the page would load or link to, the links it makes, and its thumbnails' captions."""
 
     def __init__(self) -> None:
         super().__init__()
         self.urls: list[str] = []
+        self.hrefs: list[str] = []
         self.images = 0
+        self.captions: list[str] = []
+        self._caption: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.images += tag == "img"
         self.urls += [value or "" for name, value in attrs if name in ("src", "href")]
+        self.hrefs += [value or "" for name, value in attrs if tag == "a" and name == "href"]
+        if tag == "figcaption":
+            self._caption = []
+
+    def handle_data(self, data: str) -> None:
+        if self._caption is not None:
+            self._caption.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "figcaption" and self._caption is not None:
+            self.captions.append("".join(self._caption).strip())
+            self._caption = None
 
 
 def links(html: str) -> Links:
@@ -57,6 +75,24 @@ def assert_self_contained(html: str) -> None:
     assert not re.search(r"(src|href)=\"(https?:)?//", html) and "@import" not in html and "url(" not in html
 
 
+CAPTION = re.compile(r"^\S.* (→|->) \S.* [01]\.\d\d$")  # true → predicted 0.93
+
+
+def assert_captioned(html: str) -> None:
+    """Every thumbnail of a test image says: true class → predicted class, and the prediction's probability."""
+    captions = links(html).captions
+    assert len(captions) == html.count('<figure class="tile">') > 0
+    assert all(CAPTION.match(c) for c in captions), captions
+
+
+def assert_links_resolve(html: str, page: Path) -> list[Path]:
+    """Every relative link on the page leads to a file that exists; returns those files."""
+    relative = [h for h in links(html).hrefs if not urlparse(h).scheme and not h.startswith("#")]
+    targets = [(page.parent / unquote(h)).resolve() for h in relative]
+    assert all(t.is_file() for t in targets), [str(t) for t in targets if not t.is_file()]
+    return targets
+
+
 def test_a_trained_run_writes_its_page_and_it_is_rebuilt_from_mlflow_alone(fast_config, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 
@@ -68,11 +104,16 @@ def test_a_trained_run_writes_its_page_and_it_is_rebuilt_from_mlflow_alone(fast_
     assert accuracy in html and "Learning curves" in html and "Calibration" in html and "Mistakes" in html
     assert f"{out.parameters:,} parameters" in html and ", ".join(out.test.class_names) in html
     assert page.stat().st_size < 1_000_000
+    assert_captioned(html)
+    assert "training process memory (RSS, MB)" in html and "process memory (RSS, MB)</td>" in html
+    assert "was not recorded" not in html
 
     client = MlflowClient(resolve_tracking_uri())
     run = client.search_runs([e.experiment_id for e in client.search_experiments()],
                              f"tags.trainlab_run_id = '{out.run_id}'")[0]
     assert "report.html" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    rss = client.get_metric_history(run.info.run_id, "process_rss_mb")  # the run's own memory, each epoch
+    assert [p.step for p in rss] == [1, 2, 3] and all(50 < p.value < 100_000 for p in rss)
 
     shutil.rmtree(out.run_dir)  # a teammate's run: only the record
     again = invoke("report", out.run_id, "--out", str(tmp_path / "again.html")).output
@@ -81,6 +122,8 @@ def test_a_trained_run_writes_its_page_and_it_is_rebuilt_from_mlflow_alone(fast_
     assert_self_contained(rebuilt)
     assert accuracy in rebuilt and f"{len(out.result.history)} epochs" in rebuilt
     assert rebuilt.count("<figure class=\"tile\">") == html.count("<figure class=\"tile\">")  # the same mistakes shown
+    assert_captioned(rebuilt)
+    assert "training process memory (RSS, MB)" in rebuilt and "was not recorded" not in rebuilt
 
 
 def test_report_false_writes_no_page(fast_config) -> None:
@@ -88,11 +131,11 @@ def test_report_false_writes_no_page(fast_config) -> None:
     assert not (out.run_dir / "report.html").exists()
 
 
-def test_a_sweep_page_and_no_page_per_trial(digits_sweep) -> None:
-    sweep = digits_sweep("method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
-                         "parameters:\n  train.optimizer.lr: {values: [0.001, 0.01, 0.03]}\n  model.arch: {values: [small]}\n")
-    trials = [p for p in Path("runs").iterdir() if p.name.startswith(sweep + "-t")]
-    assert len(trials) == 3 and not any((p / "report.html").exists() for p in trials)
+def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep) -> None:
+    sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
+                         "parameters:\n  train.optimizer.lr: {values: [0.001, 0.03]}\n  model.arch: {values: [small]}\n")
+    trials = sorted(p for p in Path("runs").iterdir() if p.name.startswith(sweep + "-t"))
+    assert len(trials) == 4 and not any((p / "report.html").exists() for p in trials)  # trials write no page
 
     made = invoke("report", sweep).output
     page = Path("runs") / sweep / "report.html"
@@ -100,7 +143,19 @@ def test_a_sweep_page_and_no_page_per_trial(digits_sweep) -> None:
     html = page.read_text()
     assert_self_contained(html)
     assert "Ranking" in html and "train.optimizer.lr" in html and "against train.optimizer.lr" in html
+    # both seeds of both trials: linked, and the page behind each link written (a run's page, with its mistakes)
+    targets = assert_links_resolve(html, page)
+    assert sorted(targets) == sorted((t / "report.html").resolve() for t in trials)
     assert all(f"../{t.name}/report.html" in html for t in trials)
+    for target in targets:
+        assert_captioned(target.read_text())
+
+    # written anywhere else, its links still lead to the trials' pages (kept: they are newer than the runs)
+    before = {t: t.stat().st_mtime_ns for t in targets}
+    invoke("report", sweep, "--out", "elsewhere/sweep.html", "--no-log")
+    elsewhere = Path("elsewhere/sweep.html")
+    assert sorted(assert_links_resolve(elsewhere.read_text(), elsewhere)) == sorted(targets)
+    assert {t: t.stat().st_mtime_ns for t in targets} == before
 
 
 def test_a_page_of_a_against_b_carries_the_verdict(fast_config) -> None:
@@ -122,6 +177,18 @@ def test_report_of_an_unknown_run_is_one_line(fast_config) -> None:
     assert "no run 'no-such-run'" in out and len(out.strip().splitlines()) == 1
 
 
+CUSTOM = ("{arch: custom, layers: [{type: conv, out: 8, kernel: 3}, {type: batchnorm}, {type: relu}, "
+          "{type: maxpool, kernel: 2}, {type: dropout, p: 0.25}, {type: linear, out: 32}, {type: relu}]}")
+DOM = """() => ({
+  captions: Array.from(document.querySelectorAll('figure.tile')).map(f => f.querySelector('figcaption').innerText),
+  links: Array.from(document.querySelectorAll('a[href]')).map(a => [a.getAttribute('href'), a.href, a.innerText]),
+  figures: Array.from(document.querySelectorAll('img.figure')).map(
+    i => [i.alt, i.naturalWidth, Math.round(i.getBoundingClientRect().width)]),
+  system: (document.querySelector('#system') || {innerText: ''}).innerText,
+  ranking: (document.querySelector('#ranking') || {innerText: ''}).innerText,
+})"""
+
+
 @pytest.mark.slow
 def test_pages_open_in_headless_chromium(fast_config, digits_sweep, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
@@ -130,10 +197,13 @@ def test_pages_open_in_headless_chromium(fast_config, digits_sweep, tmp_path: Pa
 
     a, b = train(fast_config, "seed=0"), train(fast_config, "seed=1", "model.arch=fast")
     pair = Path(invoke("report", a.run_id, b.run_id).output.split("report: ")[1].split(" (")[0])
-    sweep = digits_sweep("method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
-                         "parameters:\n  train.optimizer.lr: {values: [0.003, 0.01]}\n")
+    sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
+                         f"parameters:\n  model: {{values: [{{arch: small}}, {CUSTOM}]}}\n")
     invoke("report", sweep)
-    pages = {"run": a.run_dir / "report.html", "pair": pair, "sweep": Path("runs") / sweep / "report.html"}
+    trials = sorted(p.name for p in Path("runs").iterdir() if p.name.startswith(sweep + "-t"))
+    pages = {"run": a.run_dir / "report.html", "pair": pair, "sweep": Path("runs") / sweep / "report.html",
+             "trial": Path("runs") / trials[-1] / "report.html"}
+    seen: dict[str, dict] = {}
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
@@ -157,11 +227,30 @@ def test_pages_open_in_headless_chromium(fast_config, digits_sweep, tmp_path: Pa
                     assert images and all(images), (kind, images)
                     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
                     assert overflow <= 0, (kind, width, overflow)  # wide tables scroll inside their box
+                    if width == 1280:
+                        seen[kind] = page.evaluate(DOM)
                     page.screenshot(path=str(tmp_path / f"{kind}-{width}.png"), full_page=True)
                     page.close()
         finally:
             browser.close()
-    assert len(list(tmp_path.glob("*.png"))) == 6
+    assert len(list(tmp_path.glob("*.png"))) == 8
+
+    for kind, dom in seen.items():
+        # at 1280 px every figure is shown at its own size: the font sizes test_page_figures_* measure are the ones seen
+        assert all(shown >= natural for _, natural, shown in dom["figures"]), (kind, dom["figures"])
+        # every link that is not an anchor leads to a file that exists
+        for href, url, _ in dom["links"]:
+            if not href.startswith("#"):
+                assert urlparse(url).scheme == "file" and Path(unquote(urlparse(url).path)).is_file(), (kind, href)
+    for kind in ("run", "trial"):
+        captions = seen[kind]["captions"]
+        assert captions and all(CAPTION.match(c) for c in captions), (kind, captions)
+        assert "Memory: what the training process itself held" in seen[kind]["system"], kind
+        assert re.search(r"process memory \(RSS, MB\)\s+[\d,]+", seen[kind]["system"]), seen[kind]["system"]
+    # the sweep page: both seeds of both trials linked; the custom layer list in full
+    assert sorted(text for _, _, text in seen["sweep"]["links"]) == trials and len(trials) == 4
+    ranking = seen["sweep"]["ranking"]
+    assert '"arch": "custom"' in ranking and '"out": 32' in ranking and '"type": "relu"}]}' in ranking
 
 
 def test_what_a_record_holds_is_escaped_on_the_page(fast_config) -> None:
@@ -169,3 +258,104 @@ def test_what_a_record_holds_is_escaped_on_the_page(fast_config) -> None:
                                      "report=true"))
     html = (out.run_dir / "report.html").read_text()
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+# -- the figures: legible on a page viewed 1280 px wide ----------------------------------------------------
+
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def history(epochs: int) -> list[dict[str, float]]:
+    return [{"step": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "train_accuracy": 1 - 1 / (e + 1),
+             "val_accuracy": 1 - 1.2 / (e + 1), "val_macro_f1": 0.8, "val_auroc": 0.97, "lr": 0.001,
+             "images_per_second": 10480.0, "epoch_seconds": 0.16} for e in range(1, epochs + 1)]
+
+
+def page_figures(epochs: int = 1) -> dict:
+    """Every kind of figure a page shows, for 10 classes."""
+    import numpy as np
+
+    from trainlab import plots
+
+    rng = np.random.default_rng(0)
+    confusion = rng.integers(0, 40, (10, 10))
+    np.fill_diagonal(confusion, 900)
+    roc = {c: {"fpr": [0, 0.1, 1], "tpr": [0, 0.9, 1]} for c in FASHION}
+    pr = {c: {"recall": [0, 0.9, 1], "precision": [1, 0.9, 0.1]} for c in FASHION}
+    return {
+        "learning curves": plots.learning_curves_figure(history(epochs), 1, "val_accuracy"),
+        "confusion": plots.confusion_pair_figure(confusion, FASHION),
+        "roc and pr": plots.roc_pr_figure(roc, pr, 0.97),
+        "calibration": plots.reliability_figure(np.array([0.3, 0.6, 0.9]), np.array([0.35, 0.65, 0.95]),
+                                                np.arange(10), 0.03),
+        "system": plots.system_figure({"training process memory (RSS, MB)": ([9.5], [412.0]),
+                                       "the machine's CPU (%, all processes)": ([2.0, 4.0, 6.0], [50.0, 60.0, 55.0])}),
+        "A and B": plots.overlaid_curves_figure({"A 20261203-175824-e469": history(epochs),
+                                                 "B 20261203-175824-e470": history(epochs)}),
+        "by trial": plots.scatter_figure({"complete": ([0, 1], [0.9, 0.8]), "pruned": ([2], [0.5])}, "trial",
+                                         "val_accuracy", "val_accuracy by trial", integer_x=True),
+        "by value": plots.strip_figure({"small": [0.9, 0.91], "value 1": [0.6]}, "val_accuracy", "by model"),
+        "parallel": plots.parallel_figure(["train.optimizer.lr", "train.batch_size"], [[-3, 16], [-2, 64]],
+                                          [0.9, 0.8], "val_accuracy"),
+        "importances": plots.bars_figure({"train.optimizer.lr": 0.7, "model": 0.3}, "importance", "What mattered"),
+    }
+
+
+def test_page_figures_text_is_at_least_9_px_at_1280(tmp_path: Path) -> None:
+    from matplotlib.text import Text
+    from PIL import Image
+
+    from trainlab.plots import PAGE_WIDTH_PX, png_data_uri
+
+    for name, fig in page_figures().items():
+        uri = png_data_uri(fig)  # drawn at the page's resolution
+        png_width, _ = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+        shown = min(png_width, PAGE_WIDTH_PX)  # a page's CSS shrinks a figure to its column, never enlarges it
+        dpi = png_width / fig.get_figwidth()  # the PNG's pixels per inch
+        for text in fig.findobj(Text):
+            if text.get_visible() and text.get_text().strip() and text.get_window_extent().width > 0:
+                px = text.get_fontsize() * dpi / 72 * shown / png_width
+                assert px >= 9, (name, text.get_text(), round(px, 1))
+
+
+def test_few_epochs_get_visible_markers_and_whole_number_ticks() -> None:
+    from matplotlib.lines import Line2D
+
+    for epochs in (1, 2, 3):
+        figures = page_figures(epochs)
+        for name in ("learning curves", "A and B", "by trial"):
+            fig = figures[name]
+            fig.draw_without_rendering()
+            for ax in fig.axes:
+                low, high = ax.get_xlim()
+                ticks = [t for t in ax.get_xticks() if low <= t <= high]
+                expected = [0, 1, 2] if name == "by trial" else list(range(1, epochs + 1))
+                assert ticks == expected, (name, epochs, ticks)
+                data = [line for line in ax.get_lines() if len(line.get_xdata()) and
+                        list(line.get_xdata()) == list(range(1, epochs + 1))]
+                assert all(line.get_marker() not in (None, "None", "", " ") and line.get_markersize() >= 5
+                           for line in data), (name, epochs)
+                assert name == "by trial" or data, (name, ax.get_title())
+        assert all(isinstance(line, Line2D) for line in figures["learning curves"].axes[0].get_lines())
+
+
+def test_legends_cover_no_data() -> None:
+    for name, fig in page_figures(epochs=5).items():
+        fig.draw_without_rendering()
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        for legend in legends:
+            box = legend.get_window_extent()
+            assert not any(box.overlaps(ax.get_window_extent()) for ax in fig.axes), name
+
+
+def test_a_run_recorded_without_process_memory_says_so() -> None:
+    from trainlab.experiments.run_page import MACHINE_CPU, RunView, system_section
+
+    view = RunView("old", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, history(2), None,  # type: ignore
+                   system={MACHINE_CPU: ([1.0, 3.0], [40.0, 60.0])})
+    section = system_section(view)
+    assert any("memory was not recorded for this run" in note for note in section.notes)
+    assert len(section.figures) == 1 and "the machine's CPU" in section.figures[0].alt
+    nothing = system_section(RunView("older", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, [],
+                                     None))  # type: ignore[arg-type]
+    assert nothing.figures == [] and len(nothing.notes) == 2

@@ -65,6 +65,17 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     first_step_at: float | None = None  # time.time() when this call's first optimizer step ended
+    process_memory: list[tuple[float, float]] = field(default_factory=list)  # (time.time(), PROCESS_RSS) per epoch
+
+
+PROCESS_RSS = "process_rss_mb"  # logged each epoch beside the history (not in it: it is not reproducible)
+
+
+def process_rss_mb() -> float:
+    """This process's resident memory in MB: what the run holds, not the whole machine."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / 1e6
 
 
 DIVERGED = 100.0  # a step loss this many times the first step's (at least 1.0) means training blew up
@@ -187,6 +198,7 @@ def train(
 
     best_path, last_path = checkpoint_dir / BEST, checkpoint_dir / LAST
     first_step_at: float | None = None
+    memory: list[tuple[float, float]] = []
     callbacks.on_train_start(cfg.epochs, steps, state.epoch + 1)
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         if state.stop_reason:
@@ -237,8 +249,9 @@ def train(
         }
         state.epoch = epoch
         state.history.append(metrics)
+        memory.append((time.time(), process_rss_mb()))
         if tracker is not None:
-            tracker.log_metrics(metrics, step=epoch)
+            tracker.log_metrics({**metrics, PROCESS_RSS: memory[-1][1]}, step=epoch)
 
         # keep the best checkpoint, then decide whether to stop
         value = metrics[cfg.monitor]
@@ -277,4 +290,5 @@ def train(
         best_checkpoint=best_path,
         last_checkpoint=last_path,
         first_step_at=first_step_at,
+        process_memory=memory,
     )

@@ -19,12 +19,13 @@ REPORT = "report.html"
 class Figure:
     uri: str  # data:image/png;base64,...
     alt: str
+    caption: str = ""  # shown under a gallery's tile (the alt text when empty)
 
 
 @dataclass(frozen=True)
 class Table:
     headers: list[str]
-    rows: list[list[Any]]  # a cell is text, or {"href", "text"} for a link
+    rows: list[list[Any]]  # a cell: text, {"href", "text"} a link, {"text", "wrap": True} long text, or a list of these
     caption: str = ""
 
 

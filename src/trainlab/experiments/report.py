@@ -10,15 +10,18 @@ Nothing here prints.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
-from trainlab.errors import ConfigError
-from trainlab.experiments.page import REPORT, Figure, Page, Section, Table, short, write_page
-from trainlab.experiments.run_page import RunView, run_page, view_from_record
+from trainlab.errors import ConfigError, TrainlabError
+from trainlab.experiments.page import REPORT, Figure, Page, Section, Table, write_page
+from trainlab.experiments.run_page import RunView, run_page, test_images, view_from_record
 
 if TYPE_CHECKING:
     from trainlab.experiments.compare import Comparison
@@ -48,11 +51,14 @@ def report_for_record(record: "Record", ref: str, out: Path | None = None, *, lo
 
 
 def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool = True) -> tuple[Path, float]:
-    """A run's page, or a sweep's when ``ref`` is a sweep."""
+    """A run's page, or a sweep's when ``ref`` is a sweep (with the pages of its trials' runs that it links to)."""
     row = record.run(ref)
     if row.tags.get("job") == "sweep":
         started = time.perf_counter()
-        path, _ = write_page(sweep_page(record, row), out or default_path(record, row))
+        path = out or default_path(record, row)
+        pages = write_trial_pages(record, row, log=log)
+        links = {run_id: relative_link(page, path.parent) for run_id, page in pages.items()}
+        path, _ = write_page(sweep_page(record, row, links), path)
         if log:
             record.log_artifact(row, path)
         return path, time.perf_counter() - started
@@ -62,27 +68,70 @@ def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool
 # -- the sweep page ------------------------------------------------------------------------------------
 
 
-def sweep_page(record: "Record", parent: "RunRow") -> Page:
+def write_trial_pages(record: "Record", parent: "RunRow", *, log: bool = True) -> dict[str, Path]:
+    """The page of every seed of every trial of a sweep, where `trainlab report RUN` puts it (runs/<run>/report.html,
+    else reports/<run>.html): run id -> page. A page already there and newer than its run's end is kept; a run
+    without test predictions (failed, or still running) has none."""
+    pages: dict[str, Path] = {}
+    images: dict[str, tuple[Any, list[str]]] = {}  # the dataset is loaded once per data config, not once per trial
+    for row in record.runs(parent.run_id):
+        path = default_path(record, row)
+        ended = record.end_ms(row) if row.status != "RUNNING" and path.is_file() else None
+        if ended and path.stat().st_mtime * 1000 >= ended:  # made from the finished record: the same page
+            pages[row.run_id] = path
+            continue
+        try:
+            view = view_from_record(record, row, with_images=False)
+        except TrainlabError:
+            continue
+        key = json.dumps([view.config.get("data"), view.data.get("fingerprint")], sort_keys=True, default=str)
+        if key not in images:
+            found = test_images(view)
+            images[key] = (found, list(view.notes))
+        else:
+            view.notes.extend(images[key][1])
+        view.images = images[key][0]
+        pages[row.run_id], _ = write_page(run_page(view), path)
+        if log:
+            record.log_artifact(row, path)
+    return pages
+
+
+def relative_link(page: Path, start: Path) -> str:
+    """An href from a page in ``start`` to ``page`` that works offline (a relative URL)."""
+    return quote(Path(os.path.relpath(page.resolve(), start.resolve())).as_posix())
+
+
+def full(value: Any) -> str:
+    """A parameter's value in full: text as it is, anything else as JSON (spaced, so that it can wrap)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None = None) -> Page:
     """Ranking, objective over trials, the metric against each hyperparameter, parallel coordinates,
-    importances, pruned against completed, and links to the trials' pages."""
+    importances, pruned against completed, and links to the pages of every trial's runs (``links``: run id ->
+    href; a run without one is named, not linked)."""
     from trainlab.experiments.sweep_run import sweep_ranking
     from trainlab.plots import bars_figure, parallel_figure, png_data_uri, scatter_figure, strip_figure
 
+    links = links or {}
     outcome = sweep_ranking(parent.run_id, record.uri)
     metric, rows = outcome.metric, outcome.rows
     params = sorted({k for r in rows for k in r.params})
     scored = [r for r in rows if r.value is not None]
     sections = []
 
+    def run_cell(run_id: str) -> dict[str, str]:
+        return {"href": links[run_id], "text": run_id} if run_id in links else {"text": f"{run_id} (no page)"}
+
     ranking = Section("Ranking", "ranking", notes=[
         f"Ranked by {metric} ({outcome.goal}) on validation, the mean over each trial's seeds; test accuracy is "
-        "reported beside it, never chosen on. A trial's page: `trainlab report RUN` (the links lead to where it "
-        "is written, runs/<run>/report.html)."])
-    ranking.tables.append(Table(["trial", *params, metric, "test accuracy", "state", "epochs", "runs"], [
-        [str(r.number), *(short(r.params.get(k, "")) for k in params),
+        "reported beside it, never chosen on. Each run links to its page, written with this one beside the run "
+        "(runs/<run>/report.html, else reports/<run>.html); a run that has no test predictions has no page."])
+    ranking.tables.append(Table(["trial", *params, metric, "test accuracy", "state", "epochs", "runs (one per seed)"], [
+        [str(r.number), *({"text": full(r.params[k]), "wrap": True} if k in r.params else "" for k in params),
          f"{r.value:.4f}" if r.value is not None else "", f"{r.test['accuracy']:.4f}" if "accuracy" in r.test else "",
-         r.state, str(r.epochs), *([{"href": f"../{r.run_ids[0]}/{REPORT}", "text": r.run_ids[0]}] if r.run_ids
-                                   else [""])]
+         r.state, str(r.epochs), [run_cell(run_id) for run_id in r.run_ids]]
         for r in rows]))
     sections.append(ranking)
 
@@ -95,8 +144,8 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
             xs.append(r.number)
             ys.append(value)
     if by_state:
-        progress.figures.append(Figure(png_data_uri(scatter_figure(by_state, "trial", metric, f"{metric} by trial")),
-                                       "objective by trial"))
+        progress.figures.append(Figure(png_data_uri(scatter_figure(by_state, "trial", metric, f"{metric} by trial",
+                                                                   integer_x=True)), "objective by trial"))
         progress.notes.append("A pruned trial shows the last value it reached before it was stopped.")
     counts = {state: sum(r.state == state for r in rows) for state in dict.fromkeys(r.state for r in rows)}
     progress.tables.append(Table(["state", "trials"], [[k, str(v)] for k, v in counts.items()]))
@@ -110,12 +159,20 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
                 positive = [float(v) for v in values if float(v) > 0]
                 log_x = len(positive) == len(values) and max(positive) / min(positive) > 50
                 fig = scatter_figure({"trials": ([float(v) for v in values], [r.value for r in scored])}, key, metric,
-                                     f"{metric} against {key}", log_x=log_x)
+                                     f"{metric} against {key}", log_x=log_x,
+                                     integer_x=all(isinstance(v, int) for v in values))
             else:
+                labels: dict[str, str] = {}  # a value in full -> its label in the figure
                 groups: dict[str, list[float]] = {}
                 for v, r in zip(values, scored):
-                    groups.setdefault(short(v, 24), []).append(r.value)
+                    text = full(v)
+                    long = sum(label != text for text, label in labels.items())
+                    label = labels.setdefault(text, text if len(text) <= 28 else f"value {long + 1}")
+                    groups.setdefault(label, []).append(r.value)
                 fig = strip_figure(groups, metric, f"{metric} by {key} (a dot per trial)")
+                named = [[label, {"text": text, "wrap": True}] for text, label in labels.items() if label != text]
+                if named:
+                    each.tables.append(Table(["value", key], named, caption=f"the values of {key} in the figure"))
             each.figures.append(Figure(png_data_uri(fig), f"{metric} against {key}"))
         sections.append(each)
         numeric = [k for k in params if all(isinstance(r.params.get(k), (int, float)) for r in scored)]
@@ -132,7 +189,7 @@ def sweep_page(record: "Record", parent: "RunRow") -> Page:
     facts = [("sweep", outcome.sweep_id), ("experiment", parent.experiment), ("status", parent.status.lower()),
              ("method", parent.tags.get("sweep_method", "?")), ("metric", f"{metric} ({outcome.goal})"),
              ("trials", f"{len(rows)} ({', '.join(f'{v} {k}' for k, v in counts.items())})"),
-             ("best", f"trial {best.number}: {', '.join(f'{k}={short(v)}' for k, v in best.params.items())}"
+             ("best", f"trial {best.number}: {', '.join(f'{k}={full(v)}' for k, v in best.params.items())}"
               if best else "none yet")]
     return Page(f"Sweep {outcome.sweep_id}", f"{len(rows)} trials · best {metric} "
                 f"{best.value:.4f}" if best and best.value is not None else f"{len(rows)} trials", facts, sections)

@@ -27,7 +27,11 @@ if TYPE_CHECKING:
     from trainlab.tracking import Run, Tracker
     from trainlab.train import TrainResult
 
-SYSTEM = {"system/cpu_utilization_percentage": "CPU (%)", "system/system_memory_usage_megabytes": "memory (MB)"}
+PROCESS_MEMORY = "training process memory (RSS, MB)"
+MACHINE_CPU = "the machine's CPU (%, all processes)"
+# metric -> panel; process_rss_mb is train.PROCESS_RSS (train.py imports torch); MLflow's system/ metrics are the
+# whole machine's, so its memory is left out: other processes share it
+SYSTEM = {"process_rss_mb": PROCESS_MEMORY, "system/cpu_utilization_percentage": MACHINE_CPU}
 CONFUSED_PAIRS, PER_PAIR, MISTAKES = 3, 6, 12
 
 
@@ -103,7 +107,7 @@ def run_page(view: RunView) -> Page:
     import yaml
 
     from trainlab.plots import (confusion_pair_figure, learning_curves_figure, png_data_uri, reliability_figure,
-                                roc_pr_figure, system_figure)
+                                roc_pr_figure)
 
     ev = view.test
     names = list(ev.class_names)
@@ -111,8 +115,9 @@ def run_page(view: RunView) -> Page:
     best = _int(view.tags.get("best_epoch")) or best_epoch(view.history, monitor)
     sections = []
 
-    curves = Section("Learning curves", "curves", notes=[f"{len(view.history)} epochs; the dashed line marks the best "
-                                                         f"epoch by {monitor} (its checkpoint is the model tested)."])
+    epochs = f"{len(view.history)} epoch{'s' if len(view.history) != 1 else ''}"
+    curves = Section("Learning curves", "curves", notes=[f"{epochs}; the dashed line marks the best epoch by {monitor} "
+                                                         "(its checkpoint is the model tested)."])
     if view.history:
         curves.figures.append(Figure(png_data_uri(learning_curves_figure(view.history, best, monitor)),
                                      "learning curves per epoch"))
@@ -143,24 +148,41 @@ def run_page(view: RunView) -> Page:
 
     sections.append(mistakes_section(ev, view.images))
 
-    system = Section("System", "system")
-    if view.system:
-        system.figures.append(Figure(png_data_uri(system_figure(view.system)), "CPU and memory over the run"))
-    else:
-        system.notes.append("No system metrics recorded (MLflow samples them while a run lives).")
-    epoch_times = [h["epoch_seconds"] for h in view.history if "epoch_seconds" in h]
-    speeds = [h["images_per_second"] for h in view.history if "images_per_second" in h]
-    if epoch_times:
-        system.tables.append(Table(["", "median", "min", "max"], [
-            ["epoch time (s)", *(f"{f(epoch_times):.2f}" for f in (np.median, min, max))],
-            ["training images/s", *(f"{f(speeds):,.0f}" for f in (np.median, min, max))]]))
-    sections.append(system)
+    sections.append(system_section(view))
 
     for note in view.notes:
         sections[-1].notes.append(note)
     return Page(f"Run {view.run_id}", f"experiment {view.experiment} · {view.status.lower()} · "
                 f"test accuracy {m.get('accuracy', math.nan):.4f}", run_facts(view, best),
                 sections, yaml.safe_dump(view.config, sort_keys=False) if view.config else "")
+
+
+def system_section(view: RunView) -> Section:
+    """The training process's memory and the machine's CPU over the run, and the epochs' times."""
+    from trainlab.plots import png_data_uri, system_figure
+
+    system = Section("System", "system")
+    series = {name: view.system[name] for name in (PROCESS_MEMORY, MACHINE_CPU) if view.system.get(name, ([], []))[1]}
+    if series:
+        system.figures.append(Figure(png_data_uri(system_figure(series)), " and ".join(series) + ", over the run"))
+        system.notes.append(" ".join(text for name, text in (
+            (PROCESS_MEMORY, "Memory: what the training process itself held (resident set size) at each epoch's end."),
+            (MACHINE_CPU, "CPU: the whole machine, every process on it, as MLflow sampled it while the run lived."))
+            if name in series))
+    if PROCESS_MEMORY not in series:
+        system.notes.append("The training process's memory was not recorded for this run (it is logged each epoch as "
+                            "process_rss_mb; the machine's memory, which other processes share, is not the run's).")
+    if MACHINE_CPU not in series:
+        system.notes.append("No CPU samples recorded (MLflow samples the machine while a run lives).")
+    measured = {"process memory (RSS, MB)": (series.get(PROCESS_MEMORY, ([], []))[1], "{:,.0f}"),
+                "epoch time (s)": ([h["epoch_seconds"] for h in view.history if "epoch_seconds" in h], "{:.2f}"),
+                "training images/s": ([h["images_per_second"] for h in view.history if "images_per_second" in h],
+                                      "{:,.0f}")}
+    rows = [[name, *(fmt.format(f(values)) for f in (np.median, min, max))]
+            for name, (values, fmt) in measured.items() if values]
+    if rows:
+        system.tables.append(Table(["", "median", "min", "max"], rows))
+    return system
 
 
 def run_facts(view: RunView, best: int | None) -> list[tuple[str, str]]:
@@ -237,16 +259,24 @@ def mistakes_section(ev: "Evaluation", images: np.ndarray | None) -> Section:
     for i, j in pairs:
         where = np.flatnonzero((ev.y_true == i) & (pred == j))
         where = where[np.argsort(-ev.probs[where, j])][:PER_PAIR]
-        section.galleries.append(Gallery(f"{names[i]} taken for {names[j]}", [
-            Figure(image_uri(images[k]), f"#{k}: {names[j]} {ev.probs[k, j]:.2f}, {names[i]} {ev.probs[k, i]:.2f}")
-            for k in where]))
+        section.galleries.append(Gallery(f"{names[i]} taken for {names[j]} (true → predicted, probability)",
+                                         [mistake_tile(ev, images, int(k)) for k in where]))
     wrong = np.flatnonzero(pred != ev.y_true)
     wrong = wrong[np.argsort(-ev.probs[wrong].max(axis=1))][:MISTAKES]
     if len(wrong):
-        section.galleries.append(Gallery("the most confident mistakes (true → predicted, probability)", [
-            Figure(image_uri(images[k]), f"#{k}: {names[ev.y_true[k]]} → {names[pred[k]]} {ev.probs[k].max():.2f}")
-            for k in wrong]))
+        section.galleries.append(Gallery("the most confident mistakes (true → predicted, probability)",
+                                         [mistake_tile(ev, images, int(k)) for k in wrong]))
     return section
+
+
+def mistake_tile(ev: "Evaluation", images: np.ndarray, k: int) -> Figure:
+    """Test image ``k``, captioned true → predicted with the predicted class's probability."""
+    names = list(ev.class_names)
+    true, pred = int(ev.y_true[k]), int(ev.y_pred[k])
+    return Figure(image_uri(images[k]),
+                  f"test image #{k}: true {names[true]}, predicted {names[pred]} with probability "
+                  f"{ev.probs[k, pred]:.2f} ({names[true]}: {ev.probs[k, true]:.2f})",
+                  caption=f"{names[true]} → {names[pred]} {ev.probs[k, pred]:.2f}")
 
 
 def image_uri(image: np.ndarray) -> str:
@@ -275,6 +305,11 @@ def write_training_report(run: "Run", trackers: Sequence["Tracker"], cfg: "Confi
             points = sorted(mlflow.client.get_metric_history(mlflow.run_id, key), key=lambda p: p.timestamp)
             if points:
                 system[name] = ([(p.timestamp - started_ms) / 1000 for p in points], [p.value for p in points])
+    if result.process_memory:  # this attempt's epochs from this process: the tracker may not have stored the last yet
+        seconds, values = system.get(PROCESS_MEMORY, ([], []))
+        earlier = [(s, v) for s, v in zip(seconds, values) if s < 0]  # a resumed run's earlier attempts
+        here = [((t * 1000 - started_ms) / 1000, mb) for t, mb in result.process_memory]
+        system[PROCESS_MEMORY] = ([s for s, _ in earlier + here], [v for _, v in earlier + here])
     tags = {**docs.tags, "best_epoch": str(result.best_epoch), "stop_reason": result.stop_reason}
     view = RunView(run.info.run_id, cfg.name, "FINISHED", started_ms, int(time.time() * 1000), docs.params, tags,
                    recorded_config(cfg), docs.data, docs.model, docs.environment, result.history, test,
