@@ -113,6 +113,25 @@ def test_seed_groups() -> None:
     assert "one run" in single.test and single.outcome(0.05) == "better"
 
 
+def test_several_models_a_side_are_compared_example_by_example() -> None:
+    from scipy.stats import ttest_rel
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 10, 1000)
+    a = [probabilities(y, rng.random(1000) < 0.9, 10, seed=s) for s in (7, 8)]
+    b = [probabilities(y, rng.random(1000) < 0.5, 10, seed=s) for s in (9, 10)]
+    found = paired_differences(y, a, b, resamples=300)
+    accuracy = found["accuracy"]
+    ca, cb = (np.mean([p.argmax(axis=1) == y for p in side], axis=0) for side in (a, b))
+    assert accuracy.difference == pytest.approx(cb.mean() - ca.mean())
+    assert accuracy.p_value == pytest.approx(ttest_rel(cb, ca).pvalue) and accuracy.outcome(0.05) == "worse"
+    assert -1 <= accuracy.ci_low < accuracy.difference < accuracy.ci_high <= 1
+    assert accuracy.only_a is None and accuracy.test == "paired t-test over 1000 examples, 2 vs 2 models"
+    assert found["macro_f1"].outcome(0.05) == "worse" and "2 vs 2 models" in found["macro_f1"].test
+    same = paired_differences(y, a, [p.copy() for p in a], resamples=300)
+    assert all(d.difference == 0 and d.p_value == 1.0 for d in same.values())
+
+
 def test_holm_adjusts_step_down() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5]) == [0.5] and holm([0.2, 0.9]) == pytest.approx([0.4, 0.9])
@@ -215,7 +234,8 @@ def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
     groups = json.loads(invoke("compare", "--a", "params.model = 'small'", "--b", "params.model = 'fast'",
                                "--json").stdout)
     accuracy = groups["metrics"][0]
-    assert accuracy["n_a"] == accuracy["n_b"] == 2 and accuracy["paired"] is True
+    assert accuracy["test"] == "paired t-test over 360 examples, 2 vs 2 models"  # 2 seeds: on the predictions
+    assert "Both sides ran seeds 0, 1." in groups["notes"]
     small = [o.test.metrics["accuracy"] for o in four_runs[:2]]
     fast = [o.test.metrics["accuracy"] for o in four_runs[2:]]
     assert accuracy["difference"] == pytest.approx(np.mean(fast) - np.mean(small))
@@ -250,11 +270,11 @@ def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(digits_sweep) -> 
     ranking = json.loads(invoke("compare", sweep, "--json").stdout)
     assert [len(r["runs"]) for r in ranking["rows"]] == [2, 2]
     assert {r["params"]["model.arch"] for r in ranking["rows"]} == {"small", "fast"}
-    assert ranking["rows"][1]["against_best"]["test"].startswith("paired t-test")  # trials share their seeds
+    assert ranking["rows"][1]["against_best"]["test"] == "paired t-test over 360 examples, 2 vs 2 models"
 
     pair = json.loads(invoke("compare", f"{sweep}#0", f"{sweep}#1", "--json").stdout)
     assert pair["a"]["params"] == {"model.arch": "small"} and len(pair["a"]["runs"]) == 2
-    assert pair["metrics"][0]["paired"] is True
+    assert "Both sides ran seeds 0, 1." in pair["notes"]  # the trials share their seeds
     assert pair["config_diff"]["model.arch"] == ["small", "fast"]
     missing = invoke("compare", f"{sweep}#7", f"{sweep}#1", code=2).output
     assert "no trial 7" in missing
@@ -274,3 +294,153 @@ def test_a_damaged_prediction_table_is_one_line(fast_config) -> None:
     out = invoke("compare", a.run_id, b.run_id, code=2).output
     assert f"run {b.run_id}'s test_predictions.json" in out and "is damaged" in out
     assert len(out.strip().splitlines()) == 1
+
+
+# -- fabricated records: runs written straight into an MLflow store (no training), their answer known ---------
+
+
+class FakeStore:
+    """An MLflow store in the test's folder holding made-up finished runs: predictions on one 360-image split."""
+
+    def __init__(self) -> None:
+        from trainlab.tracking.mlflow_backend import client_for, experiment_id
+
+        uri = resolve_tracking_uri()
+        self.client = client_for(uri)
+        self.experiment = experiment_id(self.client, "fabricated", uri)
+        self.y = np.random.default_rng(0).integers(0, 10, 360)
+        self.count = 0
+
+    def run(self, accuracy: float, seed: int, *, tags: dict[str, str] | None = None, right: np.ndarray | None = None,
+            **params: str) -> str:
+        """A finished training run right on ``accuracy`` of the split (or exactly on ``right``); its trainlab id."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        from trainlab.experiments.significance import WeightedScores
+
+        self.count += 1
+        run_id = f"fake-{self.count:03d}"
+        if right is None:
+            n = len(self.y)
+            right = np.zeros(n, bool)
+            right[np.random.default_rng(self.count).choice(n, round(accuracy * n), replace=False)] = True
+        probs = probabilities(self.y, right, 10, seed=self.count)
+        scores = WeightedScores(self.y, probs).under(np.ones((1, len(self.y))))[:, 0]
+        config = {"seed": str(seed), "dataset": "digits", "data.name": "digits", "data.split_seed": "0",
+                  "data.test_fraction": "0.2", "model.arch": "small", "model": "small", "train.epochs": "2", **params}
+        config["model"] = config["model.arch"]
+        every = {"trainlab_run_id": run_id, "job": "train", "dataset": "digits", "data_fingerprint": "f00d",
+                 "seed": str(seed), **(tags or {})}
+        mlflow_id = self.client.create_run(self.experiment).info.run_id
+        self.client.log_batch(mlflow_id, metrics=[Metric(f"test_{m}", float(v), 0, 0) for m, v in
+                                                  zip(("accuracy", "macro_f1", "auroc", "log_loss"), scores)],
+                              params=[Param(k, v) for k, v in config.items()],
+                              tags=[RunTag(k, v) for k, v in every.items()])
+        rows = [[i, str(t), str(int(p.argmax())), *p.tolist()] for i, (t, p) in enumerate(zip(self.y, probs))]
+        self.client.log_dict(mlflow_id, {"columns": ["index", "true_label", "predicted_label",
+                                                     *(f"p_{c}" for c in range(10))], "data": rows},
+                             "test_predictions.json")
+        self.client.set_terminated(mlflow_id, "FINISHED")
+        return run_id
+
+    def sweep(self, name: str, trials: list[list[float]]) -> str:
+        """A sweep whose trial N ran one seed per accuracy in ``trials[N]`` (seeds 0, 1, ...)."""
+        self.run(0.0, 0, tags={"job": "sweep"}, right=np.zeros(len(self.y), bool))
+        parent = f"fake-{self.count:03d}"
+        for trial, accuracies in enumerate(trials):
+            for seed, accuracy in enumerate(accuracies):
+                self.run(accuracy, seed, tags={"job": "trial", "sweep": parent, "sweep_trial": str(trial),
+                                               "sweep_params": json.dumps({"train.epochs": trial + 2})},
+                         **{"train.epochs": str(trial + 2)})
+        return parent
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    return FakeStore()
+
+
+FEW_SEEDS = "Too few seeds to tell configs apart"
+
+
+def test_two_seeds_a_trial_cannot_call_a_45_percent_model_as_good_as_a_98_percent_one(store: FakeStore) -> None:
+    # the walk-through's sweep: 2 seeds a trial; a t-test over 2 seeds has 1 degree of freedom (its interval ran
+    # from -122.6 to +15.1 points) and called the 45% trial "≈ best"
+    sweep = store.sweep("two-seeds", [[0.980, 0.983], [0.970, 0.975], [0.500, 0.390]])
+    ranking = json.loads(invoke("compare", sweep, "--json").stdout)
+    rows = ranking["rows"]
+    assert [round(r["mean"], 3) for r in rows] == [0.982, 0.972, 0.444]
+    worst = rows[2]
+    assert worst["indistinguishable_from_best"] is False and worst["p_holm"] < 0.001
+    for row in rows[1:]:
+        d = row["against_best"]
+        assert -1 <= d["ci_low"] <= d["difference"] <= d["ci_high"] <= 1  # a difference of shares: ±100 points
+        assert "2 vs 2 models" in d["test"]  # which method, on what
+    assert any(note.startswith(FEW_SEEDS) for note in ranking["notes"])
+    assert any("not whether one config is better" in note for note in ranking["notes"])
+    shown = invoke("compare", sweep).output
+    assert FEW_SEEDS in shown
+    worst_line = next(line for line in shown.splitlines() if line.startswith("│ 3 "))
+    assert "worse" in worst_line and "≈ best" not in worst_line
+
+    pair = json.loads(invoke("compare", f"{sweep}#0", f"{sweep}#2", "--json").stdout)
+    accuracy = pair["metrics"][0]
+    assert pair["outcome"] == "worse" and -1 <= accuracy["ci_low"] <= accuracy["ci_high"] <= 1
+    assert sum(n.startswith(FEW_SEEDS) for n in pair["notes"]) == 1
+
+
+def test_the_same_seed_warning_for_pairs_rankings_and_filters(store: FakeStore) -> None:
+    sweep = store.sweep("warn", [[0.90, 0.91], [0.90, 0.91]])
+    notes = [json.loads(invoke(*args, "--json").stdout)["notes"] for args in (
+        ("compare", sweep), ("compare", f"{sweep}#0", f"{sweep}#1"),
+        ("compare", "--a", "params.`train.epochs` = '2'", "--b", "params.`train.epochs` = '3'"))]
+    warnings = [[n for n in found if n.startswith(FEW_SEEDS)] for found in notes]
+    assert all(len(w) == 1 for w in warnings), notes
+    assert "fewer than 3 runs" in warnings[0][0]
+
+
+def test_two_seeds_that_cannot_be_told_apart_say_so(store: FakeStore) -> None:
+    same = [np.random.default_rng(seed).random(360) < 0.9 for seed in (0, 1)]
+    for arch in ("small", "fast"):
+        for seed, right in enumerate(same):
+            store.run(0, seed, right=right, **{"model.arch": arch})
+    pair = json.loads(invoke("compare", "--a", "params.model = 'small'", "--b", "params.model = 'fast'",
+                             "--json").stdout)
+    assert pair["outcome"] == "indistinguishable" and "too few seeds to tell" in pair["verdict"]
+    assert pair["metrics"][0]["difference"] == 0
+
+
+def test_a_group_t_interval_stays_within_the_metrics_range() -> None:
+    d = group_difference("test_accuracy", [0.980, 0.983], [0.500, 0.390], ["0", "1"], ["0", "1"])
+    assert -1 <= d.ci_low <= d.ci_high <= 1 and "clipped" in d.test
+    assert "fewer than 3" in d.test  # 1 degree of freedom: the interval is not meaningful, and it says so
+    plenty = group_difference("test_accuracy", [0.90, 0.905, 0.898], [0.93, 0.934, 0.929], ["0", "1", "2"],
+                              ["0", "1", "2"])
+    assert "clipped" not in plenty.test and "fewer than" not in plenty.test
+    loss = group_difference("test_log_loss", [0.3, 2.9], [0.2, 0.1])  # a loss has no upper bound: nothing to clip
+    assert "clipped" not in loss.test and loss.ci_high - loss.ci_low > 2
+
+
+def test_filters_matching_several_configs_are_refused_unless_pooled(store: FakeStore) -> None:
+    for epochs in ("5", "15"):
+        for seed in (0, 1):
+            store.run(0.9, seed, **{"train.epochs": epochs})
+    for seed in (0, 1):
+        store.run(0.9, seed, **{"model.arch": "fast", "train.epochs": "5"})
+    args = ("compare", "--a", "params.model = 'small'", "--b", "params.model = 'fast'")
+    out = invoke(*args, code=2).output
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+    assert "train.epochs" in out and "5, 15" in out and "--pool" in out and "--a" in out
+
+    pooled = json.loads(invoke(*args, "--pool", "--json").stdout)
+    assert len(pooled["a"]["runs"]) == 4 and pooled["a"]["seeds"] == ["0", "1", "0", "1"]
+    assert pooled["a"]["pooled"] == {"train.epochs": "5, 15"} and "pooled" not in pooled["b"]
+    notes = " ".join(pooled["notes"])
+    assert "different seeds" not in notes
+    assert "A ran seeds 0, 0, 1, 1" in notes and "B ran seeds 0, 1" in notes
+    assert "train.epochs" in notes  # what was pooled, said
+    narrowed = json.loads(invoke("compare", "--a", "params.model = 'small' and params.`train.epochs` = '5'",
+                                 "--b", "params.model = 'fast'", "--json").stdout)
+    assert "Both sides ran seeds 0, 1" in " ".join(narrowed["notes"])
+    alone = invoke("compare", "fake-001", "fake-005", "--pool", code=2).output  # --pool is for --a/--b
+    assert "--pool applies to --a/--b" in alone and len(alone.strip().splitlines()) == 1

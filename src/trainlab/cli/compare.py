@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from typing import TYPE_CHECKING, Optional
 
 import typer
@@ -26,6 +27,8 @@ def compare(
     a: Optional[str] = typer.Option(None, "--a", help="Side A as a seed group: runs matching this MLflow filter, "
                                     "e.g. \"params.model = 'small'\"."),
     b: Optional[str] = typer.Option(None, "--b", help="Side B as a seed group (MLflow filter)."),
+    pool: bool = typer.Option(False, "--pool", help="With --a/--b: take the runs a filter matches as one group even "
+                              "when their configs differ in more than the seed (otherwise refused)."),
     filter_string: Optional[str] = typer.Option(None, "--filter", "-f", help="Rank every finished training run "
                                                 "matching this MLflow filter."),
     metric: str = typer.Option("test_accuracy", "--metric", "-m", help="The metric the verdict is about: "
@@ -53,6 +56,9 @@ def compare(
             raise ConfigError("give both --a FILTER and --b FILTER (two seed groups), or two runs")
         if a is not None and (refs or filter_string):
             raise ConfigError("--a/--b compare two groups; give no RUN or --filter with them")
+        if pool and a is None:
+            raise ConfigError("--pool applies to --a/--b FILTER (runs of several configs pooled as one group); "
+                              "leave it out, or compare with --a/--b")
         if not refs and a is None and not filter_string:
             raise ConfigError("nothing to compare: give two runs (`trainlab compare A B`), --a/--b FILTER, a sweep, "
                               "or --filter; list runs with `trainlab runs`")
@@ -60,7 +66,8 @@ def compare(
         options = {"metric": metric, "alpha": alpha, "resamples": resamples, "seed": seed}
         result: Comparison | Ranking
         if a is not None and b is not None:
-            result = cmp.compare_pair(store, cmp.side_from_filter(store, a), cmp.side_from_filter(store, b), **options)
+            result = cmp.compare_pair(store, cmp.side_from_filter(store, a, option="--a", pool=pool),
+                                      cmp.side_from_filter(store, b, option="--b", pool=pool), **options)
         elif len(refs) == 2 and not filter_string:
             result = cmp.compare_pair(store, cmp.side_of(store, refs[0]), cmp.side_of(store, refs[1]), **options)
         else:
@@ -128,6 +135,8 @@ def show_pair(c: "Comparison") -> None:
         if isinstance(d, GroupDifference):
             left, right = (f"{fmt(d.a)} ± {fmt(d.std_a)} ({d.n_a})",
                            f"{fmt(d.b)} ± {fmt(d.std_b)} ({d.n_b})")
+        elif not (c.a.single and c.b.single):  # seed groups compared on their saved predictions
+            left, right = (group_cell(mean, side.values(d.metric)) for mean, side in ((d.a, c.a), (d.b, c.b)))
         else:
             left, right = fmt(d.a), fmt(d.b)
         better = " (lower is better)" if d.metric.endswith("loss") else ""
@@ -137,6 +146,13 @@ def show_pair(c: "Comparison") -> None:
     console.print(f"verdict: {c.verdict}.", highlight=False, markup=False, soft_wrap=True, style="bold")
     for note in c.notes:
         console.print(f"  {note}", highlight=False, markup=False, soft_wrap=True)
+
+
+def group_cell(mean: float, values: list[float]) -> str:
+    """'0.9812 ± 0.0021 (2)': a side's mean, the std of its runs' recorded values, and how many."""
+    if len(values) < 2:
+        return f"{fmt(mean)} ({len(values)})"
+    return f"{fmt(mean)} ± {fmt(statistics.stdev(values))} ({len(values)})"
 
 
 def diff_table(title: str, diff: dict[str, list[str]], same: str) -> None:
@@ -162,7 +178,8 @@ def show_ranking(r: "Ranking") -> None:
         d: Difference | None = row.against_best
         value = fmt(row.mean) + ("" if math.isnan(row.std) else f" ± {fmt(row.std)}")
         name = row.side.name + (f" ({settings(row.side.params)})" if row.side.params else "")
-        mark = "best" if d is None else ("≈ best" if row.indistinguishable else "worse")
+        mark = ("best" if d is None else "too few seeds" if row.too_few_seeds else
+                "≈ best" if row.indistinguishable else "worse")
         table.add_row(str(i), name, str(len(row.side.runs)), value,
                       "" if d is None else amount(r.metric, d.difference),
                       "" if d is None else interval(r.metric, d.ci_low, d.ci_high),

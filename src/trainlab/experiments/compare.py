@@ -4,7 +4,9 @@
         -> refuse sides whose test splits differ (a paired test on other examples means nothing)
         -> the config diff and the environment diff that matters
         -> significance.py: a run a side -> paired tests on the saved predictions;
-                            seed groups -> tests over the seeds' recorded test metrics
+                            seed groups -> tests over the seeds' recorded test metrics;
+                            fewer than MIN_SEEDS runs a side -> paired tests on every model's saved
+                            predictions (a t-test over 1 or 2 seeds is not meaningful)
         -> one verdict sentence; ``record_comparison`` keeps it as a run of job "compare"
 
 Nothing here prints; ``cli/compare.py`` shows what it returns.
@@ -18,18 +20,19 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trainlab.errors import ConfigError
-from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference,
-                                               lower_is_better, paired_differences, seed_spread_from_disagreement,
-                                               seeds_needed)
+from trainlab.experiments.significance import (METRICS, MIN_SEEDS, RESAMPLES, Difference, GroupDifference,
+                                               group_difference, lower_is_better, paired_differences,
+                                               seed_spread_from_disagreement, seeds_needed)
 
 if TYPE_CHECKING:
     from trainlab.experiments.ranking import Ranking
     from trainlab.runs import Predictions, Record, RunRow
 
 ALPHA = 0.05
-# params that name, place or duplicate a config rather than change what is trained
+# params that name, place or duplicate a config, or say what happens after the run, rather than change what is trained
 NOT_CONFIG = frozenset({"name", "output_dir", "data.data_dir", "data.download", "data.mirror", "seed", "device",
-                        "threads", "model", "dataset", "optimizer", "lr", "batch_size", "epochs"})
+                        "threads", "model", "dataset", "optimizer", "lr", "batch_size", "epochs", "report",
+                        "register_as"})
 # what must be equal on every side for the sides' test examples to be the same ones
 SPLIT_KEYS = {"dataset": ("tags", "dataset"), "data fingerprint": ("tags", "data_fingerprint"),
               "split seed": ("params", "data.split_seed"), "test fraction": ("params", "data.test_fraction")}
@@ -65,6 +68,7 @@ class Side:
     name: str  # what the user gave, or a sweep trial's name
     runs: list["RunRow"]
     params: dict[str, str] = field(default_factory=dict)  # what a sweep trial set, for its label
+    pooled: dict[str, str] = field(default_factory=dict)  # config keys that differ among the runs (--pool): values
 
     @property
     def single(self) -> bool:
@@ -79,7 +83,8 @@ class Side:
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "runs": [r.run_id for r in self.runs], "mlflow_ids": [r.mlflow_id for r in self.runs],
-                "seeds": self.seeds, "experiment": self.runs[0].experiment, **({"params": self.params} if self.params else {})}
+                "seeds": self.seeds, "experiment": self.runs[0].experiment,
+                **({"params": self.params} if self.params else {}), **({"pooled": self.pooled} if self.pooled else {})}
 
 
 @dataclass
@@ -131,12 +136,28 @@ def trial_params(row: "RunRow") -> dict[str, str]:
     return json.loads(row.tags.get(PARAMS_TAG, "{}"))
 
 
-def side_from_filter(record: "Record", filter_string: str) -> Side:
+def side_from_filter(record: "Record", filter_string: str, *, option: str = "--a", pool: bool = False) -> Side:
+    """The runs an MLflow filter matches as one seed group; runs of several configs are refused unless ``pool``."""
     runs = training_runs(record.search(filter_string))
     if not runs:
         raise ConfigError(f"no finished training run matches {filter_string!r}; check it with "
                           f"`trainlab runs --filter \"{filter_string}\"`")
-    return Side(filter_string, finished(runs, filter_string))
+    runs = finished(runs, filter_string)
+    differing = differing_config(runs)
+    if differing and not pool:
+        key, values = next(iter(differing.items()))
+        seen = "; ".join(f"{k}: {v}" for k, v in differing.items())
+        raise ConfigError(f"{option} {filter_string!r} matches runs of {len({config_key(r) for r in runs})} "
+                          f"configurations, not seed repeats of one ({seen}); narrow the filter (e.g. add "
+                          f"\"and params.`{key}` = '{values.split(', ')[0]}'\") or pass --pool to compare them as "
+                          "one group")
+    return Side(filter_string, runs, pooled=differing)
+
+
+def differing_config(runs: Sequence["RunRow"]) -> dict[str, str]:
+    """Config keys (seed aside) whose values differ among ``runs``: key -> the values seen."""
+    keys = sorted({k for r in runs for k, _ in config_key(r)})
+    return {k: values_of(runs, "params", k) for k in keys if len({r.params.get(k) for r in runs}) > 1}
 
 
 def training_runs(rows: Sequence["RunRow"]) -> list["RunRow"]:
@@ -248,21 +269,74 @@ def compare_pair(record: "Record", a: Side, b: Side, *, metric: str = "test_accu
         differences = [found[m] for m in METRICS if m in found]
         differences = [Difference(**{**asdict(d), "metric": f"test_{d.metric}"}) for d in differences]
     else:
-        differences = [group_difference(m, a.values(m), b.values(m), seeds_of(a, m), seeds_of(b, m))
-                       for m in dict.fromkeys([*(f"test_{m}" for m in METRICS), metric])
-                       if a.values(m) and b.values(m)]
+        differences, on_predictions = seed_group_differences(record, a, b, metric, split, resamples, seed)
     chosen = next((d for d in differences if d.metric == metric), None)
     if chosen is None:
         raise ConfigError(f"--metric {metric!r} is not recorded on both sides; recorded: "
                           f"{', '.join(sorted(set(a.runs[0].metrics) & set(b.runs[0].metrics)))}")
     outcome = chosen.outcome(alpha)
+    verdict = verdict_sentence(chosen, outcome, alpha)
+    if not (a.single and b.single) and too_few_seeds([a, b], metric) and outcome == "indistinguishable":
+        verdict += "; too few seeds to tell whether the configs differ"
     comparison = Comparison(a, b, metric, alpha, split, config_diff(a, b), environment_diff(record, a, b),
-                            differences, outcome, verdict_sentence(chosen, outcome, alpha), notes)
+                            differences, outcome, verdict, notes)
     if a.single and b.single:
         explain_single_runs(record, comparison, chosen)
     else:
-        explain_groups(comparison, chosen)
+        explain_groups(comparison, chosen, on_predictions)
     return comparison
+
+
+def too_few_seeds(sides: Sequence[Side], metric: str) -> list[Side]:
+    """The sides with fewer than MIN_SEEDS runs recording ``metric``."""
+    return [s for s in sides if len(s.values(metric)) < MIN_SEEDS]
+
+
+def few_seeds_note(who: str) -> str:
+    """The one warning every seed-group comparison gives when a side has fewer than MIN_SEEDS runs."""
+    return (f"Too few seeds to tell configs apart: {who} fewer than {MIN_SEEDS} runs, so the seed-to-seed spread is "
+            "barely measured and a t-test over seeds is not meaningful; add seeds before trusting a verdict about "
+            "the configs.")
+
+
+def predictions_note(examples: int, which: str = "the models") -> str:
+    """What a seed-group comparison on saved predictions says, and what it does not."""
+    return (f"So {which} are compared on their saved predictions instead, every model of a side on the same "
+            f"{examples} test examples (accuracy: a paired t-test over the examples; the other metrics: a paired "
+            "bootstrap). This tells whether these models differ on this test split, not whether one config is "
+            "better than the other (more seeds of either could change the answer).")
+
+
+def seed_group_differences(record: "Record", a: Side, b: Side, metric: str, split: dict[str, Any], resamples: int,
+                           seed: int) -> tuple[list[Difference], bool]:
+    """Seed groups: t-tests over the seeds; with fewer than MIN_SEEDS runs a side, paired tests on every model's
+    saved predictions when they are there (then True)."""
+    if too_few_seeds([a, b], metric) and metric.removeprefix("test_") in METRICS:
+        saved = saved_predictions(record, [a, b], split)
+        if saved is not None:
+            pa, pb = saved
+            found = paired_differences(pa[0].y_true, [p.probs for p in pa], [p.probs for p in pb],
+                                       resamples=resamples, seed=seed)
+            return [Difference(**{**asdict(found[m]), "metric": f"test_{m}"}) for m in METRICS if m in found], True
+    return [group_difference(m, a.values(m), b.values(m), seeds_of(a, m), seeds_of(b, m))
+            for m in dict.fromkeys([*(f"test_{m}" for m in METRICS), metric]) if a.values(m) and b.values(m)], False
+
+
+def saved_predictions(record: "Record", sides: Sequence[Side], split: dict[str, Any],
+                      cache: dict[str, "Predictions"] | None = None,
+                      progress: Callable[[], None] = lambda: None) -> list[list["Predictions"]] | None:
+    """Every run's saved test predictions, side by side, checked to hold the same examples; None if a run has none."""
+    cache = {} if cache is None else cache
+    try:
+        for side in sides:
+            for r in side.runs:
+                if r.mlflow_id not in cache:
+                    cache[r.mlflow_id] = record.predictions(r)
+                    progress()
+    except ConfigError:  # a run without a prediction table (an older or foreign run): the seeds' metrics only
+        return None
+    check_same_examples(split, [(r.run_id, cache[r.mlflow_id]) for side in sides for r in side.runs])
+    return [[cache[r.mlflow_id] for r in side.runs] for side in sides]
 
 
 def seeds_of(side: Side, metric: str) -> list[str]:
@@ -350,15 +424,42 @@ def seed_repeats_spread(record: "Record", rows: Sequence["RunRow"], metric: str)
     return pooled, sum(len(g) for g in groups), len(groups)
 
 
-def explain_groups(c: Comparison, chosen: Difference) -> None:
+def seed_list(side: Side) -> str:
+    return ", ".join(sorted(side.seeds, key=lambda v: (len(v), v)))
+
+
+def seeds_sentence(a: Side, b: Side) -> str:
+    """Which seeds each side ran: 'Both sides ran seeds 0, 1, 2' or 'A ran seeds 0, 1; B ran seeds 3, 4'."""
+    sa, sb = seed_list(a), seed_list(b)
+    return f"Both sides ran seeds {sa}" if sa == sb else f"A ran seeds {sa}; B ran seeds {sb}"
+
+
+def explain_groups(c: Comparison, chosen: Difference, on_predictions: bool) -> None:
+    """Which seeds each side ran and how they were compared, what was pooled, and the warning for too few seeds."""
+    for tag, side in (("A", c.a), ("B", c.b)):
+        if side.pooled:
+            c.notes.append(f"{tag} pools runs of {len({config_key(r) for r in side.runs})} configurations as one "
+                           f"group (--pool; {'; '.join(f'{k}: {v}' for k, v in side.pooled.items())}): its spread "
+                           "includes the differences between them.")
+    few = too_few_seeds([c.a, c.b], c.metric)
+    who = " and ".join("A" if s is c.a else "B" for s in few) + (" have" if len(few) == 2 else " has")
+    if on_predictions:
+        c.notes.append(f"{seeds_sentence(c.a, c.b)}.")
+        c.notes.append(few_seeds_note(who))
+        c.notes.append(predictions_note(int(c.split["test examples"])))
+        return
     d = chosen
     if not isinstance(d, GroupDifference):
         return
+    repeated = [tag for tag, side in (("A", c.a), ("B", c.b)) if len(set(side.seeds)) < len(side.seeds)]
     if d.paired:
-        c.notes.append(f"Both sides ran the same {d.n_a} seeds, so they are compared seed by seed.")
+        c.notes.append(f"{seeds_sentence(c.a, c.b)}, so they are compared seed by seed.")
+    elif repeated:
+        c.notes.append(f"{seeds_sentence(c.a, c.b)}: a seed repeats within {' and '.join(repeated)} (runs of several "
+                       "configurations pooled), so the sides are compared as independent groups.")
     elif min(d.n_a, d.n_b) >= 2:
-        c.notes.append("The sides ran different seeds, so they are compared as independent groups (the same seeds "
-                       "on both sides would allow a paired comparison).")
+        c.notes.append(f"{seeds_sentence(c.a, c.b)}: not the same seeds, so the sides are compared as independent "
+                       "groups (the same seeds on both sides would allow a paired comparison).")
     if not math.isnan(d.p_permutation):
         c.notes.append(f"Exact permutation test: p = {p_text(d.p_permutation)}"
                        + (" (with this few seeds it cannot go lower than "
@@ -366,8 +467,8 @@ def explain_groups(c: Comparison, chosen: Difference) -> None:
                           minimum_permutation_p(d) >= c.alpha else "") + ".")
     c.notes.append(f"Probability that B's config is better than A's on {label(d.metric)}: {d.prob_b_better:.2f} "
                    "(a flat prior and roughly normal seed-to-seed spread).")
-    if min(d.n_a, d.n_b) < 3:
-        c.notes.append("Fewer than 3 runs on a side: the spread is barely measured; add seeds before trusting this.")
+    if few:
+        c.notes.append(few_seeds_note(who))
 
 
 def minimum_permutation_p(d: GroupDifference) -> float:

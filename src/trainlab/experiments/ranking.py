@@ -2,7 +2,8 @@
 
     a sweep (its finished trials, each with its seed repeats), several runs, or a filter
         -> candidates labelled by what differs among them
-        -> single runs: paired tests on the shared test split; seed groups: tests over seeds
+        -> single runs: paired tests on the shared test split; seed groups: tests over seeds, or with
+           fewer than MIN_SEEDS runs a side, paired tests on every model's saved predictions
         -> Holm-adjusted p-values; "indistinguishable from the best" at alpha
 """
 
@@ -14,10 +15,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trainlab.errors import ConfigError
-from trainlab.experiments.compare import (ALPHA, NOT_CONFIG, Side, check_same_examples, finished, label, metric_name,
-                                          seeds_of, shared_split, trial_params, training_runs, values_of)
-from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, group_difference, holm,
-                                               lower_is_better, paired_differences)
+from trainlab.experiments.compare import (ALPHA, NOT_CONFIG, Side, check_same_examples, few_seeds_note, finished,
+                                          label, metric_name, predictions_note, saved_predictions, seeds_of,
+                                          shared_split, too_few_seeds, trial_params, training_runs, values_of)
+from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference,
+                                               holm, lower_is_better, paired_differences)
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -31,6 +33,7 @@ class Ranked:
     against_best: Difference | None  # None for the best itself
     p_holm: float | None
     indistinguishable: bool  # from the best, at alpha after Holm's correction (the best itself: True)
+    too_few_seeds: bool = False  # not told apart by a t-test over fewer than MIN_SEEDS seeds: no verdict
 
 
 @dataclass
@@ -48,7 +51,8 @@ class Ranking:
         return {"kind": "ranking", "metric": self.metric, "alpha": self.alpha, "test_split": self.split,
                 "rows": [{**r.side.summary(), "mean": r.mean, "std": r.std,
                           "against_best": asdict(r.against_best) if r.against_best else None,
-                          "p_holm": r.p_holm, "indistinguishable_from_best": r.indistinguishable} for r in self.rows],
+                          "p_holm": r.p_holm, "indistinguishable_from_best": r.indistinguishable,
+                          "too_few_seeds": r.too_few_seeds} for r in self.rows],
                 "verdict": self.verdict, "notes": self.notes}
 
 
@@ -112,23 +116,62 @@ def rank_many(record: "Record", sides: Sequence[Side], *, metric: str = "test_ac
         notes.append("One run per candidate: each is tested against the best on the same test examples; this ranks "
                      "these trained models, not their configs.")
     else:
-        tests = [group_difference(metric, best.values(metric), s.values(metric), seeds_of(best, metric),
-                                  seeds_of(s, metric)) for s in ordered[1:]]
+        tests = seed_group_tests(record, ordered, metric, split, resamples, seed, progress, notes)
     adjusted = holm([t.p_value for t in tests]) if tests else []
     rows = [Ranked(best, statistics.fmean(best.values(metric)), spread(best.values(metric)), None, None, True)]
-    rows += [Ranked(s, statistics.fmean(s.values(metric)), spread(s.values(metric)), t, q, not q < alpha)
+    rows += [Ranked(s, statistics.fmean(s.values(metric)), spread(s.values(metric)), t, q, not q < alpha,
+                    not q < alpha and isinstance(t, GroupDifference) and t.too_few)
              for s, t, q in zip(ordered[1:], tests, adjusted)]
-    tied = sum(r.indistinguishable for r in rows[1:])
+    untold = sum(r.too_few_seeds for r in rows[1:])
+    tied = sum(r.indistinguishable for r in rows[1:]) - untold
     if len(tests) == 1:
-        verdict = (f"{best.name} is best on {label(metric)}; the other is "
-                   f"{'not distinguishable from it' if tied else 'worse'} at the {alpha:g} level")
+        other = "too close to tell with this few seeds" if untold else "not distinguishable from it" if tied else "worse"
+        verdict = f"{best.name} is best on {label(metric)}; the other is {other} at the {alpha:g} level"
     else:
         verdict = (f"{best.name} is best on {label(metric)}; {tied} of the other {len(tests)} "
                    f"{'is' if tied == 1 else 'are'} not distinguishable from it at the {alpha:g} level after Holm's "
-                   f"correction for {len(tests)} comparisons")
+                   f"correction for {len(tests)} comparisons"
+                   + (f", and {untold} cannot be told apart from it with fewer than 3 seeds" if untold else ""))
+    few = {id(s) for s in too_few_seeds(ordered, metric)}
+    if not per_run and any(r.indistinguishable and not r.too_few_seeds and {id(best), id(r.side)} & few
+                           for r in rows[1:]):
+        verdict += "; too few seeds to tell whether the configs differ"
     if len(sides) > len(usable):
         notes.append(f"{len(sides) - len(usable)} candidate(s) record no {metric} and are left out.")
     return Ranking(metric, alpha, split, rows, verdict, notes)
+
+
+def seed_group_tests(record: "Record", ordered: Sequence[Side], metric: str, split: dict[str, Any], resamples: int,
+                     seed: int, progress: Callable[[int, int], None], notes: list[str]) -> list[Difference]:
+    """Each seed group against the best (``ordered[0]``): over the seeds, or, where a side has fewer than MIN_SEEDS
+    runs, on the saved predictions of every model (each read once); the notes say which and why."""
+    best, bare = ordered[0], metric.removeprefix("test_")
+    few = {id(s) for s in too_few_seeds(ordered, metric)}
+    short = [s for s in ordered[1:] if {id(best), id(s)} & few] if bare in METRICS else []
+    total = sum(len(s.runs) for s in ([best] if short else []) + short)
+    cache: dict[str, Any] = {}
+    tests: list[Difference] = []
+    on_predictions = 0
+    for s in ordered[1:]:
+        saved = None
+        if any(s is x for x in short):
+            saved = saved_predictions(record, [best, s], split, cache, lambda: progress(len(cache), total))
+        if saved is None:
+            tests.append(group_difference(metric, best.values(metric), s.values(metric), seeds_of(best, metric),
+                                          seeds_of(s, metric)))
+            continue
+        on_predictions += 1
+        pa, pb = saved
+        found = paired_differences(pa[0].y_true, [p.probs for p in pa], [p.probs for p in pb], resamples=resamples,
+                                   seed=seed, metrics=(bare,))[bare]
+        tests.append(Difference(**{**asdict(found), "metric": metric}))
+    if few:
+        notes.append(few_seeds_note("every candidate has" if len(few) == len(ordered) else
+                                    f"{len(few)} of the {len(ordered)} candidates have"))
+    if on_predictions:
+        notes.append(predictions_note(int(split["test examples"]), "the models" if on_predictions == len(tests) else
+                                      f"in the {on_predictions} comparisons with such a candidate, the models"))
+    return tests
 
 
 def spread(values: Sequence[float]) -> float:

@@ -6,7 +6,11 @@
         log loss            replacement, both models scored on the same resample
     seed groups (several runs a side, their recorded test metrics):
         Welch's t-test (a paired t-test when both sides ran the same seeds), an exact
-        permutation test beside it, and the probability that B's config is the better one
+        permutation test beside it, and the probability that B's config is the better one;
+        with fewer than MIN_SEEDS runs a side a t-interval over seeds is not meaningful (1 degree
+        of freedom: 12.7 standard errors either way), so the groups' saved predictions are compared
+        instead (``paired_differences`` with several models a side)
+    intervals of shares (accuracy, F1, AUROC) are kept within what a share can move: [-1, +1]
     many candidates against the best: Holm's correction over their p-values
 
 Distributions and resampling come from SciPy (``binomtest``, ``bootstrap``, ``ttest_ind``,
@@ -25,12 +29,30 @@ import numpy as np
 
 METRICS = ("accuracy", "macro_f1", "auroc", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss", "loss"})
+SHARES = ("accuracy", "f1", "auroc", "precision", "recall")  # metrics in [0, 1], by how their names end
 RESAMPLES = 2000
 BATCH = 100  # resamples scored at once: (BATCH, examples) weights in memory
+MIN_SEEDS = 3  # runs a side for a t-test over seeds to mean anything (2 runs: 1 degree of freedom)
 
 
 def lower_is_better(metric: str) -> bool:
     return metric.removeprefix("test_").removeprefix("val_") in LOWER_IS_BETTER or metric.endswith("_loss")
+
+
+def is_share(metric: str) -> bool:
+    """A metric in [0, 1] (accuracy, F1, AUROC, precision, recall): a difference of two lies in [-1, +1]."""
+    return not lower_is_better(metric) and metric.endswith(SHARES)
+
+
+def within_range(metric: str, low: float, high: float) -> tuple[float, float, bool]:
+    """A difference's interval cut to what the metric can move (shares: -1 to +1), and whether it was cut."""
+    if not is_share(metric):
+        return low, high, False
+    cut_low, cut_high = max(low, -1.0), min(high, 1.0)
+    return cut_low, cut_high, (cut_low, cut_high) != (low, high)
+
+
+CLIPPED = "CI clipped to ±100 points"
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,11 @@ class GroupDifference(Difference):
     paired: bool = False  # both sides ran the same seeds: compared seed by seed
     p_permutation: float = math.nan  # exact; its smallest possible value depends on the number of seeds
     prob_b_better: float = math.nan  # P(B's config is better | the runs), flat prior, t-distributed means
+
+    @property
+    def too_few(self) -> bool:
+        """Fewer than MIN_SEEDS runs on a side: the t-interval over seeds is not meaningful."""
+        return min(self.n_a, self.n_b) < MIN_SEEDS
 
 
 # -- one model against another, example by example --------------------------------------------------
@@ -137,45 +164,92 @@ class WeightedScores:
                 wp.sum(axis=1) * below[:, -1])
 
 
-def paired_differences(y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, *,
-                       resamples: int = RESAMPLES, seed: int = 0,
+def paired_differences(y_true: np.ndarray, probs_a: np.ndarray | Sequence[np.ndarray],
+                       probs_b: np.ndarray | Sequence[np.ndarray], *, resamples: int = RESAMPLES, seed: int = 0,
                        metrics: Sequence[str] = METRICS) -> dict[str, Difference]:
-    """B - A on ``metrics``, from the same test examples: McNemar for accuracy, a paired bootstrap
-    (percentile intervals, ``resamples`` resamples) for the confidence intervals and the rest."""
+    """B - A on ``metrics``, from the same test examples.
+
+    One model a side: McNemar for accuracy, a paired bootstrap (percentile intervals, ``resamples``
+    resamples) for the intervals and the rest. Several models a side (probabilities per model): each side's
+    metric averaged over its models; accuracy by a paired t-test over the test examples (per example, the
+    share of A's models right against B's), the rest by the paired bootstrap.
+    """
     from scipy.stats import bootstrap
 
     n = len(y_true)
-    a, b = WeightedScores(y_true, probs_a), WeightedScores(y_true, probs_b)
+    a = [WeightedScores(y_true, p) for p in models(probs_a)]
+    b = [WeightedScores(y_true, p) for p in models(probs_b)]
+    single = len(a) == len(b) == 1
     ones = np.ones((1, n))
-    point_a, point_b = a.under(ones, metrics)[:, 0], b.under(ones, metrics)[:, 0]
+    point_a, point_b = mean_under(a, ones, metrics)[:, 0], mean_under(b, ones, metrics)[:, 0]
+    resampled = [m for m in metrics if single or m != "accuracy"]
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         """SciPy hands over resampled example indices, (resamples, n); the metrics want counts per example."""
         rows = np.atleast_2d(idx)
         flat = (np.arange(len(rows))[:, None] * n + rows).ravel()
         w = np.bincount(flat, minlength=len(rows) * n).reshape(len(rows), n).astype(np.float64)
-        diff = b.under(w, metrics) - a.under(w, metrics)
+        diff = mean_under(b, w, resampled) - mean_under(a, w, resampled)
         return diff[:, 0] if idx.ndim == 1 else diff
 
-    result = bootstrap((np.arange(n),), statistic, vectorized=True, n_resamples=resamples, batch=BATCH,
-                       method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
-    spread = result.bootstrap_distribution
-    only_a, only_b, p_mcnemar = mcnemar(a.correct.astype(bool), b.correct.astype(bool))
+    if resampled:
+        result = bootstrap((np.arange(n),), statistic, vectorized=True, n_resamples=resamples, batch=BATCH,
+                           method="percentile", confidence_level=0.95, rng=np.random.default_rng(seed))
+        spread = result.bootstrap_distribution
+        lows, highs = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(result.confidence_interval.high)
+    only_a = only_b = None
+    if single:
+        only_a, only_b, p_mcnemar = mcnemar(a[0].correct.astype(bool), b[0].correct.astype(bool))
     found = {}
     for i, metric in enumerate(metrics):
         if np.isnan(point_a[i]) or np.isnan(point_b[i]):
             continue  # AUROC is undefined when the split lacks a class
         diff = float(point_b[i] - point_a[i])
-        low, high = float(result.confidence_interval.low[i]), float(result.confidence_interval.high[i])
-        if metric == "accuracy":
+        if metric in resampled:
+            k = resampled.index(metric)
+            low, high = float(lows[k]), float(highs[k])
+        if metric == "accuracy" and single:
             p, test = p_mcnemar, f"McNemar exact: {only_a} only A right, {only_b} only B right"
+        elif metric == "accuracy":
+            p, low, high = examples_t_test(np.mean([m.correct for m in a], axis=0),
+                                           np.mean([m.correct for m in b], axis=0))
+            test = f"paired t-test over {n} examples, {len(a)} vs {len(b)} models"
+            low, high, clipped = within_range(metric, low, high)
+            test += f"; {CLIPPED}" if clipped else ""
         else:
-            p, test = bootstrap_p(spread[i]), f"paired bootstrap, {resamples} resamples"
+            p = bootstrap_p(spread[resampled.index(metric)])
+            test = f"paired bootstrap, {resamples} resamples" + ("" if single else f", {len(a)} vs {len(b)} models")
         if diff == 0 and low == high == 0:
             p = 1.0  # the models agree on every example
         found[metric] = Difference(metric, float(point_a[i]), float(point_b[i]), diff, low, high, p, test,
                                    only_a, only_b)
     return found
+
+
+def models(probs: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
+    """One model's probabilities (examples, classes), or several models' as a list."""
+    return [probs] if isinstance(probs, np.ndarray) and probs.ndim == 2 else list(probs)
+
+
+def mean_under(side: Sequence[WeightedScores], w: np.ndarray, metrics: Sequence[str]) -> np.ndarray:
+    """(metrics, resamples): each metric under the weights, averaged over a side's models."""
+    return np.mean([scores.under(w, metrics) for scores in side], axis=0)
+
+
+def examples_t_test(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(p, CI low, CI high) of mean(b - a) over the test examples: SciPy's paired t-test."""
+    import warnings
+
+    from scipy.stats import ttest_rel
+
+    d = b - a
+    if np.ptp(d) == 0:  # no spread: every example moved by the same amount (0: the sides agree everywhere)
+        return (1.0 if d[0] == 0 else 0.0), float(d[0]), float(d[0])
+    with warnings.catch_warnings():  # nearly constant differences: SciPy warns of precision loss
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = ttest_rel(b, a)
+        ci = res.confidence_interval(0.95)
+    return float(res.pvalue), float(ci.low), float(ci.high)
 
 
 def bootstrap_p(distribution: np.ndarray) -> float:
@@ -240,7 +314,12 @@ def _group_difference(metric: str, a: Sequence[float], b: Sequence[float], seeds
     prob = float(stats.t.cdf(t_stat, df)) if not math.isnan(t_stat) else 0.5
     if lower_is_better(metric):
         prob = 1 - prob
-    return GroupDifference(metric, float(va.mean()), float(vb.mean()), diff, float(ci.low), float(ci.high), p, test,
+    low, high, clipped = within_range(metric, float(ci.low), float(ci.high))
+    if min(len(va), len(vb)) < MIN_SEEDS:
+        test += f" (fewer than {MIN_SEEDS} seeds a side: the interval is not meaningful)"
+    if clipped:
+        test += f"; {CLIPPED}"
+    return GroupDifference(metric, float(va.mean()), float(vb.mean()), diff, low, high, p, test,
                            n_a=len(va), n_b=len(vb), std_a=std_a, std_b=std_b, paired=paired, p_permutation=p_perm,
                            prob_b_better=prob)
 
