@@ -28,9 +28,13 @@ test: $(STAMP)
 
 venv: $(STAMP)
 
+# kernels get CurveZMQ keys from their manager (the kernelspec declares support); without them ipykernel runs
+# over TCP unencrypted, and says so
+KERNEL_KEYS := --KernelManager.transport_encryption=auto
+
 # the notebooks are percent scripts: JupyterLab opens them as notebooks (right-click > Open With > Notebook)
 notebooks: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(KERNEL_KEYS) notebooks/
 
 # executed headless, each as an HTML page in build/notebooks/ (ignored by git); the data set and the
 # run are the notebooks' defaults (digits, the latest finished run in ./mlruns)
@@ -39,7 +43,7 @@ notebooks-html: $(STAMP)
 	for nb in notebooks/*.py; do \
 		name=$$(basename $$nb .py); \
 		$(BIN)/jupytext --quiet --to ipynb --output build/notebooks/$$name.ipynb $$nb && \
-		$(BIN)/jupyter nbconvert --log-level=WARN --to html --execute build/notebooks/$$name.ipynb || exit 1; \
+		$(BIN)/jupyter nbconvert --log-level=WARN $(KERNEL_KEYS) --to html --execute build/notebooks/$$name.ipynb || exit 1; \
 	done
 	@echo "pages: build/notebooks/*.html"
 

@@ -22,9 +22,20 @@
 RUN = ""
 
 # %%
+# the inline backend from the start: the figures trainlab's functions return display as images
+# %matplotlib inline
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
+from tqdm import TqdmWarning
+
+# MLflow imports tqdm.auto, which in a kernel without ipywidgets warns and then uses its text bar (the one
+# wanted here): imported first, without the warning
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)
+    import tqdm.auto  # noqa: F401
 
 from trainlab.experiments.run_page import best_epoch, calibration, view_from_record
 from trainlab.notebook import enter_project, latest_training_run
