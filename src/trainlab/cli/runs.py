@@ -64,8 +64,8 @@ def runs(
                           "intervals do not prove groups equal: `trainlab compare --a FILTER --b FILTER` tests it.",
                           highlight=False, soft_wrap=True)
             return
-        table = Table(title=f"{len(rows)} run{'' if len(rows) == 1 else 's'}" + (f" matching {filter_string!r}" if filter_string else ""),
-                      title_justify="left")
+        matching = f" matching {filter_string!r}" if filter_string else ""
+        table = Table(title=f"{len(rows)} run{'' if len(rows) == 1 else 's'}{matching}", title_justify="left")
         several = len({r.experiment for r in rows}) > 1
         headers = ["run", *(["experiment"] if several else []), "job", "status", "dataset", "model", "epochs",
                    "test acc", "macro F1", "AUROC", "started"]
