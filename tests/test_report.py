@@ -359,3 +359,174 @@ def test_a_run_recorded_without_process_memory_says_so() -> None:
     nothing = system_section(RunView("older", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, [],
                                      None))  # type: ignore[arg-type]
     assert nothing.figures == [] and len(nothing.notes) == 2
+
+
+# -- the defects a new user found: pair pages that overwrite each other, crowded ticks, a hidden diagonal ---------
+
+
+def seed_group(name: str, seeds: int = 2):  # noqa: ANN201
+    """A side of seed repeats, as `side_of` makes one for a sweep trial SWEEP#N."""
+    from trainlab.experiments.compare import Side
+    from trainlab.runs import RunRow
+
+    stem = name.replace("#", "-t")
+    return Side(name, [RunRow(f"{stem}-s{s}", f"m{stem}{s}", "default", "FINISHED", 0, {"seed": str(s)},
+                              {"test_accuracy": 0.9}, {}) for s in range(seeds)])
+
+
+def group_comparison(a: str, b: str):  # noqa: ANN201
+    from trainlab.experiments.compare import Comparison
+    from trainlab.experiments.significance import Difference
+
+    d = Difference("test_accuracy", 0.90, 0.92, 0.02, 0.01, 0.03, 0.01, "permutation test over 2 + 2 seeds")
+    return Comparison(seed_group(a), seed_group(b), "test_accuracy", 0.05, {"dataset": "digits"}, {}, {}, [d],
+                      "better", "B is better than A", [])
+
+
+def test_pages_of_two_pairs_of_seed_groups_do_not_overwrite_each_other() -> None:
+    from trainlab.experiments.report import write_pair_report
+
+    sweep, other = "sweep-digits-lr-1a2b3c4d", "sweep-other-9f8e7d6c"
+    first, _ = write_pair_report(None, group_comparison(f"{sweep}#0", f"{sweep}#1"))  # type: ignore[arg-type]
+    second, _ = write_pair_report(None, group_comparison(f"{other}#0", f"{other}#2"))  # type: ignore[arg-type]
+    assert first != second and first.is_file() and second.is_file()
+    assert first.parent == second.parent == Path("reports")
+    for path, names in ((first, (sweep, "0", "1")), (second, (other, "0", "2"))):
+        assert all(n in path.stem for n in names), path
+        heading = re.search(r"<h1>(.*?)</h1>", path.read_text()).group(1)
+        assert f"{names[0]}#{names[1]}" in heading and f"{names[0]}#{names[2]}" in heading, heading
+    # the other order is another page (A and B swapped), and the same pair is the same page
+    assert write_pair_report(None, group_comparison(f"{sweep}#1", f"{sweep}#0"))[0] != first  # type: ignore
+    assert write_pair_report(None, group_comparison(f"{sweep}#0", f"{sweep}#1"))[0] == first  # type: ignore
+
+
+def test_a_pair_page_name_is_safe_and_bounded_for_any_side_name() -> None:
+    from trainlab.experiments.report import write_pair_report
+
+    long = "params.`train.optimizer.lr` = '0.001' and tags.note = '" + "x/" * 200 + "'"
+    names = [(long, long + " "), ("../../etc/passwd", "a\\b:c*d?e\"f<g>h|i"), (".hidden", "-dash")]
+    paths = {write_pair_report(None, group_comparison(a, b))[0] for a, b in names}  # type: ignore[arg-type]
+    assert len(paths) == len(names)
+    for path in paths:
+        assert path.parent == Path("reports") and path.is_file(), path
+        assert len(path.name) <= 200 and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*\.html", path.name), path.name
+
+
+def fake_sweep(monkeypatch: pytest.MonkeyPatch, key: str, file_values: list, tried: list[tuple[int, object, float]]):
+    """A sweep page's inputs without training: the ranking (best first) and the parent run's sweep.yaml."""
+    from types import SimpleNamespace
+
+    from trainlab.experiments import sweep_run
+    from trainlab.experiments.study import TrialRow
+
+    rows = sorted((TrialRow(n, "complete", {key: v, "train.optimizer.lr": 0.001 * (n + 1)}, value, [value], 2,
+                            run_ids=[f"sweep-x-t{n:03d}"]) for n, v, value in tried), key=lambda r: -r.value)
+    outcome = sweep_run.SweepOutcome("sweep-x", "val_accuracy", "maximize", rows, {}, [], {})
+    monkeypatch.setattr(sweep_run, "sweep_ranking", lambda sweep_id, uri=None: outcome)
+    source = {"method": "grid", "parameters": {key: {"values": file_values}}}
+
+    class Record:
+        uri = "file:./mlruns"
+
+        def json_artifact(self, row: object, path: str) -> object:
+            assert path == "sweep.yaml"
+            return json.loads(json.dumps(source, sort_keys=True))  # MLflow writes the YAML with its keys sorted
+
+    parent = SimpleNamespace(run_id="sweep-x", experiment="default", status="FINISHED", tags={"sweep_method": "grid"})
+    return Record(), parent
+
+
+def test_long_categorical_values_are_numbered_in_the_sweep_files_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainlab.experiments.report import sweep_page
+
+    custom = {"arch": "custom", "layers": [{"type": "conv", "out": 8, "kernel": 3}, {"type": "relu"},
+                                           {"type": "linear", "out": 32}]}
+    wide = {"arch": "custom", "layers": [{"type": "conv", "out": 64, "kernel": 5}, {"type": "relu"}]}
+    values = [{"arch": "small"}, {"arch": "fast"}, wide, custom]  # the custom architecture is the 4th in the file
+    # the best trial is the custom one, tried last (trial 3); the wide one was tried second (trial 1)
+    record, parent = fake_sweep(monkeypatch, "model", values, [(0, values[0], 0.90), (1, wide, 0.91),
+                                                              (2, values[1], 0.89), (3, custom, 0.95)])
+    page = sweep_page(record, parent)  # type: ignore[arg-type]
+    section = next(s for s in page.sections if s.anchor == "params")
+    table = next(t for t in section.tables if "model" in t.headers)
+    named = {label: cell["text"] for label, cell in table.rows}
+    assert named == {"value 3": json.dumps(wide), "value 4": json.dumps(custom)}, named
+    assert [label for label, _ in table.rows] == ["value 3", "value 4"]  # in the file's order, as in the figure
+
+
+def test_values_the_sweep_file_does_not_give_are_numbered_by_trial_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainlab.errors import ConfigError
+    from trainlab.experiments.report import sweep_page
+
+    long = [{"arch": "custom", "layers": [{"type": "linear", "out": n}] * 2} for n in (8, 16, 32)]
+    record, parent = fake_sweep(monkeypatch, "model", [], [(0, long[2], 0.90), (1, long[0], 0.95),
+                                                          (2, long[1], 0.97)])
+
+    def no_sweep_file(row: object, path: str) -> object:
+        raise ConfigError(f"run sweep-x has no artifact {path!r}")
+
+    record.json_artifact = no_sweep_file  # type: ignore[method-assign]
+    page = sweep_page(record, parent)  # type: ignore[arg-type]
+    section = next(s for s in page.sections if s.anchor == "params")
+    table = next(t for t in section.tables if "model" in t.headers)
+    assert [(label, cell["text"]) for label, cell in table.rows] == [
+        ("value 1", json.dumps(long[2])), ("value 2", json.dumps(long[0])), ("value 3", json.dumps(long[1]))]
+
+
+def drawn_at_page_resolution(fig):  # noqa: ANN201
+    """The figure drawn as the page shows it (DPI pixels per inch); returns the renderer that drew it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from trainlab.plots import DPI
+
+    FigureCanvasAgg(fig)
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("values", [
+    [0.9675, 0.97, 0.9725, 0.975, 0.9775, 0.98, 0.9825, 0.985],  # an EMA decay, finely spaced
+    [0.123456, 0.2, 0.31, 0.4444, 0.5, 0.61, 0.7],
+    [100_000.0, 250_000.0, 1_250_000.0, 2_000_000.0],
+    [16, 32, 48, 64, 96, 128, 160, 192, 224, 256],
+])
+def test_numeric_hyperparameter_ticks_are_few_and_never_touch(values: list[float]) -> None:
+    from trainlab import plots
+
+    fig = plots.scatter_figure({"trials": ([float(v) for v in values], [0.9] * len(values))}, "train.ema_decay",
+                               "val_accuracy", "val_accuracy against train.ema_decay",
+                               integer_x=all(isinstance(v, int) for v in values))
+    renderer = drawn_at_page_resolution(fig)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    labels = [t for t, x in zip(ax.get_xticklabels(), ax.get_xticks()) if t.get_text() and low <= x <= high]
+    assert 2 <= len(labels) <= 6, [t.get_text() for t in labels]
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+    gaps = [b.x0 - a.x1 for a, b in zip(boxes, boxes[1:])]
+    assert min(gaps) >= 6, ([t.get_text() for t in labels], gaps)  # at least a character's width apart
+
+
+def test_the_calibration_diagonal_is_drawn_above_the_histogram() -> None:
+    import numpy as np
+
+    from trainlab import plots
+
+    counts = np.array([0, 0, 0, 1, 2, 4, 8, 20, 60, 905])  # most images at confidence 0.9-1.0
+    fig = plots.reliability_figure(np.array([0.5, 0.7, 0.8, 0.9, 0.97]), np.array([0.45, 0.65, 0.78, 0.88, 0.98]),
+                                   counts, 0.02)
+    drawn_at_page_resolution(fig)
+    lines = {line.get_label(): line for ax in fig.axes for line in ax.get_lines()}
+    bars = [patch for ax in fig.axes for patch in ax.patches]
+    assert len(bars) == len(counts) and {"perfectly calibrated", "this model"} <= set(lines)
+
+    def order(artist) -> tuple[float, int, float]:  # noqa: ANN001
+        """When it is drawn: its axes' place among the figure's axes, then its own place in its axes."""
+        ax = artist.axes
+        return (ax.get_zorder(), fig.axes.index(ax), artist.get_zorder())
+
+    for name in ("perfectly calibrated", "this model"):
+        line = lines[name]
+        assert all(order(line) > order(bar) for bar in bars), (name, order(line), order(bars[0]))
+        if line.axes is not bars[0].axes:  # above the bars: no background to hide them
+            assert not line.axes.patch.get_visible() or line.axes.patch.get_alpha() == 0

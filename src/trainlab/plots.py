@@ -82,7 +82,7 @@ def _marker_size(points: int) -> float:
     return 7.0 if points <= 5 else 4.0 if points <= 40 else 0.0
 
 
-def _integer_axis(ax: Axes, values: list[float]) -> None:
+def _integer_axis(ax: Axes, values: list[float], nbins: int | str = "auto") -> None:
     """x ticks on whole numbers only (epochs, trials); a few values get a tick each, half a step in from the edges."""
     from matplotlib.ticker import MaxNLocator
 
@@ -92,7 +92,25 @@ def _integer_axis(ax: Axes, values: list[float]) -> None:
         ax.set_xticks(range(low, high + 1))
         ax.set_xlim(low - 0.5, high + 0.5)
     else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
+
+
+TICK_GAP_PT = 6.0  # the least room between two x tick labels: about a character of the labels' size
+
+
+def _separate_x_labels(ax: Axes) -> None:
+    """Tilt the x tick labels when, drawn, two of them would touch (long numbers on a narrow panel); upright if
+    tilted they still would."""
+    fig = ax.get_figure()
+    for rotation in (30, 90):
+        fig.draw_without_rendering()
+        low, high = sorted(ax.get_xlim())
+        boxes = sorted((label.get_window_extent() for label, x in zip(ax.get_xticklabels(), ax.get_xticks())
+                        if label.get_visible() and label.get_text() and low <= x <= high), key=lambda box: box.x0)
+        gap = TICK_GAP_PT * fig.dpi / 72
+        if all(right.x0 - left.x1 >= gap for left, right in zip(boxes, boxes[1:])):
+            return
+        ax.tick_params(axis="x", labelrotation=rotation, labelrotation_mode="xtick")
 
 
 def _label_single(ax: Axes, x: float, y: float, color: str) -> None:
@@ -189,7 +207,8 @@ def roc_pr_figure(roc: dict[str, dict[str, list[float]]], pr: dict[str, dict[str
 
 
 def reliability_figure(prob_true: np.ndarray, prob_pred: np.ndarray, counts: np.ndarray, ece: float) -> Figure:
-    """Reliability diagram: per confidence bin, how often the top prediction is right; bars: images per bin."""
+    """Reliability diagram: per confidence bin, how often the top prediction is right; bars: images per bin, on a
+    twin axis drawn behind, so that the diagonal and the curve stay visible where most images are (0.9-1.0)."""
     fig = Figure(figsize=(5.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfectly calibrated")
@@ -200,6 +219,8 @@ def reliability_figure(prob_true: np.ndarray, prob_pred: np.ndarray, counts: np.
     share.bar((np.arange(len(counts)) + 0.5) / len(counts), counts, width=1 / len(counts), alpha=0.15, color="C0",
               label="test images per bin")
     share.set_ylabel("test images per bin")
+    ax.set_zorder(share.get_zorder() + 1)  # the lines over the bars (a twin axis is drawn after its host) ...
+    ax.patch.set_visible(False)  # ... and the host's background not over the bars
     handles = ax.get_legend_handles_labels()[0] + share.get_legend_handles_labels()[0]
     fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center", ncol=3, frameon=False)
     return fig
@@ -221,7 +242,10 @@ def system_figure(series: dict[str, tuple[list[float], list[float]]]) -> Figure:
 
 def scatter_figure(points: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str, title: str,
                    log_x: bool = False, integer_x: bool = False) -> Figure:
-    """One panel: y against x for each named group of points (a legend beside the panel when several)."""
+    """One panel: y against x for each named group of points (a legend beside the panel when several); at most six
+    x ticks, tilted if they would still touch."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(5.4, 3.8), layout="constrained")
     ax = fig.add_subplot()
     for name, (xs, ys) in points.items():
@@ -231,9 +255,12 @@ def scatter_figure(points: dict[str, tuple[list[float], list[float]]], xlabel: s
     if log_x:
         ax.set_xscale("log")
     elif integer_x:
-        _integer_axis(ax, [float(x) for xs, _ in points.values() for x in xs])
+        _integer_axis(ax, [float(x) for xs, _ in points.values() for x in xs], nbins=5)
+    else:  # a few ticks: a hyperparameter's values are long numbers (0.9675) on a narrow panel
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     if len(points) > 1:
         fig.legend(loc="outside right upper")
+    _separate_x_labels(ax)
     return fig
 
 

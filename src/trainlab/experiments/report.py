@@ -10,8 +10,10 @@ Nothing here prints.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -152,6 +154,7 @@ def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None 
     sections.append(progress)
 
     if scored and params:
+        listed = sweep_file_values(record, parent)
         each = Section("The metric against each hyperparameter", "params")
         for key in params:
             values = [r.params.get(key) for r in scored]
@@ -162,17 +165,19 @@ def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None 
                                      f"{metric} against {key}", log_x=log_x,
                                      integer_x=all(isinstance(v, int) for v in values))
             else:
-                labels: dict[str, str] = {}  # a value in full -> its label in the figure
+                labels = value_labels(key, listed.get(key, []), rows)  # a value (canonical) -> (label, in full)
+                shown = [c for c in labels if any(canonical(v) == c for v in values)]  # in the file's order
                 groups: dict[str, list[float]] = {}
-                for v, r in zip(values, scored):
-                    text = full(v)
-                    long = sum(label != text for text, label in labels.items())
-                    label = labels.setdefault(text, text if len(text) <= 28 else f"value {long + 1}")
-                    groups.setdefault(label, []).append(r.value)
+                for c in shown:
+                    groups.setdefault(labels[c][0], []).extend(r.value for v, r in zip(values, scored)
+                                                                if canonical(v) == c)
                 fig = strip_figure(groups, metric, f"{metric} by {key} (a dot per trial)")
-                named = [[label, {"text": text, "wrap": True}] for text, label in labels.items() if label != text]
+                named = [[label, {"text": text, "wrap": True}] for label, text in (labels[c] for c in shown)
+                         if label != text]
                 if named:
-                    each.tables.append(Table(["value", key], named, caption=f"the values of {key} in the figure"))
+                    order = "their place in the sweep file" if key in listed else "the trial that first tried them"
+                    each.tables.append(Table(["value", key], named,
+                                             caption=f"the values of {key} in the figure, numbered by {order}"))
             each.figures.append(Figure(png_data_uri(fig), f"{metric} against {key}"))
         sections.append(each)
         numeric = [k for k in params if all(isinstance(r.params.get(k), (int, float)) for r in scored)]
@@ -195,6 +200,43 @@ def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None 
                 f"{best.value:.4f}" if best and best.value is not None else f"{len(rows)} trials", facts, sections)
 
 
+LABEL_WIDTH = 28  # characters: a longer value is "value N" in a figure, and given in full in a table beside it
+
+
+def canonical(value: Any) -> str:
+    """One text per value, whatever the order of a mapping's keys (MLflow writes a sweep file's YAML sorted)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def sweep_file_values(record: "Record", parent: "RunRow") -> dict[str, list[Any]]:
+    """Each categorical parameter's values in the order the sweep file lists them (the sweep.yaml its run logged);
+    {} when the run has no readable one."""
+    from trainlab.experiments.sweep_spec import _flatten
+
+    try:
+        source = record.json_artifact(parent, "sweep.yaml")
+        return {p.key: list(p.choices) for p in _flatten(source.get("parameters"), "") if p.kind == "choice"}
+    except (TrainlabError, AttributeError, TypeError, ValueError):
+        return {}
+
+
+def value_labels(key: str, listed: Sequence[Any], rows: Sequence[Any]) -> dict[str, tuple[str, str]]:
+    """The values the trials gave ``key``: canonical text -> (its label in a figure, the value in full), in the
+    sweep file's order (``listed``), then those it does not list by the trial that first tried them. A value too
+    long for a figure is "value N", N its place in that order: the 4th value of the file is "value 4"."""
+    place: dict[str, int] = {}
+    for value in listed:
+        place.setdefault(canonical(value), len(place))
+    tried: dict[str, str] = {}  # canonical -> in full, as the trial recorded it (in the file's key order)
+    for row in sorted(rows, key=lambda r: r.number):
+        if key in row.params:
+            tried.setdefault(canonical(row.params[key]), full(row.params[key]))
+    for text in tried:
+        place.setdefault(text, len(place))
+    ordered = sorted(tried, key=place.__getitem__)
+    return {c: (tried[c] if len(tried[c]) <= LABEL_WIDTH else f"value {place[c] + 1}", tried[c]) for c in ordered}
+
+
 def _log_scaled(rows: Sequence[Any], key: str) -> bool:
     values = [float(r.params[key]) for r in rows]
     return min(values) > 0 and max(values) / min(values) > 50
@@ -213,10 +255,35 @@ def report_for_pair(record: "Record", ref_a: str, ref_b: str, out: Path | None =
 
 
 def write_pair_report(record: "Record", comparison: "Comparison", out: Path | None = None) -> tuple[Path, float]:
+    """The page of A against B, written to ``out`` (default: reports/<A>-vs-<B>.html, a file per pair)."""
     views = [view_from_record(record, side.runs[0], with_images=False) if side.single else None
              for side in (comparison.a, comparison.b)]
-    names = "-vs-".join(side.runs[0].run_id if side.single else "group" for side in (comparison.a, comparison.b))
-    return write_page(pair_page(comparison, views), out or Path("reports") / f"{names}.html")
+    return write_page(pair_page(comparison, views), out or pair_path(comparison))
+
+
+NAME_PART = 80  # characters of a side's name in a page's file name (two of them stay far below 255 bytes)
+
+
+def side_name(side: Any) -> str:
+    """What a side of A against B is called: its run, else the name it was given (SWEEP#N, a sweep, a filter)."""
+    return side.runs[0].run_id if side.single else side.name
+
+
+def file_part(name: str, limit: int = NAME_PART) -> str:
+    """A side's name in a file name: SWEEP#N -> SWEEP-trialN; any character but letters, digits, '.', '_' and '-'
+    -> '-'. When that changed or cut the name, a hash of it follows, so that two names never give one file."""
+    sweep, hash_, trial = name.partition("#")
+    text = f"{sweep}-trial{trial}" if hash_ and trial.isdigit() and "#" not in sweep else name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    if safe == text and len(safe) <= limit:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{safe[:limit - len(digest) - 1].rstrip('-._')}-{digest}".lstrip("-")
+
+
+def pair_path(c: "Comparison", folder: Path = Path("reports")) -> Path:
+    """reports/<A>-vs-<B>.html: one file per ordered pair of sides, e.g. reports/SWEEP-trial0-vs-SWEEP-trial1.html."""
+    return folder / f"{file_part(side_name(c.a))}-vs-{file_part(side_name(c.b))}.html"
 
 
 def pair_page(c: "Comparison", views: list[RunView | None]) -> Page:
@@ -252,7 +319,9 @@ def pair_page(c: "Comparison", views: list[RunView | None]) -> Page:
                                       [[names[i], *(f"{v:+d}" if v else "·" for v in row)]
                                        for i, row in enumerate(difference)], caption="B − A, images per cell"))
         sections.append(confusion)
-    facts = [("A", ", ".join(c.a.summary()["runs"])), ("B", ", ".join(c.b.summary()["runs"])),
-             ("test split", " · ".join(f"{k} {v}" for k, v in c.split.items()))]
-    return Page("A against B", f"{label(c.metric)} · {c.outcome}", facts, sections, verdict=c.verdict + ".",
-                notes=c.notes)
+    facts = [(tag, ", ".join(side.summary()["runs"]) if side.single else
+              f"{side.name}: {len(side.runs)} runs ({', '.join(side.summary()['runs'])})")
+             for tag, side in (("A", c.a), ("B", c.b))]
+    facts.append(("test split", " · ".join(f"{k} {v}" for k, v in c.split.items())))
+    return Page(f"A {side_name(c.a)} against B {side_name(c.b)}", f"{label(c.metric)} · {c.outcome}", facts,
+                sections, verdict=c.verdict + ".", notes=c.notes)
