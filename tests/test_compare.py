@@ -444,3 +444,28 @@ def test_filters_matching_several_configs_are_refused_unless_pooled(store: FakeS
     assert "Both sides ran seeds 0, 1" in " ".join(narrowed["notes"])
     alone = invoke("compare", "fake-001", "fake-005", "--pool", code=2).output  # --pool is for --a/--b
     assert "--pool applies to --a/--b" in alone and len(alone.strip().splitlines()) == 1
+
+
+def test_a_trial_whose_seeds_did_not_all_finish_is_left_out_of_a_sweeps_ranking(store: FakeStore) -> None:
+    # Ctrl-C between a trial's two seeds: its first seed finished (and scored best), its second was killed; the
+    # sweep ran the configuration again as another trial. Ranking the killed trial first misled a new user.
+    sweep = store.sweep("interrupted", [[0.90, 0.91], [0.92, 0.93], [0.99]])
+    killed = store.run(0.2, 1, tags={"job": "trial", "sweep": sweep, "sweep_trial": "2",
+                                     "sweep_params": json.dumps({"train.epochs": 4})}, **{"train.epochs": "4"})
+    (run,) = store.client.search_runs([store.experiment], f"tags.trainlab_run_id = '{killed}'")
+    store.client.set_terminated(run.info.run_id, "KILLED")
+    ranking = json.loads(invoke("compare", sweep, "--json").stdout)
+    assert [r["name"] for r in ranking["rows"]] == [f"{sweep}#1", f"{sweep}#0"]
+    assert any("Left out 1 trial(s) whose seeds did not all finish" in n and "#2" in n for n in ranking["notes"])
+
+
+def test_a_filter_matching_one_seed_twice_is_refused_unless_pooled(store: FakeStore) -> None:
+    for sweep in ("sweep-a", "sweep-b"):  # the same config swept twice: seeds 0 and 1 each time
+        for seed in (0, 1):
+            store.run(0.9, seed, tags={"sweep": sweep})
+            store.run(0.8, seed, tags={"sweep": sweep}, **{"model.arch": "fast"})
+    args = ("compare", "--a", "params.model = 'small'", "--b", "params.model = 'fast'")
+    out = invoke(*args, code=2).output
+    assert len(out.strip().splitlines()) == 1 and "2 runs of seed 0" in out
+    assert "and tags.sweep = 'sweep-a'" in out and "--pool" in out
+    assert invoke(*args, "--pool", "--json").exit_code == 0

@@ -212,7 +212,7 @@ def test_a_finished_sweep_shows_its_ranking_and_new_starts_it_afresh_with_the_wo
     fresh = trainlab("sweep", spec, "train.epochs=1", "threads=1", "--tracker", "mlflow", "--new", "--workers", "3")
     assert fresh.returncode == 0, fresh.stderr
     assert sweep_id_of(fresh) == f"{sid}-2"
-    assert "· 2 workers (of --workers 3: no more configurations are left) ·" in fresh.stdout
+    assert "· 2 workers (of --workers 3: only 2 configurations are left) ·" in fresh.stdout
     parent, trials = sweep_runs(client(), f"{sid}-2")
     assert parent.info.status == "FINISHED" and len(trials) == 2 and len(sweep_runs(client(), sid)[1]) == 2
     both = trainlab("sweep", "--resume", sid, "--new")

@@ -71,7 +71,9 @@ def compare(
         elif len(refs) == 2 and not filter_string:
             result = cmp.compare_pair(store, cmp.side_of(store, refs[0]), cmp.side_of(store, refs[1]), **options)
         else:
-            result = rank_many(store, candidates_of(store, refs, filter_string), progress=fetching(as_json), **options)
+            sides, left_out = candidates_of(store, refs, filter_string)
+            result = rank_many(store, sides, progress=fetching(as_json), **options)
+            result.notes.extend(left_out)
         if as_json:
             print(json.dumps(result.as_dict(), indent=2, default=str))
         elif isinstance(result, cmp.Comparison):
@@ -173,7 +175,9 @@ def show_ranking(r: "Ranking") -> None:
     console.print(split_line(r.split), highlight=False, markup=False, soft_wrap=True)
     table = Table(title=f"ranked on {label(r.metric)}, each against the best", title_justify="left")
     for col in ("#", "candidate", "runs", label(r.metric), "vs best", "95% CI", "p", "Holm p", ""):
-        table.add_column(col, justify="left" if col in ("candidate", "") else "right")
+        # the candidate's name wraps whole (the #N is what `compare SWEEP#N ...` takes); the numbers keep their width
+        table.add_column(col, justify="left" if col in ("candidate", "") else "right", overflow="fold",
+                         no_wrap=col not in ("candidate", "95% CI"))
     for i, row in enumerate(r.rows, 1):
         d: Difference | None = row.against_best
         value = fmt(row.mean) + ("" if math.isnan(row.std) else f" ± {fmt(row.std)}")

@@ -74,8 +74,8 @@ def sweep(
             asked = workers
             if status.left is not None:  # no more workers than configurations left (one leads and records)
                 workers = max(1, min(workers, status.left))
-            announce(the_sweep, workers, asked)
-        run(the_sweep, cfg, workers, threads, quiet, join, worker_index)
+            announce(the_sweep, workers, asked, status.left)
+        run(the_sweep, cfg, workers, threads, quiet, join, worker_index, same_command=not new)
 
 
 def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config: Optional[Path],
@@ -111,7 +111,11 @@ def default_base() -> Optional[Path]:
     return quickstart if quickstart.is_file() else None
 
 
-def announce(the_sweep: "Sweep", workers: int, asked: int) -> None:
+def left(configurations: int | None) -> str:
+    return f"only {configurations} configuration{' is' if configurations == 1 else 's are'}"
+
+
+def announce(the_sweep: "Sweep", workers: int, asked: int, remaining: int | None) -> None:
     spec = the_sweep.spec
     if spec.ignored:
         console.print(f"ignored W&B sweep field(s) {', '.join(spec.ignored)}: trials run in this process, not as "
@@ -123,13 +127,14 @@ def announce(the_sweep: "Sweep", workers: int, asked: int) -> None:
     console.print(f"sweep {the_sweep.sweep_id}: {spec.method} over {', '.join(p.key for p in spec.params)} · "
                   f"{' and '.join(b for b in budget if b)}{seeds} · {spec.goal} {spec.metric}{pruner} · "
                   f"{workers} worker{'s' if workers > 1 else ''}"
-                  f"{f' (of --workers {asked}: no more configurations are left)' if asked > workers else ''} · "
+                  f"{f' (of --workers {asked}: {left(remaining)} left)' if asked > workers else ''}"
+                  " · "
                   f"study {the_sweep.storage}",
                   soft_wrap=True, highlight=False, markup=False)
 
 
 def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quiet: bool, join: bool,
-        worker_index: int = 0) -> None:
+        worker_index: int = 0, same_command: bool = True) -> None:
     from trainlab.experiments.sweep import Worker, threads_per_worker
     from trainlab.experiments.sweep_run import run_sweep
 
@@ -153,7 +158,8 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
             raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
         exc.trainlab_message = (  # type: ignore[attr-defined]
             f"interrupted; sweep {the_sweep.sweep_id} is marked killed, and the trial in flight will run again. "
-            f"Continue with the same command, or `trainlab sweep --resume {the_sweep.sweep_id}`")
+            f"Continue with {'the same command, or ' if same_command else ''}"
+            f"`trainlab sweep --resume {the_sweep.sweep_id}`")
         raise
     finally:
         live.refresh()

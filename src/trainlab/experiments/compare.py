@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trainlab.errors import ConfigError
+from trainlab.experiments.study import SWEEP_TAG
 from trainlab.experiments.significance import (METRICS, MIN_SEEDS, RESAMPLES, Difference, GroupDifference,
                                                group_difference, lower_is_better, paired_differences,
                                                seed_spread_from_disagreement, seeds_needed)
@@ -151,6 +152,18 @@ def side_from_filter(record: "Record", filter_string: str, *, option: str = "--a
                           f"configurations, not seed repeats of one ({seen}); narrow the filter (e.g. add "
                           f"\"and params.`{key}` = '{values.split(', ')[0]}'\") or pass --pool to compare them as "
                           "one group")
+    by_seed: dict[str, list[str]] = {}
+    for r in runs:
+        by_seed.setdefault(r.params.get("seed", r.tags.get("seed", "?")), []).append(r.run_id)
+    repeated = {seed: ids for seed, ids in by_seed.items() if len(ids) > 1}
+    if repeated and not pool:
+        seed, ids = next(iter(repeated.items()))
+        sweeps = sorted({r.tags[SWEEP_TAG] for r in runs if SWEEP_TAG in r.tags})
+        narrow = (f"e.g. add \"and tags.sweep = '{sweeps[0]}'\"" if len(sweeps) > 1 else "e.g. by tags.sweep or "
+                  "attributes.start_time")
+        raise ConfigError(f"{option} {filter_string!r} matches {len(ids)} runs of seed {seed} ({', '.join(ids[:3])}): "
+                          "a seed group holds one run per seed, and repeats of a seed are not independent draws; "
+                          f"narrow the filter ({narrow}) or pass --pool to take them all")
     return Side(filter_string, runs, pooled=differing)
 
 

@@ -56,23 +56,36 @@ class Ranking:
                 "verdict": self.verdict, "notes": self.notes}
 
 
-def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | None) -> list[Side]:
-    """A sweep's finished trials (each with its seed repeats), or each of the runs given or matched."""
+def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | None) -> tuple[list[Side], list[str]]:
+    """A sweep's completed trials (each with all its seed repeats), or each of the runs given or matched; and
+    notes on what was left out."""
     if filter_string:
-        return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)]
+        return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)], []
     if len(refs) == 1:
         from trainlab.experiments.study import TRIAL_TAG
 
-        runs = finished(record.runs(refs[0]), refs[0])
+        runs = training_runs(record.runs(refs[0]))
+        finished(runs, refs[0])  # one line when nothing finished
         trials: dict[str, list["RunRow"]] = {}
         for r in runs:
             trials.setdefault(r.tags.get(TRIAL_TAG, r.run_id), []).append(r)
+        seeds = max(len(done_runs(rows)) for rows in trials.values())
+        complete = {t: rows for t, rows in trials.items() if len(done_runs(rows)) == len(rows) == seeds}
+        left_out = sorted(set(trials) - set(complete), key=lambda t: int(t) if t.isdigit() else 0)
         if len(trials) < 2:
             raise ConfigError(f"{refs[0]!r} is a single run; give two runs to compare (`trainlab compare A B`), or a "
                               "sweep or several runs to rank")
+        notes = [f"Left out {len(left_out)} trial(s) whose seeds did not all finish (killed, failed, pruned or still "
+                 f"running: {', '.join(f'#{t}' for t in left_out)}); a killed trial was run again as another."
+                 ] if left_out else []
         return [Side(f"{refs[0]}#{trial}", rows, trial_params(rows[0]))
-                for trial, rows in sorted(trials.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)]
-    return [Side(ref, finished(record.runs(ref), ref)) for ref in refs]
+                for trial, rows in sorted(complete.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0)], notes
+    return [Side(ref, finished(record.runs(ref), ref)) for ref in refs], []
+
+
+def done_runs(rows: Sequence["RunRow"]) -> list["RunRow"]:
+    """The runs that finished training and were not pruned."""
+    return [r for r in rows if r.status == "FINISHED" and r.tags.get("stop_reason") != "pruned"]
 
 
 def distinguishing(sides: Sequence[Side]) -> list[dict[str, str]]:

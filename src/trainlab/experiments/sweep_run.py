@@ -147,6 +147,17 @@ def record_ranking(run: "Run", sweep: Sweep, study: "optuna.Study") -> tuple[lis
 # -- reading a sweep back from the record --------------------------------------------------------
 
 
+def trial_state(statuses: list[str], results: int, seeds: int, pruned: bool) -> str:
+    """A trial's state from its runs': one still running, killed or failed decides it; a trial whose seeds did
+    not all finish (its process died between two seeds) was killed, and the sweep ran it again."""
+    if pruned:
+        return "pruned"
+    for status, state in (("RUNNING", "running"), ("KILLED", KILLED), ("FAILED", "failed")):
+        if status in statuses:
+            return state
+    return "complete" if results >= seeds and results == len(statuses) else KILLED
+
+
 def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
     from trainlab.errors import ConfigError
@@ -162,17 +173,14 @@ def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     for r in found:
         if r.tags.get("job") != "sweep" and TRIAL_TAG in r.tags:
             trials.setdefault(int(r.tags[TRIAL_TAG]), []).append(r)
+    seeds = int(parent.params.get("seeds", "1") or 1)
     rows = []
     for number, runs in trials.items():
         runs.sort(key=lambda r: int(r.tags.get("sweep_seed", 0)))
         values = [r.metrics[f"best_{metric}"] for r in runs if f"best_{metric}" in r.metrics]
         first = runs[0]
-        state = {"FINISHED": "complete", "RUNNING": "running", "FAILED": "failed", "KILLED": KILLED}.get(
-            first.status, first.status.lower())
-        if any(r.tags.get("stop_reason") == "pruned" for r in runs):
-            state = "pruned"
-        elif state == "complete" and len(values) < len(runs):
-            state = "running"
+        state = trial_state([r.status for r in runs], len(values), seeds,
+                            any(r.tags.get("stop_reason") == "pruned" for r in runs))
         complete = state == "complete" and values
         test = {k: statistics.fmean(r.metrics[f"test_{k}"] for r in runs)
                 for k in ("accuracy", "macro_f1", "auroc", "log_loss")
@@ -182,7 +190,9 @@ def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
             value=statistics.fmean(values) if complete else None, values=values,
             epochs=int(first.metrics.get("epochs_run", 0)) or 0, latest=first.metrics.get(metric),
             run_ids=[r.run_id for r in runs], test=test,
-            seconds=sum((r.end_ms - r.start_ms) / 1000 for r in runs) if all(r.end_ms for r in runs) else None,
+            # the trial's wall time, as the study measures it: its first seed's start to its last seed's end
+            seconds=(max(r.end_ms for r in runs) - min(r.start_ms for r in runs)) / 1000  # type: ignore[type-var]
+            if all(r.end_ms for r in runs) else None,
         ))
     found_importances = {k.removeprefix("importance_"): v for k, v in parent.metrics.items()
                          if k.startswith("importance_")}
