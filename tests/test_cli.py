@@ -122,8 +122,10 @@ def test_predict_takes_folders_recursively_image_files_only_sorted(tmp_path: Pat
     for path in (folder / "c.png", folder / "a.jpg", folder / "b_more" / "x.png", folder / ".thumbs" / "h.png"):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
     (folder / "notes.txt").write_text("not an image")
-    result = invoke("predict", only_run_dir().name, str(folder), "--json")
+    result = runner.invoke(app, ["predict", only_run_dir().name, str(folder), "--json"])
     assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: left out 2 file(s) in the folders that are not images or are hidden (")
+    assert "notes.txt" in result.stderr
     sources = [item["source"] for item in json.loads(result.stdout)]
     assert sources == [str(folder / "a.jpg"), str(folder / "b_more" / "x.png"), str(folder / "c.png")]
     (tmp_path / "empty").mkdir()

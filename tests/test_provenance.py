@@ -42,8 +42,8 @@ def test_untracked_files_past_the_budget_are_named_biggest_first(checkout: Path)
 
 @pytest.mark.parametrize(("name", "generated"), [
     ("reports/sweep.html", True), ("mlflow.db", True), ("runs/x/run.json", True), ("sub/wandb/latest", True),
-    ("page.html", True), ("model.pt", True), ("src/pkg/layer.py", False), ("configs/my.yaml", False),
-    ("Makefile", False),
+    ("page.html", True), ("model.pt", True), ("big.bin", True), ("table.csv", True), ("src/pkg/layer.py", False),
+    ("configs/my.yaml", False), ("configs/sweeps/arch.json", False), ("Makefile", False),
 ])
 def test_generated_files_are_told_from_source(name: str, generated: bool) -> None:
     from trainlab.provenance import looks_generated

@@ -117,7 +117,8 @@ def test_trainlab_serve_runs_mlflows_server_and_its_curl_line_answers(trained, t
                                "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
-        said = [server.stdout.readline() for _ in range(3)] if server.stdout else []
+        said = [server.stdout.readline() for _ in range(4)] if server.stdout else []
+        assert said.pop(0).startswith("starting MLflow's scoring server for models:/digits-cnn@champion"), said
         assert said[0].startswith(f"serving models:/digits-cnn@champion (run {trained.run_id}) on "
                                   f"http://127.0.0.1:{port}/invocations"), said
         curl = said[2].strip()
@@ -138,3 +139,5 @@ def test_trainlab_serve_runs_mlflows_server_and_its_curl_line_answers(trained, t
 def test_serve_of_a_model_that_is_not_there_is_one_line(trained) -> None:
     out = invoke("serve", "models:/nobody@champion", code=2).output
     assert "no model version 'models:/nobody@champion'" in out and len(out.strip().splitlines()) == 1
+    port = invoke("serve", "models:/nobody@champion", "--port", "99999", code=2).output
+    assert "Invalid value for '--port'" in port and "65535" in port and "Traceback" not in port

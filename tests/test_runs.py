@@ -73,6 +73,8 @@ def test_the_epochs_column_holds_epochs_and_the_job_its_own_column(three_runs, f
         assert " train " in lines[outcome.run_id] and " 2 " in lines[outcome.run_id]
     compared = next(line for line in lines.values() if " compare " in line)
     assert "nan" not in listed and "compare" not in compared.split("│")[7], compared  # no job name as epochs
+    sorted_ = invoke("runs", "--sort", "test_accuracy").output  # read through MlflowClient: the same epochs
+    assert " 1/3 " in next(line for line in sorted_.splitlines() if " killed " in line)
 
 
 def test_runs_show_one_run(three_runs) -> None:
@@ -150,6 +152,8 @@ def test_ui_says_its_url_once_the_page_answers_and_it_shows_the_runs_table(three
     proc = subprocess.Popen([str(Path(sys.executable).with_name("trainlab")), "ui", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
+        starting = proc.stdout.readline() if proc.stdout else ""
+        assert starting.startswith("starting MLflow's UI on port"), starting  # said at once: the start is slow
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("MLflow UI for sqlite:///") and line.rstrip().endswith("(Ctrl-C stops it)"), line
         page_url = line.split(" on ")[1].split(" (Ctrl-C")[0]

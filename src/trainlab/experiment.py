@@ -259,7 +259,8 @@ def run_experiment(
         run = recording.enter_context(Run(info, trackers, finish_timeout=cfg.tracking.finish_timeout, warn=warn))
         docs = run_documents(cfg, dataset, splits, threads, count_parameters(model), val_source)
         if docs.untracked_skipped and docs.untracked_skipped != (IMAGE_DIRTY,):
-            warn(f"{len(docs.untracked_skipped)} untracked files are too big to record with the run (over "
+            count = len(docs.untracked_skipped)
+            warn(f"{count} untracked file{' is' if count == 1 else 's are'} too big to record with the run (over "
                  f"{UNTRACKED_BUDGET / 1e6:.0f} MB together), so `trainlab reproduce` cannot rebuild its code: "
                  f"{untracked_advice(docs.untracked_skipped)}")
         started_ms = int(time.time() * 1000)

@@ -54,13 +54,18 @@ def _is_idx(path: Path) -> bool:
     return "idx" in name or name.endswith((".ubyte", ".ubyte.gz"))
 
 
-def expand_folders(paths: Sequence[Path]) -> list[Path]:
-    """Every input as a file: a folder stands for the image and IDX files under it (recursively, sorted)."""
+def expand_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """Every input as a file: a folder stands for the image and IDX files under it (recursively, sorted); and the
+    other files found in folders, left out."""
     files: list[Path] = []
+    other: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(f for f in path.rglob("*") if f.is_file() and not any(p.startswith(".") for p in
-                           f.relative_to(path).parts) and (f.suffix.lower() in IMAGE_SUFFIXES or _is_idx(f)))
+            found, left = [], []
+            for f in sorted(f for f in path.rglob("*") if f.is_file()):
+                hidden = any(part.startswith(".") for part in f.relative_to(path).parts)
+                (found if not hidden and (f.suffix.lower() in IMAGE_SUFFIXES or _is_idx(f)) else left).append(f)
+            other += left
             if not found:
                 raise ConfigError(f"folder {str(path)!r} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) "
                                   "or IDX files, also in its subfolders; pass a folder of images")
@@ -69,15 +74,15 @@ def expand_folders(paths: Sequence[Path]) -> list[Path]:
             files.append(path)
         else:
             raise ConfigError(f"input {str(path)!r} does not exist; pass image files, IDX image files or folders of them")
-    return files
+    return files, other
 
 
 def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list[str], np.ndarray]:
-    """Decode every input into uint8 (N, C, H, W) at the model's input size."""
+    """Decode every input (the images in folders) into uint8 (N, C, H, W) at the model's input size."""
     channels, height, width = input_shape
     sources: list[str] = []
     batches: list[np.ndarray] = []
-    for path in expand_folders(paths):
+    for path in expand_folders(paths)[0]:
         if _is_idx(path):
             arr = read_idx_file(path)
             if arr.ndim == 3:
@@ -108,6 +113,10 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
     if invert:
         pixels = 255 - pixels
     notes = [note] if (note := polarity_note(pixels, sources, payload.get("background"), invert)) else []
+    if other := expand_folders(paths)[1]:
+        named = ", ".join(str(p) for p in other[:MAX_NAMED]) + (f" and {len(other) - MAX_NAMED:,} more"
+                                                                 if len(other) > MAX_NAMED else "")
+        notes.append(f"left out {len(other):,} file(s) in the folders that are not images or are hidden ({named})")
     quantize_seconds = None
     if int8:
         from trainlab.evaluation_run import checkpoint_dataset

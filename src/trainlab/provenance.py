@@ -63,8 +63,9 @@ UNTRACKED_BUDGET = 1_000_000  # bytes of untracked files a run records; larger o
 # what trainlab, its README's commands, MLflow, W&B and Jupyter write into a project: never source
 GENERATED_DIRS = ("runs", "mlruns", "mlartifacts", "wandb", "reports", "build", "data", ".trainlab",
                   ".ipynb_checkpoints", "__pycache__")
-GENERATED_SUFFIXES = (".db", ".sqlite", ".pt", ".pth", ".ckpt", ".onnx", ".html", ".png", ".jpg", ".jpeg",
-                      ".gz", ".npz", ".npy", ".pkl", ".log", ".ipynb", ".zip", ".tar", ".whl", ".parquet")
+# what a project's code is written in; anything else untracked and big (a .bin, .csv, .db, .pt) is data or output
+SOURCE_SUFFIXES = (".py", ".pyi", ".yaml", ".yml", ".json", ".toml", ".cfg", ".ini", ".txt", ".md", ".rst", ".sh",
+                   ".j2", ".jinja", ".sql", ".c", ".h", ".cpp", ".js", ".ts", ".css", ".r", ".jl")
 
 
 def untracked_patch(cwd: Path) -> tuple[str, tuple[str, ...]]:
@@ -91,9 +92,12 @@ def untracked_patch(cwd: Path) -> tuple[str, tuple[str, ...]]:
 
 
 def looks_generated(name: str) -> bool:
-    """An output (a store, a page, a checkpoint, a download) rather than source a run's code needs."""
+    """Output or data (a store, a page, a checkpoint, a download, a binary) rather than source a run's code needs:
+    under a folder trainlab writes, or not in a source language (a file without a suffix, a Makefile, is source)."""
     path = Path(name)
-    return bool(set(path.parts[:-1]) & set(GENERATED_DIRS)) or path.suffix.lower() in GENERATED_SUFFIXES
+    if set(path.parts[:-1]) & set(GENERATED_DIRS):
+        return True
+    return bool(path.suffix) and path.suffix.lower() not in SOURCE_SUFFIXES
 
 
 def untracked_advice(names: tuple[str, ...] | list[str], shown: int = 3) -> str:
@@ -104,8 +108,9 @@ def untracked_advice(names: tuple[str, ...] | list[str], shown: int = 3) -> str:
     if generated:
         patterns = sorted({f"{Path(n).parts[0]}/" if len(Path(n).parts) > 1 else n for n in generated})
         more = f" and {len(patterns) - shown} more" if len(patterns) > shown else ""
-        advice.append(f"generated files ({', '.join(generated[:shown])}{'...' if len(generated) > shown else ''}): "
-                      f"add {', '.join(patterns[:shown])}{more} to .gitignore")
+        advice.append(f"data or generated files ({', '.join(generated[:shown])}"
+                      f"{'...' if len(generated) > shown else ''}): add {', '.join(patterns[:shown])}{more} to "
+                      ".gitignore (or keep them outside the repository)")
     if source:
         advice.append(f"source files ({', '.join(source[:shown])}{'...' if len(source) > shown else ''}): "
                       "commit them")

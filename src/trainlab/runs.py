@@ -98,7 +98,18 @@ def list_runs(uri: str | None = None, *, experiment: str | None = None, filter_s
         if rows is not None:
             return rows
     with reading(resolved):
-        return search_runs(client_for(resolved), experiment, filter_string, sort, ascending, limit)
+        client = client_for(resolved)
+        return [with_epochs_done(client, r) for r in search_runs(client, experiment, filter_string, sort, ascending,
+                                                                 limit)]
+
+
+def with_epochs_done(client: Any, row: RunRow) -> RunRow:
+    """A training run that did not end (killed, failed, running) with the epochs it recorded; others as they are."""
+    from dataclasses import replace
+
+    if "epochs_run" in row.metrics or row.tags.get("job", "train") not in ("train", "trial"):
+        return row
+    return replace(row, epochs_done=len(client.get_metric_history(row.mlflow_id, EPOCH_METRIC)))
 
 
 def search_runs(client: Any, experiment: str | None, filter_string: str, sort: str | None, ascending: bool,

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from trainlab.cli.app import app, console
+from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
 
 
@@ -62,7 +62,7 @@ INLINE_EXAMPLE = 1000  # characters: a longer example request body goes to a fil
 def serve(
     model: str = typer.Argument(..., metavar="MODEL", help="models:/NAME@ALIAS, models:/NAME/VERSION, a run id, "
                                 "MLflow run id or run folder."),
-    port: int = typer.Option(5001, "--port", "-p", help="Port on the host."),
+    port: int = typer.Option(5001, "--port", "-p", min=1, max=65535, help="Port on the host."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
     tracking_uri: Optional[str] = TrackingUriOption,
 ) -> None:
@@ -79,6 +79,8 @@ def serve(
         record = Record(tracking_uri)
         uri, row, example = served_model(record, model)
         with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
+            err_console.print(f"starting MLflow's scoring server for {uri} on port {port} ...", highlight=False,
+                              markup=False)
             server = start_model_server(uri, record.uri, host, port)  # returns once it answers
             try:
                 console.print(f"serving {uri} (run {row.run_id}) on {server.url}/invocations (Ctrl-C stops it)",

@@ -69,9 +69,10 @@ def runs(
         several = len({r.experiment for r in rows}) > 1
         headers = ["run", *(["experiment"] if several else []), "job", "status", "dataset", "model", "epochs",
                    "test acc", "macro F1", "AUROC", "started"]
-        for col in headers:
-            table.add_column(col, justify="right" if col in ("epochs", "test acc", "macro F1", "AUROC") else "left",
-                             no_wrap=col == "run")
+        numbers = ("epochs", "test acc", "macro F1", "AUROC")
+        for col in headers:  # on a narrow terminal the words wrap; the numbers keep their width
+            table.add_column(col, justify="right" if col in numbers else "left", overflow="fold",
+                             no_wrap=col in numbers, min_width=len(col) if col in numbers else None)
         for r in rows:
             # `trainlab test --record`, a sweep's parent, a comparison: no training of their own
             job = {"evaluate": "test"}.get(r.tags.get("job", "train"), r.tags.get("job", "train"))

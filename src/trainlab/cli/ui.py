@@ -6,13 +6,13 @@ from typing import Optional
 
 import typer
 
-from trainlab.cli.app import app, console
+from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
 
 
 @app.command()
 def ui(
-    port: int = typer.Option(5000, "--port", "-p", help="Port on 127.0.0.1."),
+    port: int = typer.Option(5000, "--port", "-p", min=1, max=65535, help="Port on 127.0.0.1."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
     tracking_uri: Optional[str] = TrackingUriOption,
 ) -> None:
@@ -26,6 +26,8 @@ def ui(
         if uri.startswith("http"):
             console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
             return
+        err_console.print(f"starting MLflow's UI on port {port} (its first start on a small machine takes up to a "
+                          "minute) ...", highlight=False)
         server = start_ui(uri, host, port)  # returns once the page answers
         try:
             console.print(f"MLflow UI for {uri} on {ui_page(server.url, newest_experiment(uri))} (Ctrl-C stops it)",
