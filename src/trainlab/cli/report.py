@@ -16,7 +16,7 @@ def report(
     refs: list[str] = typer.Argument(..., metavar="RUN [B]", help="A run (run id, MLflow run id, run folder, "
                                      "models:/NAME@ALIAS), a sweep, or two runs to put side by side."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the page (default: the run's "
-                                       "folder/report.html, else reports/<id>.html)."),
+                                       "folder/report.html, else reports/<id>.html; A B: reports/<A>-vs-<B>.html)."),
     log: bool = typer.Option(True, "--log/--no-log", help="Also log the page as an artifact of the run in MLflow."),
     tracking_uri: Optional[str] = TrackingUriOption,
 ) -> None:
