@@ -131,7 +131,7 @@ def test_report_false_writes_no_page(fast_config) -> None:
     assert not (out.run_dir / "report.html").exists()
 
 
-def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep) -> None:
+def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep, monkeypatch) -> None:
     sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
                          "parameters:\n  train.optimizer.lr: {values: [0.001, 0.03]}\n  model.arch: {values: [small]}\n")
     trials = sorted(p for p in Path("runs").iterdir() if p.name.startswith(sweep + "-t"))
@@ -156,6 +156,20 @@ def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep) 
     elsewhere = Path("elsewhere/sweep.html")
     assert sorted(assert_links_resolve(elsewhere.read_text(), elsewhere)) == sorted(targets)
     assert {t: t.stat().st_mtime_ns for t in targets} == before
+
+    # a big sweep: only the best configurations' runs get a page with the sweep's; another's once it has one
+    import trainlab.experiments.report as report_module
+
+    for t in trials:
+        (t / "report.html").unlink()
+    monkeypatch.setattr(report_module, "TRIAL_PAGES", 1)
+    invoke("report", sweep, "--no-log")
+    linked = assert_links_resolve(page.read_text(), page)
+    assert len(linked) == 2 and "(no page yet)" in page.read_text()
+    other = next(t for t in trials if (t / "report.html").resolve() not in linked)
+    invoke("report", other.name, "--no-log")
+    invoke("report", sweep, "--no-log")
+    assert (other / "report.html").resolve() in assert_links_resolve(page.read_text(), page)
 
 
 def test_a_page_of_a_against_b_carries_the_verdict(fast_config) -> None:

@@ -58,7 +58,10 @@ def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool
     if row.tags.get("job") == "sweep":
         started = time.perf_counter()
         path = out or default_path(record, row)
-        pages = write_trial_pages(record, row, log=log)
+        from trainlab.experiments.sweep_run import sweep_ranking
+
+        best = {run_id for r in sweep_ranking(row.run_id, record.uri).rows[:TRIAL_PAGES] for run_id in r.run_ids}
+        pages = write_trial_pages(record, row, best, log=log)
         links = {run_id: relative_link(page, path.parent) for run_id, page in pages.items()}
         path, _ = write_page(sweep_page(record, row, links), path)
         if log:
@@ -70,10 +73,14 @@ def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool
 # -- the sweep page ------------------------------------------------------------------------------------
 
 
-def write_trial_pages(record: "Record", parent: "RunRow", *, log: bool = True) -> dict[str, Path]:
-    """The page of every seed of every trial of a sweep, where `trainlab report RUN` puts it (runs/<run>/report.html,
-    else reports/<run>.html): run id -> page. A page already there and newer than its run's end is kept; a run
-    without test predictions (failed, or still running) has none."""
+TRIAL_PAGES = 10  # configurations (best first) whose runs get a page with the sweep's (a page costs ~1-3 s)
+
+
+def write_trial_pages(record: "Record", parent: "RunRow", wanted: set[str], *, log: bool = True) -> dict[str, Path]:
+    """The pages of a sweep's trial runs, where `trainlab report RUN` puts them (runs/<run>/report.html, else
+    reports/<run>.html): run id -> page. The ``wanted`` runs' pages are written (a page already there and newer
+    than its run's end is kept); other runs' pages are listed when they exist. A run without test predictions
+    (failed, or still running) has none."""
     pages: dict[str, Path] = {}
     images: dict[str, tuple[Any, list[str]]] = {}  # the dataset is loaded once per data config, not once per trial
     for row in record.runs(parent.run_id):
@@ -81,6 +88,8 @@ def write_trial_pages(record: "Record", parent: "RunRow", *, log: bool = True) -
         ended = record.end_ms(row) if row.status != "RUNNING" and path.is_file() else None
         if ended and path.stat().st_mtime * 1000 >= ended:  # made from the finished record: the same page
             pages[row.run_id] = path
+            continue
+        if row.run_id not in wanted:
             continue
         try:
             view = view_from_record(record, row, with_images=False)
@@ -124,12 +133,14 @@ def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None 
     sections = []
 
     def run_cell(run_id: str) -> dict[str, str]:
-        return {"href": links[run_id], "text": run_id} if run_id in links else {"text": f"{run_id} (no page)"}
+        return {"href": links[run_id], "text": run_id} if run_id in links else {"text": f"{run_id} (no page yet)"}
 
     ranking = Section("Ranking", "ranking", notes=[
         f"Ranked by {metric} ({outcome.goal}) on validation, the mean over each trial's seeds; test accuracy is "
-        "reported beside it, never chosen on. Each run links to its page, written with this one beside the run "
-        "(runs/<run>/report.html, else reports/<run>.html); a run that has no test predictions has no page."])
+        f"reported beside it, never chosen on. The runs of the best {TRIAL_PAGES} configurations link to their "
+        "pages, written with this one beside each run (runs/<run>/report.html, else reports/<run>.html); another "
+        "run's page is made by `trainlab report RUN`, and linked here once it exists. A run that has no test "
+        "predictions has no page."])
     ranking.tables.append(Table(["trial", *params, metric, "test accuracy", "state", "epochs", "runs (one per seed)"], [
         [str(r.number), *({"text": full(r.params[k]), "wrap": True} if k in r.params else "" for k in params),
          f"{r.value:.4f}" if r.value is not None else "", f"{r.test['accuracy']:.4f}" if "accuracy" in r.test else "",
