@@ -93,6 +93,14 @@ def test_register_an_alias_and_use_it_everywhere_even_without_the_run_folder(tra
     assert "models:/digits-cnn@nobody" in missing and len(missing.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("alias", ["bad alias", "v1", "latest", ""])
+def test_a_refused_alias_is_one_line_and_registers_nothing(trained, alias: str) -> None:
+    out = invoke("register", trained.run_id, "digits-cnn", "--alias", alias, code=2).output
+    assert out.startswith(f"error: --alias {alias!r} is not accepted by the registry: ") and "Traceback" not in out
+    assert len(out.strip().splitlines()) == 1
+    assert json.loads(invoke("models", "--json").stdout) == []  # no version was created without its alias
+
+
 def test_train_registers_when_the_config_asks(fast_config) -> None:
     out = invoke("train", "data.name=digits", "train.epochs=1", "threads=1", "-t", "mlflow", "report=false",
                  "register_as=from-config", "-q").output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -104,6 +105,8 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
       "early_stopping": 1}, "unknown sweep key 'early_stopping'"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": []}}},
      "values is empty"),
+    ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": "small"}}},
+     "sweep parameter model.arch: values is 'small', not a list; give a list, e.g. 'values: [small]'"),
     ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
       "parameters": {"train.optimizer.lr": {"min": 0.1, "max": 0.001}}}, "min 0.1 is greater than max 0.001"),
     ({"method": "grid", "metric": {"name": "test_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
@@ -114,7 +117,7 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
      "set run_cap"),
 ])
 def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         parse_sweep(spec, base())
     result = trainlab("sweep", write("bad.yaml", spec), "--tracker", "none")
     assert result.returncode == 2, result.stderr

@@ -104,7 +104,15 @@ VERSION_TAGS = ("test_accuracy", "test_macro_f1", "test_auroc", "test_log_loss")
 def register(record: "Record", ref: str, name: str, alias: str | None = None) -> tuple["RunRow", str]:
     """A new version of registered model ``name`` from the run's logged model; returns the run and the version."""
     from mlflow.exceptions import MlflowException
+    from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
 
+    if alias is not None:  # before anything is created: a refused alias must not leave a version without it
+        try:
+            _validate_model_alias_name(alias)
+            _validate_model_alias_name_reserved(alias)
+        except MlflowException as exc:
+            raise ConfigError(f"--alias {alias!r} is not accepted by the registry: {exc.message}; use letters, "
+                              "digits, '_' and '-', e.g. --alias champion") from None
     row = record.run(ref)
     client = record.client
     if MODEL_PATH not in {a.path for a in client.list_artifacts(row.mlflow_id)}:

@@ -227,7 +227,10 @@ def _param(key: str, spec: dict[str, Any]) -> Param:
         return Param(key, "fixed", (spec["value"],))
     if kind == "categorical":
         values = spec.get("values")
-        if not isinstance(values, list) or not values:
+        if not isinstance(values, list):
+            raise ConfigError(f"sweep parameter {key}: values is {values!r}, not a list; give a list, e.g. "
+                              f"'values: [{values}]'")
+        if not values:
             raise ConfigError(f"sweep parameter {key}: values is empty; list at least one value")
         return Param(key, "choice", tuple(values))
     low, high = spec.get("min"), spec.get("max")
