@@ -313,3 +313,31 @@ def test_the_example_sweep_files_in_the_readme_are_valid(sweep_file: Path) -> No
     quickstart = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
     spec = load_sweep(sweep_file, quickstart.model_dump(mode="json"))
     assert spec.trial_cap and spec.params
+
+
+@pytest.mark.slow
+def test_a_journal_lock_left_by_a_killed_process_is_taken_over_after_its_grace_period() -> None:
+    """kill -9 while a process holds the journal's lock leaves the lock's symlink; the next sweep must not hang."""
+    code = """
+import os, sys
+from pathlib import Path
+from trainlab.config import load_config
+from trainlab.experiments.study import make_sweep, storage_for
+from trainlab.experiments.sweep_spec import parse_sweep
+cfg = load_config(None, ["data.name=digits"])
+spec = parse_sweep({"method": "grid", "metric": {"name": "val_accuracy"},
+                    "parameters": {"model.arch": {"values": ["small"]}}}, cfg.model_dump(mode="json"))
+storage = storage_for(make_sweep(spec, cfg))
+if sys.argv[1] == "die-holding-the-lock":
+    storage._backend._lock.acquire()
+    os._exit(9)
+import optuna
+optuna.create_study(study_name="after-the-kill", storage=storage)  # a write: it takes the journal's lock
+print(len(storage.get_all_studies()))
+"""
+    held = subprocess.run([sys.executable, "-c", code, "die-holding-the-lock"], capture_output=True, text=True)
+    assert held.returncode == 9, held.stderr
+    (lock,) = Path("runs").glob("*/study.journal.lock")
+    assert lock.is_symlink()
+    again = subprocess.run([sys.executable, "-c", code, "use"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stdout.strip() == "1", again.stderr

@@ -90,8 +90,10 @@ def storage_for(sweep: Sweep) -> Any:
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             raise ConfigError(f"cannot open the sweep storage {redact(sweep.storage)}: {redact(reason)}; check the "
                               "URL, that the server is up, and that its driver (psycopg) is installed") from None
-    path = Path(sweep.storage)
+    path = Path(sweep.storage).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    # an absolute path: Optuna's lock is a symlink to the journal, and one a killed process leaves behind must
+    # point at it for the lock's grace period to apply (a relative one dangled, and every later sweep hung)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
