@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from trainlab.experiments.sweep_run import SweepOutcome
 
 POLL_S = 2.0
+STORAGE_ENV = "TRAINLAB_SWEEP_STORAGE"  # --storage, also how a sweep hands it to the workers it starts
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -35,7 +36,8 @@ def sweep(
     config: Optional[Path] = ConfigOption,
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes on this machine, each with "
                                 "cores / N torch threads."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Where the study lives: a journal file (default: "
+    storage: Optional[str] = typer.Option(None, "--storage", envvar=STORAGE_ENV, show_envvar=False,
+                                          help="Where the study lives: a journal file (default: "
                                           "runs/<sweep>/study.journal) or postgresql://... shared by several machines."),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue a sweep by its id (the same command "
                                          "again does it too)."),
@@ -116,6 +118,8 @@ def left(configurations: int | None) -> str:
 
 
 def announce(the_sweep: "Sweep", workers: int, asked: int, remaining: int | None) -> None:
+    from trainlab.redaction import redact
+
     spec = the_sweep.spec
     if spec.ignored:
         console.print(f"ignored W&B sweep field(s) {', '.join(spec.ignored)}: trials run in this process, not as "
@@ -129,7 +133,7 @@ def announce(the_sweep: "Sweep", workers: int, asked: int, remaining: int | None
                   f"{workers} worker{'s' if workers > 1 else ''}"
                   f"{f' (of --workers {asked}: {left(remaining)} left)' if asked > workers else ''}"
                   " · "
-                  f"study {the_sweep.storage}",
+                  f"study {redact(the_sweep.storage)}",
                   soft_wrap=True, highlight=False, markup=False)
 
 
@@ -179,9 +183,10 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
 
 def start_workers(the_sweep: "Sweep", count: int, threads: Optional[int]) -> list[subprocess.Popen]:
     """More worker processes on the same study, each with its share of the cores."""
-    command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--storage",
-               the_sweep.storage, "--join", "--quiet", *(["--threads", str(threads)] if threads else [])]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--join", "--quiet",
+               *(["--threads", str(threads)] if threads else [])]
+    # the storage URL may hold a password: through the environment, not argv (any user can read /proc/PID/cmdline)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", STORAGE_ENV: the_sweep.storage}
     return [subprocess.Popen([*command, "--worker-index", str(i + 1)], env=env) for i in range(count)]
 
 
