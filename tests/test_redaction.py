@@ -43,6 +43,7 @@ def test_redact_mapping_masks_values_of_secret_named_keys() -> None:
     f"name=exp-https://u:{CANARY}@host/x",  # the experiment name: a folder, an MLflow experiment, a W&B group
     f"output_dir=out/token={CANARY}",
     f"data.data_dir=data/api_key={CANARY}",
+    f"register_as=model-token={CANARY}",  # a registered model's name
 ])
 def test_a_credential_in_an_identifier_is_refused(override: str) -> None:
     result = runner.invoke(app, ["train", override, "--tracker", "none"])

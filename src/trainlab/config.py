@@ -269,7 +269,7 @@ class Config(_Section):
         "with the run. Sweep trials default to false (`trainlab report RUN` makes one on demand)."
     )
 
-    _check_identifiers = field_validator("name", "output_dir")(_no_secret_in_identifier)
+    _check_identifiers = field_validator("name", "output_dir", "register_as")(_no_secret_in_identifier)
 
 
 # -- loading -------------------------------------------------------------------------
