@@ -362,3 +362,10 @@ def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: 
     sweep_cli.announce(the_sweep, 2, 2, 2)
     said = capsys.readouterr()
     assert "canary-pw-42" not in said.out + said.err and "study postgresql://***@127.0.0.1:1/optuna" in said.out
+
+
+def test_a_binary_file_as_a_sweep_file_is_one_line() -> None:
+    Path("model.pt").write_bytes(b"PK\x03\x04\x80\x81\xfe\xff" * 64)
+    result = trainlab("sweep", "model.pt", "--tracker", "none")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: sweep file 'model.pt' is not text (byte 4 is not UTF-8)")

@@ -108,6 +108,9 @@ def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
         raise ConfigError(f"sweep file {str(path)!r} does not exist; pass a YAML or JSON sweep file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"sweep file {str(path)!r} is not text (byte {exc.start} is not UTF-8); pass a YAML or "
+                          "JSON sweep file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"sweep file {str(path)!r} is not valid YAML or JSON: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict):
