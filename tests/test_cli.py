@@ -134,6 +134,26 @@ def test_predict_takes_folders_recursively_image_files_only_sorted(tmp_path: Pat
                                                             "image files")
 
 
+def bomb_png(path: Path, side: int = 60_000) -> Path:
+    """A PNG whose header declares side x side pixels: a few bytes that would decode to gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_predict_on_a_decompression_bomb_is_one_line(tmp_path: Path) -> None:
+    assert invoke("train", "train.epochs=1", "threads=1", "--quiet", "--tracker", "none").exit_code == 0
+    result = runner.invoke(app, ["predict", only_run_dir().name, str(bomb_png(tmp_path / "bomb.png"))])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert "is too large to decode safely (Image size (3600000000 pixels) exceeds limit" in result.stderr
+
+
 def test_predict_int8_without_the_training_images_says_so(tiny_npz: Path, tmp_path: Path) -> None:
     assert invoke("train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
     image = tmp_path / "one.png"

@@ -29,6 +29,9 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
             if img.size != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # a few bytes that would decode to gigabytes
+        raise CorruptDataError(f"image {str(path)!r} is too large to decode safely ({exc.args[0].split(',')[0]}); "
+                               "shrink it, or remove it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CorruptDataError(f"image {str(path)!r} cannot be read ({exc}); remove or replace it") from None
     return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
