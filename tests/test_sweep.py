@@ -369,3 +369,21 @@ def test_a_binary_file_as_a_sweep_file_is_one_line() -> None:
     result = trainlab("sweep", "model.pt", "--tracker", "none")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: sweep file 'model.pt' is not text (byte 4 is not UTF-8)")
+
+
+@pytest.mark.slow
+def test_a_postgresql_storage_that_never_answers_is_one_line_within_seconds() -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
+                                   "parameters": {"model.arch": {"values": ["small"]}}})
+        started = time.monotonic()
+        result = trainlab("sweep", spec, "--tracker", "none", "--storage",
+                          f"postgresql://optuna@127.0.0.1:{silent.getsockname()[1]}/optuna", timeout=120)
+        took = time.monotonic() - started
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: cannot open the sweep storage postgresql://") and took < 30, took

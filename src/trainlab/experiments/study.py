@@ -97,15 +97,20 @@ def storage_for(sweep: Sweep) -> Any:
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
 
 
+CONNECT_TIMEOUT_S = 10  # seconds to reach a PostgreSQL study storage
+
+
 def _rdb_storage(url: str, attempts: int = 5) -> Any:
     """Optuna's database storage; machines that start together on a new database race to create its tables:
     the losers find them created on a second attempt."""
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
+    # a server that never answers is one line within seconds, not minutes of the driver's waiting
+    engine = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}} if url.startswith("postgresql") else None
     for attempt in range(attempts):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=None)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=None, engine_kwargs=engine)
         except (IntegrityError, ProgrammingError):
             if attempt == attempts - 1:
                 raise
