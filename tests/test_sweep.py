@@ -387,3 +387,35 @@ def test_a_postgresql_storage_that_never_answers_is_one_line_within_seconds() ->
         took = time.monotonic() - started
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: cannot open the sweep storage postgresql://") and took < 30, took
+
+
+@pytest.mark.slow
+def test_workers_started_from_a_script_stop_when_their_leader_is_stopped() -> None:
+    """`trainlab sweep ... &` in a script: its processes inherit SIGINT ignored; the leader's SIGINT to its
+    workers must still stop them (they were SIGKILLed 15 s later, their trials left running)."""
+    import signal
+    import time
+
+    import psutil
+
+    spec = write("grid.yaml", {"method": "grid", "metric": {"name": "val_accuracy"},
+                               "parameters": {"train.optimizer.lr": {"values": [0.001, 0.002, 0.003, 0.004]}}})
+    script = f"{TRAINLAB} sweep {spec} train.epochs=30 threads=1 --tracker none --workers 2 -q & wait"
+    shell = subprocess.Popen(["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and len(list(Path("runs").glob("sweep-*-t00*"))) < 2:
+            time.sleep(0.5)
+        family = psutil.Process(shell.pid).children(recursive=True)
+        leader = next(p for p in family if "sweep" in p.cmdline() and "--join" not in p.cmdline())
+        workers = [p for p in family if "--join" in p.cmdline()]
+        assert workers and len(list(Path("runs").glob("sweep-*-t00*"))) >= 2
+        os.kill(leader.pid, signal.SIGTERM)
+        started = time.monotonic()
+        gone, alive = psutil.wait_procs(workers, timeout=60)
+        assert not alive and time.monotonic() - started < 12  # stopped by the signal, not killed 15 s later
+    finally:
+        shell.kill()
+        for p in psutil.Process().children(recursive=True):
+            p.kill()

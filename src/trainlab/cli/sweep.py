@@ -61,6 +61,8 @@ def sweep(
                                   "sweep-grid-1a2b3c4d` (the id is printed when a sweep starts)")
             show(args[0], tracking_uri, as_json)
             return
+        if join:  # started from a script (`cmd &`), a process inherits SIGINT ignored: its leader stops it with it
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume, new)
         if not join:
             from trainlab.experiments.sweep_run import sweep_status
