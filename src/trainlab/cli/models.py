@@ -79,9 +79,8 @@ def serve(
         record = Record(tracking_uri)
         uri, row, example = served_model(record, model)
         with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
-            err_console.print(f"starting MLflow's scoring server for {uri} on port {port} ...", highlight=False,
-                              markup=False)
-            server = start_model_server(uri, record.uri, host, port)  # returns once it answers
+            server = start_model_server(uri, record.uri, host, port, starting=lambda: err_console.print(
+                f"starting MLflow's scoring server for {uri} on port {port} ...", highlight=False, markup=False))
             try:
                 console.print(f"serving {uri} (run {row.run_id}) on {server.url}/invocations (Ctrl-C stops it)",
                               highlight=False, markup=False, soft_wrap=True)

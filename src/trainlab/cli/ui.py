@@ -26,9 +26,9 @@ def ui(
         if uri.startswith("http"):
             console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
             return
-        err_console.print(f"starting MLflow's UI on port {port} (its first start on a small machine takes up to a "
-                          "minute) ...", highlight=False)
-        server = start_ui(uri, host, port)  # returns once the page answers
+        server = start_ui(uri, host, port, starting=lambda: err_console.print(  # returns once the page answers
+            f"starting MLflow's UI on port {port} (its first start on a small machine takes up to a minute) ...",
+            highlight=False))
         try:
             console.print(f"MLflow UI for {uri} on {ui_page(server.url, newest_experiment(uri))} (Ctrl-C stops it)",
                           highlight=False, soft_wrap=True)

@@ -3,15 +3,16 @@ scoring server for a model (``mlflow models serve``)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import tempfile
-import os
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import Callable
 
 from trainlab.errors import TrackingError
 
@@ -35,14 +36,15 @@ class UiServer:
                 self.process.kill()
 
 
-def start_ui(store_uri: str, host: str, port: int, timeout: float = STARTUP_TIMEOUT_S) -> UiServer:
+def start_ui(store_uri: str, host: str, port: int, timeout: float = STARTUP_TIMEOUT_S,
+             starting: Callable[[], None] = lambda: None) -> UiServer:
     """Start ``mlflow ui`` on ``host:port`` and return when http://host:port/health answers."""
     return start_mlflow(["ui", "--backend-store-uri", store_uri, "--host", host, "--port", str(port)], host, port,
-                        "/health", f"mlflow ui --backend-store-uri {store_uri}", timeout)
+                        "/health", f"mlflow ui --backend-store-uri {store_uri}", timeout, starting=starting)
 
 
 def start_model_server(model_uri: str, tracking_uri: str, host: str, port: int,
-                       timeout: float = STARTUP_TIMEOUT_S) -> UiServer:
+                       timeout: float = STARTUP_TIMEOUT_S, starting: Callable[[], None] = lambda: None) -> UiServer:
     """Start ``mlflow models serve`` on a model (in this environment, reading the registry and artifacts from
     ``tracking_uri``) and return when http://host:port/ping answers."""
     # MLflow runs `uvicorn` by name: this environment's, also when the venv is not activated
@@ -50,12 +52,14 @@ def start_model_server(model_uri: str, tracking_uri: str, host: str, port: int,
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path}
     return start_mlflow(["models", "serve", "-m", model_uri, "--env-manager", "local", "--host", host,
                          "--port", str(port)], host, port, "/ping",
-                        f"MLFLOW_TRACKING_URI=... mlflow models serve -m {model_uri} --env-manager local", timeout, env)
+                        f"MLFLOW_TRACKING_URI=... mlflow models serve -m {model_uri} --env-manager local", timeout, env,
+                        starting)
 
 
 def start_mlflow(args: list[str], host: str, port: int, health: str, shown: str, timeout: float,
-                 env: dict[str, str] | None = None) -> UiServer:
-    """``python -m mlflow ARGS`` serving on ``host:port``; returns once ``health`` answers 200."""
+                 env: dict[str, str] | None = None, starting: Callable[[], None] = lambda: None) -> UiServer:
+    """``python -m mlflow ARGS`` serving on ``host:port``; returns once ``health`` answers 200. ``starting`` is
+    called once the port is known to be free, as the server process starts."""
     url = f"http://{host}:{port}"
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
@@ -63,6 +67,7 @@ def start_mlflow(args: list[str], host: str, port: int, health: str, shown: str,
         except OSError as exc:
             raise TrackingError(f"port {port} on {host} is already in use ({exc.strerror}); pass another one "
                                 "with --port") from None
+    starting()
     log = tempfile.TemporaryFile(mode="w+")
     process = subprocess.Popen([sys.executable, "-m", "mlflow", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
     server = UiServer(url, process)
