@@ -102,7 +102,7 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
 
 @pytest.mark.parametrize("spec, message", [
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}},
-      "early_stopping": 1}, "unknown sweep key 'early_stopping'"),
+      "early_stopping": 1}, "unknown sweep key 'early_stopping'; the valid keys are method, metric, parameters"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": []}}},
      "values is empty"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": "small"}}},

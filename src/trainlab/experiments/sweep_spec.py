@@ -122,7 +122,7 @@ def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
 def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
-        raise ConfigError(f"unknown sweep key {unknown[0]!r}; valid keys: {', '.join(TOP_LEVEL)}")
+        raise ConfigError(f"unknown sweep key {unknown[0]!r}; the valid keys are {', '.join(TOP_LEVEL)}")
     method = raw.get("method")
     if method not in ("grid", "random", "bayes"):
         raise ConfigError(f"sweep method = {method!r}: must be grid, random or bayes (bayes is Optuna's TPE)")
@@ -178,7 +178,7 @@ def _metric(metric: Any) -> tuple[str, Literal["maximize", "minimize"]]:
         raise ConfigError("sweep metric is missing; write e.g. 'metric: {name: val_accuracy, goal: maximize}'")
     extra = sorted(set(metric) - {"name", "goal", "target"})
     if extra:
-        raise ConfigError(f"unknown key {extra[0]!r} in sweep metric; valid keys: name, goal")
+        raise ConfigError(f"unknown key {extra[0]!r} in sweep metric; the valid keys are name, goal")
     name = metric["name"]
     if name not in MONITOR_METRICS:
         hint = (" (the test split is for reporting, never for choosing: sweeps select on validation)"
@@ -203,7 +203,7 @@ def _flatten(parameters: Any, prefix: str) -> list[Param]:
                               "{min: ..., max: ...}")
         unknown = sorted(set(spec) - set(PARAM_FIELDS) - {"probabilities", "mu", "sigma", "a", "b"})
         if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} in sweep parameter {key}; valid keys: "
+            raise ConfigError(f"unknown key {unknown[0]!r} in sweep parameter {key}; the valid keys are "
                               f"{', '.join(PARAM_FIELDS)}")
         if "parameters" in spec:
             out += _flatten(spec["parameters"], f"{key}.")
@@ -300,7 +300,8 @@ def _pruner(pruner: Any, early_terminate: Any) -> tuple[Literal["none", "median"
                               "eta}} is supported")
         extra = sorted(set(early_terminate) - {"type", "min_iter", "max_iter", "eta", "s", "strict"})
         if extra:
-            raise ConfigError(f"unknown key {extra[0]!r} in early_terminate; valid keys: type, min_iter, max_iter, eta")
+            raise ConfigError(f"unknown key {extra[0]!r} in early_terminate; the valid keys are type, min_iter, "
+                              "max_iter, eta")
         settings = {k: early_terminate[k] for k in ("min_iter", "max_iter", "eta") if k in early_terminate}
         for k, v in settings.items():
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
