@@ -42,7 +42,7 @@ def main() -> None:
     for name, config, overrides in runs:
         out = run_experiment(load_config(config, [*overrides, "tracking.trackers=[]", "report=false"]))
         checkpoint = out.result.best_checkpoint
-        from trainlab.experiment import load_data
+        from trainlab.data import load_data
 
         _, splits = load_data(out.config.data)
         seconds = []

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from trainlab.config import load_config
-from trainlab.experiment import load_data
+from trainlab.data import load_data
 from trainlab.notebook import enter_project
 
 root = enter_project()

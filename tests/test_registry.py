@@ -46,7 +46,7 @@ def images_file(out, folder: Path, n: int = 5) -> tuple[Path, np.ndarray]:  # no
     """The first test images, as an IDX file `trainlab predict` reads and as the array the pyfunc model takes."""
     from conftest import idx_bytes
 
-    from trainlab.experiment import load_data
+    from trainlab.data import load_data
 
     _, splits = load_data(out.config.data)
     pixels = splits.test_x[:n]

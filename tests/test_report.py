@@ -373,6 +373,10 @@ def test_a_run_recorded_without_process_memory_says_so() -> None:
     nothing = system_section(RunView("older", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, [],
                                      None))  # type: ignore[arg-type]
     assert nothing.figures == [] and len(nothing.notes) == 2
+    # a short run: the machine's CPU sampled once is said, not drawn as a lone dot on a made-up axis
+    once = system_section(RunView("short", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, history(2),
+                                  None, system={MACHINE_CPU: ([2.1], [37.0])}))  # type: ignore[arg-type]
+    assert once.figures == [] and any("one sample (37), too few to draw" in note for note in once.notes)
 
 
 # -- the defects a new user found: pair pages that overwrite each other, crowded ticks, a hidden diagonal ---------
@@ -505,12 +509,17 @@ def drawn_at_page_resolution(fig):  # noqa: ANN201
     [100_000.0, 250_000.0, 1_250_000.0, 2_000_000.0],
     [16, 32, 48, 64, 96, 128, 160, 192, 224, 256],
 ])
-def test_numeric_hyperparameter_ticks_are_few_and_never_touch(values: list[float]) -> None:
+@pytest.mark.parametrize("kind", ["scatter", "strip"])  # a numeric hyperparameter; a categorical one (x: metric)
+def test_numeric_hyperparameter_ticks_are_few_and_never_touch(values: list[float], kind: str) -> None:
     from trainlab import plots
 
-    fig = plots.scatter_figure({"trials": ([float(v) for v in values], [0.9] * len(values))}, "train.ema_decay",
-                               "val_accuracy", "val_accuracy against train.ema_decay",
-                               integer_x=all(isinstance(v, int) for v in values))
+    if kind == "scatter":
+        fig = plots.scatter_figure({"trials": ([float(v) for v in values], [0.9] * len(values))}, "train.ema_decay",
+                                   "val_accuracy", "val_accuracy against train.ema_decay",
+                                   integer_x=all(isinstance(v, int) for v in values))
+    else:
+        fig = plots.strip_figure({'{"arch": "small"}': [float(values[0])], "value 4": [float(v) for v in values]},
+                                 "val_accuracy", "val_accuracy by model (a dot per trial)")
     renderer = drawn_at_page_resolution(fig)
     ax = fig.axes[0]
     low, high = ax.get_xlim()

@@ -9,11 +9,11 @@ from typing import Any, Callable, Sequence
 from trainlab import __version__
 from trainlab.checkpoint import load_checkpoint, model_from_checkpoint
 from trainlab.config import flatten_config, recorded_config, validate_config
-from trainlab.data import Dataset, create_dataset
+from trainlab.data import Dataset, create_dataset, data_fingerprint
 from trainlab.data.fetch import DownloadProgress
 from trainlab.errors import CheckpointError
 from trainlab.evaluate import Evaluation, evaluate, evaluate_int8
-from trainlab.experiment import check_storage, configure_torch, data_fingerprint, new_run_id
+from trainlab.experiment import check_storage, configure_torch, new_run_id
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.process import this_process
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import os
 import secrets
 import threading
@@ -23,8 +22,8 @@ import torch
 
 from trainlab import __version__, failpoints
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
-from trainlab.config import Config, DataConfig, LossConfig, flatten_config, recorded_config, validate_config
-from trainlab.data import Dataset, Splits, create_dataset, split_dataset
+from trainlab.config import Config, LossConfig, flatten_config, recorded_config, validate_config
+from trainlab.data import Dataset, Splits, data_fingerprint, load_data
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
 from trainlab.errors import CheckpointError, ConfigError, StorageError
@@ -182,13 +181,6 @@ def disk_full(exc: OSError, run_id: str) -> StorageError:
                         f"is kept: free some space, then continue with `trainlab train --resume {run_id}`")
 
 
-def load_data(cfg: DataConfig, progress: DownloadProgress | None = None,
-              dataset: Dataset | None = None) -> tuple[Dataset, Splits]:
-    """Load (unless already loaded) and split."""
-    dataset = dataset or create_dataset(cfg, progress)
-    return dataset, split_dataset(dataset, cfg.val_fraction, cfg.split_seed)
-
-
 def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
     """The configured network, seeded, normalising inputs with the training split's pixel statistics."""
     num_outputs = 1 if cfg.train.loss.name == "binary_cross_entropy" else dataset.num_classes
@@ -196,12 +188,6 @@ def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
     std, mean = torch.std_mean(torch.from_numpy(splits.train_x).float(), dim=(0, 2, 3), correction=0)
     torch.manual_seed(cfg.seed)
     return create_model(cfg.model, dataset.input_shape, num_outputs, mean.tolist(), std.clamp(min=1.0).tolist())
-
-
-def data_fingerprint(dataset: Dataset) -> str:
-    """One digest over the source files' SHA-256s: equal fingerprints, equal data."""
-    joined = "\n".join(f"{name} {sha}" for name, sha in sorted(dataset.files.items()))
-    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def run_experiment(

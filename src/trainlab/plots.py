@@ -284,7 +284,10 @@ def parallel_figure(columns: list[str], rows: list[list[float]], values: list[fl
 
 
 def strip_figure(groups: dict[str, list[float]], xlabel: str, title: str) -> Figure:
-    """A row of dots per category: every value shown, on an axis fitted to the values (not from zero)."""
+    """A row of dots per category: every value shown, on an axis fitted to the values (not from zero), with at
+    most six x ticks, tilted if they would still touch."""
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(5.4, 0.45 * len(groups) + 1.5), layout="constrained")
     ax = fig.add_subplot()
     for row, values in enumerate(groups.values()):
@@ -293,6 +296,8 @@ def strip_figure(groups: dict[str, list[float]], xlabel: str, title: str) -> Fig
     ax.set_ylim(len(groups) - 0.5, -0.5)
     ax.set(xlabel=xlabel)
     ax.set_title(title, fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))  # the metric's values are long numbers on a narrow panel
+    _separate_x_labels(ax)
     return fig
 
 

@@ -77,12 +77,14 @@ def expand_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return files, other
 
 
-def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list[str], np.ndarray]:
-    """Decode every input (the images in folders) into uint8 (N, C, H, W) at the model's input size."""
+def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list[str], np.ndarray, list[Path]]:
+    """Decode every input (the images in folders) into uint8 (N, C, H, W) at the model's input size; and the
+    files in folders that were left out."""
     channels, height, width = input_shape
     sources: list[str] = []
     batches: list[np.ndarray] = []
-    for path in expand_folders(paths)[0]:
+    files, other = expand_folders(paths)
+    for path in files:
         if _is_idx(path):
             arr = read_idx_file(path)
             if arr.ndim == 3:
@@ -97,7 +99,7 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
         else:
             batches.append(load_images([path], channels, (height, width)))
             sources.append(str(path))
-    return sources, np.concatenate(batches)
+    return sources, np.concatenate(batches), other
 
 
 def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_size: int = 256,
@@ -109,11 +111,11 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
     """
     payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri), complete=True)
     model = model_from_checkpoint(payload)
-    sources, pixels = read_inputs(paths, model.input_shape)
+    sources, pixels, other = read_inputs(paths, model.input_shape)
     if invert:
         pixels = 255 - pixels
     notes = [note] if (note := polarity_note(pixels, sources, payload.get("background"), invert)) else []
-    if other := expand_folders(paths)[1]:
+    if other:
         named = ", ".join(str(p) for p in other[:MAX_NAMED]) + (f" and {len(other) - MAX_NAMED:,} more"
                                                                  if len(other) > MAX_NAMED else "")
         notes.append(f"left out {len(other):,} file(s) in the folders that are not images or are hidden ({named})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -152,3 +153,16 @@ def to_nchw(x: np.ndarray, what: str) -> np.ndarray:
     if x.ndim == 4 and x.shape[3] in (1, 3):
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     raise DataError(f"{what} has shape {x.shape}; expected (N, H, W), (N, H, W, C) or (N, C, H, W) with C = 1 or 3")
+
+
+def load_data(cfg: DataConfig, progress: DownloadProgress | None = None,
+              dataset: Dataset | None = None) -> tuple[Dataset, Splits]:
+    """Load (unless already loaded) and split."""
+    dataset = dataset or create_dataset(cfg, progress)
+    return dataset, split_dataset(dataset, cfg.val_fraction, cfg.split_seed)
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """One digest over the source files' SHA-256s: equal fingerprints, equal data."""
+    joined = "\n".join(f"{name} {sha}" for name, sha in sorted(dataset.files.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()

@@ -27,6 +27,7 @@ from trainlab.experiments.run_page import RunView, run_page, test_images, view_f
 
 if TYPE_CHECKING:
     from trainlab.experiments.compare import Comparison
+    from trainlab.experiments.sweep_run import SweepOutcome
     from trainlab.runs import Record, RunRow
 
 
@@ -60,10 +61,11 @@ def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool
         path = out or default_path(record, row)
         from trainlab.experiments.sweep_run import sweep_ranking
 
-        best = {run_id for r in sweep_ranking(row.run_id, record.uri).rows[:TRIAL_PAGES] for run_id in r.run_ids}
+        outcome = sweep_ranking(row.run_id, record.uri)
+        best = {run_id for r in outcome.rows[:TRIAL_PAGES] for run_id in r.run_ids}
         pages = write_trial_pages(record, row, best, log=log)
         links = {run_id: relative_link(page, path.parent) for run_id, page in pages.items()}
-        path, _ = write_page(sweep_page(record, row, links), path)
+        path, _ = write_page(sweep_page(record, row, links, outcome), path)
         if log:
             record.log_artifact(row, path)
         return path, time.perf_counter() - started
@@ -118,7 +120,8 @@ def full(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None = None) -> Page:
+def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None = None,
+               outcome: "SweepOutcome | None" = None) -> Page:
     """Ranking, objective over trials, the metric against each hyperparameter, parallel coordinates,
     importances, pruned against completed, and links to the pages of every trial's runs (``links``: run id ->
     href; a run without one is named, not linked)."""
@@ -126,7 +129,7 @@ def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None 
     from trainlab.plots import bars_figure, parallel_figure, png_data_uri, scatter_figure, strip_figure
 
     links = links or {}
-    outcome = sweep_ranking(parent.run_id, record.uri)
+    outcome = outcome or sweep_ranking(parent.run_id, record.uri)
     metric, rows = outcome.metric, outcome.rows
     params = sorted({k for r in rows for k in r.params})
     scored = [r for r in rows if r.value is not None]

@@ -84,7 +84,7 @@ def view_from_record(record: "Record", row: "RunRow", *, with_images: bool = Tru
 def test_images(view: RunView) -> np.ndarray | None:
     """The test images the predictions are about, when this machine has the run's data (same fingerprint)."""
     from trainlab.config import validate_config
-    from trainlab.experiment import data_fingerprint, load_data
+    from trainlab.data import data_fingerprint, load_data
 
     try:
         cfg = validate_config(view.config)
@@ -163,12 +163,17 @@ def system_section(view: RunView) -> Section:
 
     system = Section("System", "system")
     series = {name: view.system[name] for name in (PROCESS_MEMORY, MACHINE_CPU) if view.system.get(name, ([], []))[1]}
+    drawn = {name: points for name, points in series.items() if len(points[1]) >= 2}  # one sample is no curve
+    if drawn:
+        system.figures.append(Figure(png_data_uri(system_figure(drawn)), " and ".join(drawn) + ", over the run"))
     if series:
-        system.figures.append(Figure(png_data_uri(system_figure(series)), " and ".join(series) + ", over the run"))
         system.notes.append(" ".join(text for name, text in (
             (PROCESS_MEMORY, "Memory: what the training process itself held (resident set size) at each epoch's end."),
             (MACHINE_CPU, "CPU: the whole machine, every process on it, as MLflow sampled it while the run lived."))
             if name in series))
+    for name in set(series) - set(drawn):
+        system.notes.append(f"{name[0].upper()}{name[1:]}: one sample ({series[name][1][0]:,.0f}), too few to draw "
+                            "a curve.")
     if PROCESS_MEMORY not in series:
         system.notes.append("The training process's memory was not recorded for this run (it is logged each epoch as "
                             "process_rss_mb; the machine's memory, which other processes share, is not the run's).")
