@@ -3,6 +3,7 @@ through MlflowClient and the study."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -402,9 +403,9 @@ def test_workers_started_from_a_script_stop_when_their_leader_is_stopped() -> No
                                "parameters": {"train.optimizer.lr": {"values": [0.001, 0.002, 0.003, 0.004]}}})
     script = f"{TRAINLAB} sweep {spec} train.epochs=30 threads=1 --tracker none --workers 2 -q & wait"
     shell = subprocess.Popen(["bash", "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 180
-        workers: list[psutil.Process] = []
         while time.monotonic() < deadline and len(list(Path("runs").glob("sweep-*-t00*"))) < 2:
             time.sleep(0.5)
         family = psutil.Process(shell.pid).children(recursive=True)
@@ -415,7 +416,10 @@ def test_workers_started_from_a_script_stop_when_their_leader_is_stopped() -> No
         started = time.monotonic()
         gone, alive = psutil.wait_procs(workers, timeout=60)
         assert not alive and time.monotonic() - started < 12  # stopped by the signal, not killed 15 s later
-    finally:
+    finally:  # only this test's processes: pytest's other children (W&B's service) serve later tests
+        if shell.poll() is None:
+            family += psutil.Process(shell.pid).children(recursive=True)
         shell.kill()
-        for p in psutil.Process().children(recursive=True):
-            p.kill()
+        for p in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
