@@ -13,6 +13,7 @@ escapes is a bug.
     ├── CheckpointError     a checkpoint or run folder is missing or unreadable
     ├── TrainingError       training cannot go on (the loss diverged)
     ├── StorageError        a folder cannot be written (permissions, a full disk)
+    ├── StudyError          a sweep's study cannot be opened or read (a damaged journal, a database down)
     └── TrackingError       a tracking backend cannot record the run, or a store cannot be read
 """
 
@@ -55,6 +56,10 @@ class TrainingError(TrainlabError):
 
 class StorageError(TrainlabError):
     """A run folder, store or cache cannot be written: permissions, a read-only mount, a full disk."""
+
+
+class StudyError(TrainlabError):
+    """A sweep's study cannot be opened or read: its journal damaged mid-sweep, its database unreachable."""
 
 
 class TrackingError(TrainlabError):

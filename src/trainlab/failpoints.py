@@ -2,8 +2,9 @@
 
 Set ``TRAINLAB_FAILPOINT`` to one of ``FAILPOINTS`` (``NAME@N``: the N-th time the process
 reaches it, e.g. in the third trial of a sweep); when the process reaches that point it sends
-itself SIGKILL (no handler runs, nothing is flushed: the real thing). Unset, a check costs one
-dictionary lookup.
+itself SIGKILL (no handler runs, nothing is flushed: the real thing); with
+``TRAINLAB_FAILPOINT_SCOPE=group``, its whole process group (a sweep's leader and workers). Unset, a
+check costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ FAILPOINTS = {
     "evaluate": "after the test evaluation is computed, before it is recorded",
     "tracker-finish": "after MLflow and W&B confirmed the end, before the run folder says finished",
     "after-folder": "after the run folder says finished, before the process exits",
+    "trial-asked": "a sweep's trial asked of the study and claimed, before its first run starts",
+    "trial-told": "a sweep's trial told to the study (its runs recorded), before the next is asked",
 }
 
 
@@ -28,4 +31,6 @@ def reached(name: str) -> None:
         return
     _times[name] = _times.get(name, 0) + 1
     if _times[name] >= int(wanted.partition("@")[2] or 1):
+        if os.environ.get("TRAINLAB_FAILPOINT_SCOPE") == "group":  # the whole process group, as `kill -9 -- -PGID`
+            os.killpg(os.getpgid(0), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

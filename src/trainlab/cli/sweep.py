@@ -67,7 +67,7 @@ def sweep(
         if not join:
             from trainlab.experiments.sweep_run import sweep_status
 
-            status = sweep_status(the_sweep)
+            status = sweep_status(the_sweep, warn)
             if status.finished is not None:
                 done = status.finished
                 console.print(f"sweep {the_sweep.sweep_id} already finished ({len(done.rows)} configurations); its "
@@ -98,7 +98,7 @@ def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config:
                               "sweep file, --config, --tracker and overrides")
         cfg = load_config(None, [])
         where = storage or str(Path(cfg.output_dir) / resume / JOURNAL)
-        source, base = stored_sweep(resume, where)
+        source, base = stored_sweep(resume, where, warn)
         cfg = validate_config(base)
         return make_sweep(parse_sweep(source, base, default_name=resume), cfg, where, known_id=resume), cfg
     if target is None:
@@ -157,9 +157,12 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
             raise
         wait_for_workers(helpers, live)
 
+    ended = False
     try:
         outcome = run_sweep(the_sweep, cfg, work=work, on_poll=live.refresh, warn=warn, worker_index=worker_index)
+        ended = True
     except KeyboardInterrupt as exc:
+        ended = True  # the study is intact: the display shows the trial marked killed
         if join:  # the process that started this worker says it, once
             raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
         exc.trainlab_message = (  # type: ignore[attr-defined]
@@ -168,7 +171,8 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
             f"`trainlab sweep --resume {the_sweep.sweep_id}`")
         raise
     finally:
-        live.refresh()
+        if ended:  # a study that broke (a full disk) is not read again to redraw: its error is the one to say
+            live.refresh()
         live.close()
     if join:
         return

@@ -13,23 +13,27 @@ finished. Nothing here trains or records a run (that is ``sweep.py``).
 from __future__ import annotations
 
 import json
+import statistics
 import time
+import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from trainlab.config import Config, validate_config
-from trainlab.errors import ConfigError
+from trainlab.errors import ConfigError, StudyError
+from trainlab.experiments.journal import set_aside_if_damaged
 from trainlab.experiments.sweep_spec import Param, SweepSpec, sweep_id
+# what a sweep's runs are tagged with, so the sweep can be read back from MLflow alone
+from trainlab.experiments.trial_records import (KILLED, PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG,  # noqa: F401
+                                                TrialRecord, trial_records)
 from trainlab.tracking.process import process_alive
 
 if TYPE_CHECKING:
     import optuna
 
 JOURNAL = "study.journal"
-# what a sweep's runs are tagged with, so the sweep can be read back from MLflow alone
-SWEEP_TAG, TRIAL_TAG, SEED_TAG, PARAMS_TAG = "sweep", "sweep_trial", "sweep_seed", "sweep_params"
 Warn = Callable[[str], None]
 
 
@@ -77,8 +81,9 @@ class TrialRow:
 # -- the study ---------------------------------------------------------------------------------
 
 
-def storage_for(sweep: Sweep) -> Any:
-    """Optuna's journal file locally (safe for parallel processes, unlike SQLite), or a database URL."""
+def storage_for(sweep: Sweep, warn: Warn = lambda message: None) -> Any:
+    """Optuna's journal file locally (safe for parallel processes, unlike SQLite), or a database URL. A damaged
+    journal is moved aside (and said): the sweep then finds none, and rebuilds it from its trials' records."""
     import optuna
 
     if not sweep.local:
@@ -88,13 +93,31 @@ def storage_for(sweep: Sweep) -> Any:
             from trainlab.redaction import redact
 
             reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-            raise ConfigError(f"cannot open the sweep storage {redact(sweep.storage)}: {redact(reason)}; check the "
+            raise StudyError(f"cannot open the sweep storage {redact(sweep.storage)}: {redact(reason)}; check the "
                               "URL, that the server is up, and that its driver (psycopg) is installed") from None
     path = Path(sweep.storage).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    damage = set_aside_if_damaged(path)
+    if damage is not None:
+        warn(damage.describe(sweep.sweep_id) + "; the sweep is rebuilt from its trials' run records")
     # an absolute path: Optuna's lock is a symlink to the journal, and one a killed process leaves behind must
     # point at it for the lock's grace period to apply (a relative one dangled, and every later sweep hung)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+@contextmanager
+def journal_errors(sweep: Sweep) -> Iterator[None]:
+    """A journal that became unreadable while the sweep ran (another process cut a record: a full disk, a kill
+    mid-write) is one line naming the fix, not Optuna's traceback."""
+    try:
+        yield
+    except ValueError as exc:  # json's and UTF-8's decode errors, and Optuna's "Invalid log format."
+        frames = traceback.extract_tb(exc.__traceback__)
+        if not sweep.local or not any("optuna/storages/journal" in f.filename.replace("\\", "/") for f in frames):
+            raise
+        raise StudyError(f"sweep {sweep.sweep_id}: its journal {sweep.storage} became unreadable while the sweep ran "
+                         "(a record cut by a full disk or a kill mid-write); run the same command again: the damage "
+                         "is set aside and the sweep goes on from its runs' records") from None
 
 
 CONNECT_TIMEOUT_S = 10  # seconds to reach a PostgreSQL study storage
@@ -121,28 +144,32 @@ SPEC_ATTR, BASE_ATTR, READY_ATTR = "sweep_spec", "base_config", "ready"
 FINISHED_ATTR = "finished"  # set by the leader once the whole budget ran and the ranking is recorded
 
 
-def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) -> "optuna.Study":
-    """Create the sweep's study (recording the spec and base config, queueing a grid once) or join it."""
+def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0,
+               warn: Warn = lambda message: None) -> "optuna.Study":
+    """Create the sweep's study (recording the spec and base config, queueing a grid once) or join it. A local
+    study that lost trials its runs recorded (its journal emptied, deleted, cut or damaged) is rebuilt from them."""
     import optuna
-
-    from trainlab.redaction import redact_mapping
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = sweep.spec
-    storage = storage_for(sweep)
-    options = dict(study_name=sweep.sweep_id, storage=storage, pruner=pruner_for(spec, sweep.base))
     with asking(sweep):
+        options = dict(study_name=sweep.sweep_id, storage=storage_for(sweep, warn), pruner=pruner_for(spec, sweep.base))
+        records = trial_records(sweep.folder.parent, sweep.sweep_id, spec.metric, spec.seeds) if sweep.local else {}
         try:
             study = optuna.create_study(direction=spec.goal, **options)
         except optuna.exceptions.DuplicatedStudyError:
             study = optuna.load_study(**options)
+            known = len(study.get_trials(deepcopy=False))
+            if records and max(records) >= known:  # trials ran that the journal does not hold
+                moved = Path(sweep.storage).with_name(f"{JOURNAL}.short-{time.strftime('%Y%m%d-%H%M%S')}")
+                Path(sweep.storage).replace(moved)
+                warn(f"sweep {sweep.sweep_id}: its journal holds {known} trial(s) but its runs recorded trial "
+                     f"{max(records)}; moved it aside to {moved}, and the sweep is rebuilt from the runs' records")
+                options["storage"] = storage_for(sweep, warn)
+                study = optuna.create_study(direction=spec.goal, **options)
+                _initialise(study, sweep, records, warn)
         else:
-            study.set_user_attr(SPEC_ATTR, spec.source)
-            study.set_user_attr(BASE_ATTR, redact_mapping(sweep.base))
-            if spec.method == "grid":
-                for values in grid(spec.params):
-                    study.enqueue_trial(values)
-            study.set_user_attr(READY_ATTR, True)
+            _initialise(study, sweep, records, warn)
     deadline = time.monotonic() + wait_ready
     while not study.user_attrs.get(READY_ATTR):  # another machine is still queueing the grid
         if time.monotonic() > deadline:
@@ -159,15 +186,96 @@ def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0) ->
     return study
 
 
-def existing_study(sweep: Sweep) -> "optuna.Study | None":
-    """The sweep's study if it was created already (nothing is created here), else None."""
+def _initialise(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRecord], warn: Warn) -> None:
+    """A new study: the spec and base config recorded, its trials rebuilt from their runs' records if any ran,
+    and a grid's configurations not yet run queued once."""
+    from trainlab.redaction import redact_mapping
+
+    spec = sweep.spec
+    study.set_user_attr(SPEC_ATTR, spec.source)
+    study.set_user_attr(BASE_ATTR, redact_mapping(sweep.base))
+    ran = rebuild_trials(study, sweep, records) if records else []
+    if records:
+        again = max(records) + 1 - len(ran)
+        warn(f"sweep {sweep.sweep_id}: rebuilt its study from its trials' run records: {len(ran)} trial(s) that ran "
+             f"to an end kept{f', {again} killed or unrecorded run again' if again else ''}")
+    if spec.method == "grid":
+        for values in grid(spec.params):
+            if values not in ran:
+                study.enqueue_trial(values)
+    study.set_user_attr(READY_ATTR, True)
+
+
+def rebuild_trials(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRecord]) -> list[dict[str, Any]]:
+    """Trials 0..N of a new study, as their runs recorded them (numbers kept, so no run id is used twice):
+    complete, pruned and failed ones as they ended; killed or unrecorded ones marked killed, to run again.
+    Returns the (stored) parameters of the trials that ran to an end."""
+    import optuna
+    from optuna.trial import TrialState
+
+    ended = ("complete", "pruned", "failed")
+    swept = [p for p in sweep.spec.params if p.kind != "fixed"]
+    ran = []
+    for number in range(max(records) + 1):
+        record = records.get(number)
+        if record is not None and record.state == "running":
+            raise ConfigError(f"sweep {sweep.sweep_id}: its journal was lost while trial {number} still runs (pid "
+                              f"{record.process.get('trainlab.pid', '?')}); let it end or stop it, then run the same "
+                              "command again")
+        trial = _ended_trial(record, swept) if record is not None and record.state in ended else None
+        if trial is None:
+            study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={KILLED: True}))
+            continue
+        trial.datetime_start = record.started or trial.datetime_start
+        trial.datetime_complete = record.ended or trial.datetime_complete
+        study.add_trial(trial)
+        ran.append(trial.params)
+    return ran
+
+
+def _ended_trial(record: TrialRecord, swept: Sequence[Param]) -> "optuna.trial.FrozenTrial | None":
+    """A trial that ran to an end, as its runs recorded it; None if its parameters do not fit the sweep file."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if any(p.key not in record.params for p in swept):
+        return None
+    state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "failed": TrialState.FAIL}[record.state]
+    try:
+        return optuna.trial.create_trial(
+            state=state, value=statistics.fmean(record.values) if state == TrialState.COMPLETE else None,
+            params={p.key: _encoded(p, [record.params[p.key]])[0] for p in swept},
+            distributions={p.key: distribution(p) for p in swept}, intermediate_values=record.history,
+            user_attrs={RESULT_ATTR: {"run_ids": record.run_ids, "seed_values": record.values, "test": record.test}})
+    except ValueError:  # a value outside its distribution, no value for a complete trial
+        return None
+
+
+def distribution(param: Param) -> Any:
+    """The Optuna distribution ``suggest`` draws ``param`` from."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if param.kind == "choice":
+        return CategoricalDistribution(_encoded(param, param.choices))
+    if param.kind == "int":
+        return IntDistribution(int(param.low), int(param.high), step=int(param.q or 1))
+    if param.q is not None and not param.log:
+        return FloatDistribution(param.low, param.high, step=param.q)
+    return FloatDistribution(param.low, param.high, log=param.log)
+
+
+def existing_study(sweep: Sweep, warn: Warn = lambda message: None) -> "optuna.Study | None":
+    """The sweep's study if it was started already, else None. One whose journal is missing or damaged but whose
+    trials left run records was started: it is rebuilt from them."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if sweep.local and not Path(sweep.storage).is_file():
+    if sweep.local and not Path(sweep.storage).is_file() and not any(sweep.folder.parent.glob(f"{sweep.sweep_id}-t*")):
         return None
-    storage = storage_for(sweep)
+    storage = storage_for(sweep, warn)
     if sweep.sweep_id not in optuna.study.get_all_study_names(storage):
+        if sweep.local and trial_records(sweep.folder.parent, sweep.sweep_id, sweep.spec.metric, sweep.spec.seeds):
+            return open_study(sweep, warn=warn)
         return None
     return optuna.load_study(study_name=sweep.sweep_id, storage=storage)
 
@@ -182,21 +290,39 @@ def fresh_sweep(sweep: Sweep, cfg: Config, storage: str | None) -> Sweep:
     raise ConfigError(f"sweep {sweep.sweep_id} has been started afresh 10,000 times; give the sweep file a new name")
 
 
-def stored_sweep(sweep_id: str, storage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def stored_sweep(sweep_id: str, storage: str,
+                 warn: Warn = lambda message: None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The sweep file and base config a study was created with (for `--resume SWEEP_ID`)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     probe = Sweep(sweep_id, None, {}, storage, Path(storage).parent)  # type: ignore[arg-type]
-    if probe.local and not Path(storage).is_file():
-        raise ConfigError(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
-                          "SWEEP.yaml`, or pass --storage where its study lives")
+    if probe.local:
+        storage_for(probe, warn)  # a damaged journal is moved aside first
+        recorded = _recorded_sweep(probe.folder)  # a journal lost: the sweep's own run recorded both at its start
+        if not Path(storage).is_file() or sweep_id not in optuna.study.get_all_study_names(storage_for(probe)):
+            if recorded is not None:
+                return recorded
+            raise ConfigError(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
+                              "SWEEP.yaml`, or pass --storage where its study lives")
     try:
         attrs = optuna.load_study(study_name=sweep_id, storage=storage_for(probe)).user_attrs
     except KeyError:
         raise ConfigError(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
                           "pass --storage where it lives") from None
     return attrs[SPEC_ATTR], attrs[BASE_ATTR]
+
+
+def _recorded_sweep(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The sweep file and base config as the sweep's run folder recorded them, if it did."""
+    import yaml
+
+    try:
+        source = yaml.safe_load((folder / "sweep.yaml").read_text(encoding="utf-8"))
+        base = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return (source, base) if isinstance(source, dict) and isinstance(base, dict) else None
 
 
 def grid(params: Sequence[Param]) -> list[dict[str, Any]]:
@@ -253,37 +379,64 @@ def suggest(trial: "optuna.Trial", param: Param) -> Any:
 # -- who may start another trial ---------------------------------------------------------------
 
 
-KILLED = "killed"
 WORKER_ATTR, RESULT_ATTR = "worker", "result"  # a trial's process (host, pid, start); its runs and scores
 UNUSED = "unused"  # a grid trial asked for when the queue had just run dry: not a configuration of the sweep
 UNCLAIMED_S = 120.0
 
 
 def requeue_killed(study: "optuna.Study", trial_id: int, number: int, params: dict[str, Any]) -> None:
-    """A trial stopped with its process: marked killed (not failed), and its configuration queued again."""
+    """A trial stopped with its process: marked killed (not failed), and its configuration queued again: the
+    grid's configuration it was given, even if it died before taking it up (its params are still empty)."""
     from optuna.trial import TrialState
 
-    study._storage.set_trial_user_attr(trial_id, KILLED, True)  # Optuna has no public call for another's trial
+    # Optuna has no public call for another process's trial
+    queued = study._storage.get_trial(trial_id).system_attrs.get("fixed_params") or {}
+    study._storage.set_trial_user_attr(trial_id, KILLED, True)
     study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-    study.enqueue_trial(params, user_attrs={"retry_of": number})
+    study.enqueue_trial({**queued, **params}, user_attrs={"retry_of": number})
 
 
-def reclaim_dead_trials(study: "optuna.Study", warn: Warn) -> list[int]:
-    """Trials still running whose process is gone: marked killed and queued again with the same parameters."""
+def reclaim_dead_trials(study: "optuna.Study", warn: Warn,
+                        records: dict[int, TrialRecord] | None = None) -> list[TrialRecord]:
+    """Trials still running whose process is gone. One whose runs all recorded their end (the process died
+    after that, before telling the study) is settled from those records: running it again would train it twice.
+    The others are marked killed and queued again with the same parameters; their records are returned."""
     from optuna.trial import TrialState
 
-    reclaimed = []
+    reclaimed, settled, killed = [], [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         alive = process_alive(trial.user_attrs.get(WORKER_ATTR, {}))
         unclaimed = WORKER_ATTR not in trial.user_attrs and trial.datetime_start is not None and \
             time.time() - trial.datetime_start.timestamp() > UNCLAIMED_S  # its worker died between ask and claim
         if alive is not False and not unclaimed:
             continue  # alive, or on another machine: its own worker owns it
+        record = (records or {}).get(trial.number)
+        if record is not None and record.state in ("complete", "pruned", "failed"):
+            settle_from_record(study, trial, record)
+            settled.append(trial.number)
+            continue
         requeue_killed(study, trial._trial_id, trial.number, trial.params)
         reclaimed.append(trial.number)
+        killed += [record] if record is not None else []
+    if settled:
+        warn(f"trial(s) {', '.join(map(str, settled))} ended before their process died; their results are taken "
+             "from their runs' records")
     if reclaimed:
         warn(f"trial(s) {', '.join(map(str, reclaimed))} stopped with their process; marked killed and queued again")
-    return reclaimed
+    return killed
+
+
+def settle_from_record(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", record: TrialRecord) -> None:
+    """Tell the study how a trial ended, as its runs recorded it."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_user_attr(  # Optuna has no public call for another process's trial
+        trial._trial_id, RESULT_ATTR, {"run_ids": record.run_ids, "seed_values": record.values, "test": record.test})
+    if record.state == "complete":
+        study.tell(trial.number, statistics.fmean(record.values), skip_if_finished=True)
+    else:
+        study.tell(trial.number, state=TrialState.PRUNED if record.state == "pruned" else TrialState.FAIL,
+                   skip_if_finished=True)
 
 
 def from_queue(study: "optuna.Study", number: int) -> bool:
@@ -337,6 +490,7 @@ def asking(sweep: Sweep) -> Iterator[None]:
         return
     from filelock import FileLock
 
+    Path(sweep.storage).parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(Path(sweep.storage).with_suffix(".ask.lock")), timeout=120):
         yield
 

@@ -20,12 +20,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from trainlab import failpoints
 from trainlab.config import Config, validate_config
 from trainlab.errors import TrainingError
 from trainlab.experiments.study import (PARAMS_TAG, RESULT_ATTR, SEED_TAG, SWEEP_TAG, TRIAL_TAG, UNUSED, WORKER_ATTR,
                                         Sweep, TrialRow, Warn, asking, budget_left, from_queue, reclaim_dead_trials,
                                         requeue_killed, suggest)
 from trainlab.experiments.sweep_spec import apply_params
+from trainlab.experiments.trial_records import TrialRecord, trial_records
 from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
@@ -100,6 +102,7 @@ class Worker:
         self.callbacks = callbacks or SweepCallbacks()
         self.warn = warn or (lambda message: None)
         self._datasets: dict[str, Any] = {}
+        self._settle_errors: list[BaseException] = []  # raised in the worker's thread, not printed by a settling one
 
     def run(self, study: "optuna.Study") -> int:
         """Trials until the budget is spent; returns how many this worker ran.
@@ -110,16 +113,20 @@ class Worker:
         """
         from optuna.trial import TrialState
 
-        reclaim_dead_trials(study, self.warn)
+        records = trial_records(self.sweep.folder.parent, self.sweep.sweep_id, self.sweep.spec.metric,
+                                self.sweep.spec.seeds) if self.sweep.local else None
+        self._mark_killed_in_mlflow(reclaim_dead_trials(study, self.warn, records))
         ran = 0
         settling: list[threading.Thread] = []
         try:
             while True:
+                self._raise_settle_error()
                 with asking(self.sweep):
                     if not budget_left(study, self.sweep.spec):
                         break
                     trial = study.ask()
                     trial.set_user_attr(WORKER_ATTR, this_process())
+                failpoints.reached("trial-asked")
                 if self.sweep.spec.method == "grid" and not from_queue(study, trial.number):
                     # another machine took the last queued configuration between our check and our ask
                     trial.set_user_attr(UNUSED, True)
@@ -129,7 +136,7 @@ class Worker:
                 ran += 1
                 if trained is not None:
                     settling = [t for t in settling if t.is_alive()]
-                    settling.append(threading.Thread(target=self.settle, args=(study, trained),
+                    settling.append(threading.Thread(target=self._settle_in_background, args=(study, trained),
                                                      name=f"trainlab-trial-{trial.number}-settle", daemon=True))
                     settling[-1].start()
         except BaseException:
@@ -138,7 +145,32 @@ class Worker:
             raise
         for thread in settling:
             thread.join()
+        self._raise_settle_error()
         return ran
+
+    def _mark_killed_in_mlflow(self, killed: list[TrialRecord]) -> None:
+        """A killed attempt's runs that MLflow had ended (the process died before their folders ended) are marked
+        killed there too: MLflow must not show a finished run of a configuration the sweep trains again."""
+        tracking = validate_config(self.sweep.base).tracking
+        run_ids = [run_id for record in killed for run_id in record.run_ids]
+        if not run_ids or "mlflow" not in tracking.trackers:
+            return
+        from trainlab.tracking.mlflow_backend import mark_killed
+
+        try:
+            mark_killed(tracking.mlflow_uri, run_ids)
+        except Exception as exc:  # a store that cannot be reached: said, and the sweep goes on
+            self.warn(f"could not mark the killed trial run(s) {', '.join(run_ids)} killed in MLflow: {exc}")
+
+    def _settle_in_background(self, study: "optuna.Study", trained: _Trained) -> None:
+        try:
+            self.settle(study, trained)
+        except BaseException as exc:  # the study could not be told (a full disk): the trial runs again
+            self._settle_errors.append(exc)
+
+    def _raise_settle_error(self) -> None:
+        if self._settle_errors:
+            raise self._settle_errors[0]
 
     def run_trial(self, study: "optuna.Study", trial: "optuna.Trial") -> "_Trained | None":
         """Train the trial's configuration (each seed); None when it failed and the study was told so."""
@@ -203,6 +235,7 @@ class Worker:
             study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, statistics.fmean(scores))
+        failpoints.reached("trial-told")
         history = outcomes[0].result.history
         row = TrialRow(trial.number, "pruned" if pruned else "complete", trained.values,
                        None if pruned else statistics.fmean(scores), scores, len(history),

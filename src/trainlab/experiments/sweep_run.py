@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from trainlab.config import Config, recorded_config
 from trainlab.experiments.study import (FINISHED_ATTR, KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep,
                                         TrialRow, asking, best_so_far, budget_left, existing_study, importances,
-                                        open_study, rank, trial_rows, trials_left)
+                                        journal_errors, open_study, rank, trial_rows, trials_left)
+from trainlab.experiments.trial_records import trial_state
 from trainlab.tracking.process import process_alive, this_process
 
 if TYPE_CHECKING:
@@ -72,9 +73,12 @@ def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
 def release_lead(sweep: Sweep, study: "optuna.Study") -> None:
     """The lead ends with the leader (finished, failed or stopped): the next process to run the sweep leads it,
     wherever it runs. Liveness alone cannot tell that of a leader on another machine, or in another container."""
-    with asking(sweep):
-        if study.user_attrs.get(LEADER_ATTR) == this_process():
-            study.set_user_attr(LEADER_ATTR, {})
+    try:
+        with asking(sweep):
+            if study.user_attrs.get(LEADER_ATTR) == this_process():
+                study.set_user_attr(LEADER_ATTR, {})
+    except Exception:  # the study broke (a full disk, a damaged journal): a dead leader is replaced anyway, and
+        pass  # the error that broke it is the one to report
 
 
 def wait_for_parent(study: "optuna.Study", timeout: float = 60.0) -> str | None:
@@ -147,17 +151,6 @@ def record_ranking(run: "Run", sweep: Sweep, study: "optuna.Study") -> tuple[lis
 # -- reading a sweep back from the record --------------------------------------------------------
 
 
-def trial_state(statuses: list[str], results: int, seeds: int, pruned: bool) -> str:
-    """A trial's state from its runs': one still running, killed or failed decides it; a trial whose seeds did
-    not all finish (its process died between two seeds) was killed, and the sweep ran it again."""
-    if pruned:
-        return "pruned"
-    for status, state in (("RUNNING", "running"), ("KILLED", KILLED), ("FAILED", "failed")):
-        if status in statuses:
-            return state
-    return "complete" if results >= seeds and results == len(statuses) else KILLED
-
-
 def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
     from trainlab.errors import ConfigError
@@ -207,14 +200,15 @@ class SweepStatus:
     left: int | None  # configurations that may still start (None: bounded by time alone)
 
 
-def sweep_status(sweep: Sweep) -> SweepStatus:
+def sweep_status(sweep: Sweep, warn: Warn = lambda message: None) -> SweepStatus:
     """Whether the sweep ran its whole budget and recorded its ranking (read from its study), else what is left."""
     from optuna.trial import TrialState
 
     from trainlab.tracking import read_run_record
 
     spec = sweep.spec
-    study = existing_study(sweep)
+    with journal_errors(sweep):
+        study = existing_study(sweep, warn)
     if study is None:
         return SweepStatus(None, spec.trial_cap)
     left = trials_left(study, spec)
@@ -231,8 +225,14 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
               on_poll: Callable[[], None] = lambda: None, warn: Warn = lambda message: None,
               worker_index: int = 0) -> SweepOutcome:
     """Lead the sweep (parent run, ranking) or join it; ``work(study, parent_mlflow_id)`` runs the trials."""
+    with journal_errors(sweep):
+        return _lead_or_join(sweep, cfg, work, on_poll, warn, worker_index)
+
+
+def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[["optuna.Study", str | None], None],
+                  on_poll: Callable[[], None], warn: Warn, worker_index: int) -> SweepOutcome:
     spec = sweep.spec
-    study = open_study(sweep, worker_index)
+    study = open_study(sweep, worker_index, warn=warn)
     if not claim_lead(sweep, study):
         work(study, wait_for_parent(study))
         return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {},

@@ -225,6 +225,24 @@ def find_run(client: Any, run_id: str, experiment_ids: Sequence[str] | None = No
     return None
 
 
+def mark_killed(uri: str | None, run_ids: Sequence[str]) -> list[str]:
+    """Runs MLflow says finished whose own record never ended (killed between the two): marked killed, so
+    MLflow tells the truth the run folder tells. Returns the ones changed."""
+    resolved = resolve_tracking_uri(uri)
+    store = local_store_path(resolved)
+    if store is not None and not store.exists():
+        return []
+    client = client_for(resolved)
+    changed = []
+    for run_id in run_ids:
+        run = find_run(client, run_id)
+        if run is not None and run.info.status == "FINISHED":
+            client.set_tag(run.info.run_id, "killed_after", "MLflow had ended the run; its run folder had not")
+            client.set_terminated(run.info.run_id, status="KILLED")
+            changed.append(run_id)
+    return changed
+
+
 class MlflowTracker(Tracker):
     name = "mlflow"
 
