@@ -116,6 +116,12 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
      "sweep parameter train.lr = 0.1 does not make a valid run config: unknown config key 'train.lr'"),
     ({"method": "random", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
      "set run_cap"),
+    ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
+      "parameters": {"train.optimizer.lr": {"values": [i * 1e-6 for i in range(1, 100_001)]}}},
+     "sweep parameter train.optimizer.lr lists 100,000 values; at most 1,000: give a range instead"),
+    ({"method": "grid", "metric": {"name": "val_accuracy"},
+      "parameters": {"data.mirror": {"values": ["https://bob:CANARY-s3cret@mirror.example.com/x"]}}},
+     'sweep parameter data.mirror: the value "https://***@mirror.example.com/x" holds a credential (masked here)'),
 ])
 def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -123,7 +129,40 @@ def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], mes
     result = trainlab("sweep", write("bad.yaml", spec), "--tracker", "none")
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and not Path("runs").exists()
+    assert "Traceback" not in result.stderr and not Path("runs").exists() and "CANARY" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_million_point_grid_with_a_run_cap_of_2_queues_and_trains_2() -> None:
+    """A grid is walked by index: a run_cap of 2 on 10^6 points queues 2 (it queued all: 157 MB, no trial)."""
+    spec = write("big.yaml", {"method": "grid", "run_cap": 2, "metric": {"name": "val_accuracy"}, "parameters": {
+        "train.optimizer.lr": {"distribution": "q_uniform", "min": 0.001, "max": 1.0, "q": 0.001},
+        "train.optimizer.weight_decay": {"distribution": "q_uniform", "min": 0.0, "max": 0.000999, "q": 0.000001}}})
+    result = trainlab("sweep", spec, *DIGITS, "train.epochs=1", "--tracker", "none", timeout=300)
+    assert result.returncode == 0, result.stderr
+    (journal,) = Path("runs").glob("sweep-*/study.journal")
+    assert journal.stat().st_size < 100_000
+    assert sorted(p.name[-4:] for p in Path("runs").glob("sweep-*-t*")) == ["t000", "t001"]
+
+
+@pytest.mark.slow
+def test_secrets_in_a_sweep_files_other_fields_are_in_no_record() -> None:
+    """W&B's launcher fields (argv may hold a token) and a description with a credential URL: in no journal, tag,
+    run file, page or W&B file; the fields are named as ignored."""
+    spec = write("secret.yaml", {
+        "method": "grid", "metric": {"name": "val_accuracy"},
+        "description": "data from https://alice:CANARY-desc-1234@example.com/data",
+        "command": ["python", "train.py", "--token", "CANARY-argv-5678"], "program": "train.py",
+        "parameters": {"train.optimizer.lr": {"values": [0.001]}}})
+    result = trainlab("sweep", spec, *DIGITS, "train.epochs=1", "--tracker", "mlflow,wandb",
+                      env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr
+    assert "ignored W&B sweep field(s) program, command, description" in result.stdout
+    report = trainlab("report", sweep_id_of(result))
+    assert report.returncode == 0, report.stderr
+    leaks = [str(p) for p in Path(".").rglob("*") if p.is_file() and p.name != "secret.yaml"
+             and b"CANARY" in p.read_bytes()]
+    assert leaks == [] and "CANARY" not in result.stdout + result.stderr + report.stdout + report.stderr
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userin
 _NAMED_VALUE = re.compile(
     rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)", re.IGNORECASE)
 _SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
+_SECRET_FLAG = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
 
 
 def secret_values() -> list[str]:
@@ -61,8 +62,10 @@ def redact_mapping(data: Any, key: str = "") -> Any:
     """A copy of nested dicts / lists with every secret masked: values of secret-named keys, and text."""
     if isinstance(data, dict):
         return {k: redact_mapping(v, str(k)) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [redact_mapping(v, key) for v in data]
+    if isinstance(data, (list, tuple)):  # an argv-like list: the item after `--token` / `--password` is masked
+        flags = [isinstance(v, str) and bool(_SECRET_FLAG.match(v)) for v in data]
+        return [MASK if i and flags[i - 1] and isinstance(v, str) and v not in ("", MASK) else redact_mapping(v, key)
+                for i, v in enumerate(data)]
     if key and is_secret_key(key) and data not in (None, "", MASK):
         return MASK
     return redact(data) if isinstance(data, str) else data

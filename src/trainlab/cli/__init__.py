@@ -27,6 +27,11 @@ from trainlab.cli.app import app
 
 
 def main() -> None:
+    import logging
+
+    # a library's log file on a full disk: Python's logging prints '--- Logging error ---' and a traceback per
+    # record unless told not to (its documented switch for production); the error that matters is said once
+    logging.raiseExceptions = False
     try:
         app()
     finally:

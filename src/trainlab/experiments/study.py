@@ -13,6 +13,7 @@ finished. Nothing here trains or records a run (that is ``sweep.py``).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 import traceback
@@ -200,7 +201,7 @@ def _initialise(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRec
         warn(f"sweep {sweep.sweep_id}: rebuilt its study from its trials' run records: {len(ran)} trial(s) that ran "
              f"to an end kept{f', {again} killed or unrecorded run again' if again else ''}")
     if spec.method == "grid":
-        for values in grid(spec.params):
+        for values in grid(spec.params, spec.trial_cap):
             if values not in ran:
                 study.enqueue_trial(values)
     study.set_user_attr(READY_ATTR, True)
@@ -325,12 +326,18 @@ def _recorded_sweep(folder: Path) -> tuple[dict[str, Any], dict[str, Any]] | Non
     return (source, base) if isinstance(source, dict) and isinstance(base, dict) else None
 
 
-def grid(params: Sequence[Param]) -> list[dict[str, Any]]:
-    import itertools
-
+def grid(params: Sequence[Param], limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """The grid's configurations in order (the last parameter varies fastest), the first ``limit`` of them: a grid
+    is walked by index, never listed whole (a run_cap of 2 on a million points queues 2)."""
     swept = [p for p in params if p.kind != "fixed"]
-    return [dict(zip((p.key for p in swept), combo))
-            for combo in itertools.product(*(_encoded(p, p.grid_values()) for p in swept))]
+    counts = [p.grid_count() for p in swept]
+    total = math.prod(counts)
+    for index in range(total if limit is None else min(total, limit)):
+        values = {}
+        for param, count in zip(reversed(swept), reversed(counts)):
+            index, position = divmod(index, count)
+            values[param.key] = _encoded(param, [param.grid_value(position)])[0]
+        yield {p.key: values[p.key] for p in swept}
 
 
 def pruner_for(spec: SweepSpec, base: dict[str, Any]) -> Any:

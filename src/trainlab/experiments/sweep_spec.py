@@ -36,9 +36,11 @@ import yaml
 
 from trainlab.config import MONITOR_METRICS, set_dotted, validate_config
 from trainlab.errors import ConfigError
+from trainlab.redaction import redact, redact_mapping
 
 Method = Literal["grid", "random", "bayes"]
 IGNORED_FIELDS = ("program", "command", "project", "entity", "description")  # W&B's, not a sweep's content
+LAUNCHER = ("program", "command")  # how W&B's agent starts a trial; trainlab trains trials in-process
 TOP_LEVEL = ("method", "metric", "parameters", "early_terminate", "run_cap", "name", "seeds", "time_budget",
              "pruner", "seed", *IGNORED_FIELDS)
 PARAM_FIELDS = ("values", "value", "min", "max", "distribution", "q", "parameters")
@@ -47,6 +49,7 @@ SUPPORTED = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "
 UNSUPPORTED = ("inv_log_uniform", "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal",
                "beta", "q_beta")
 MAX_GRID_POINTS = 1000
+MAX_VALUES = 1000  # values listed for one parameter (each is checked against the config)
 
 
 @dataclass(frozen=True)
@@ -61,15 +64,25 @@ class Param:
     log: bool = False
     q: float | None = None  # round sampled values to a multiple of q
 
+    def grid_count(self) -> int:
+        """How many values a grid search walks through (counted, not listed: a range may hold billions)."""
+        if self.kind in ("fixed", "choice"):
+            return len(self.choices)
+        if self.kind == "int":
+            return len(range(int(self.low), int(self.high) + 1, int(self.q or 1)))
+        return math.floor((self.high - self.low) / self.q + 1e-9) + 1  # type: ignore[operator]
+
+    def grid_value(self, index: int) -> Any:
+        """The grid's ``index``-th value of this parameter."""
+        if self.kind in ("fixed", "choice"):
+            return self.choices[index]
+        if self.kind == "int":
+            return int(self.low) + index * int(self.q or 1)
+        return round(self.low + index * self.q, 12)  # type: ignore[operator]
+
     def grid_values(self) -> list[Any]:
         """The values a grid search walks through."""
-        if self.kind in ("fixed", "choice"):
-            return list(self.choices)
-        if self.kind == "int":
-            step = int(self.q or 1)
-            return list(range(int(self.low), int(self.high) + 1, step))
-        count = math.floor((self.high - self.low) / self.q + 1e-9) + 1  # type: ignore[operator]
-        return [round(self.low + i * self.q, 12) for i in range(count)]  # type: ignore[operator]
+        return [self.grid_value(i) for i in range(self.grid_count())]
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,7 @@ class SweepSpec:
     def grid_size(self) -> int | None:
         if self.method != "grid":
             return None
-        return math.prod(len(p.grid_values()) for p in self.params)
+        return math.prod(p.grid_count() for p in self.params)
 
     @property
     def trial_cap(self) -> int | None:
@@ -107,7 +120,7 @@ def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
     if not path.is_file():
         raise ConfigError(f"sweep file {str(path)!r} does not exist; pass a YAML or JSON sweep file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML
+        raw = _load_text(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"sweep file {str(path)!r} is not text (byte {exc.start} is not UTF-8); pass a YAML or "
                           "JSON sweep file") from None
@@ -117,6 +130,16 @@ def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
         raise ConfigError(f"sweep file {str(path)!r} holds a {type(raw).__name__}, not a mapping; start it with "
                           "'method:', 'metric:' and 'parameters:'")
     return parse_sweep(raw, base, default_name=path.stem)
+
+
+def _load_text(text: str) -> Any:
+    """JSON with json (fast on a big file), anything else as YAML, with libyaml's loader where it is built in."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, which looks like JSON
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
@@ -133,14 +156,18 @@ def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "
                           "'model.arch: {values: [small, fast]}'")
     for param in params:
         _check_against_config(param, base)
+        _check_no_credential(param)
     run_cap = _positive_int(raw.get("run_cap"), "run_cap")
     seeds = _positive_int(raw.get("seeds", 1), "seeds") or 1
     time_budget = _positive_number(raw.get("time_budget"), "time_budget")
     pruner, settings = _pruner(raw.get("pruner"), raw.get("early_terminate"))
     spec = SweepSpec(
-        name=str(raw.get("name") or default_name), method=method, metric=metric, goal=goal, params=params,
+        name=redact(str(raw.get("name") or default_name)), method=method, metric=metric, goal=goal, params=params,
         run_cap=run_cap, time_budget=time_budget, seeds=seeds, pruner=pruner, pruner_settings=settings,
-        sampler_seed=int(raw.get("seed", 0)), ignored=tuple(k for k in IGNORED_FIELDS if k in raw), source=raw,
+        sampler_seed=int(raw.get("seed", 0)), ignored=tuple(k for k in IGNORED_FIELDS if k in raw),
+        # as stored in the study, the sweep's run and W&B: W&B's launcher fields left out (their argv may hold
+        # a token), a credential in any other field masked
+        source={k: v if k == "parameters" else redact_mapping(v, k) for k, v in raw.items() if k not in LAUNCHER},
     )
     if method == "grid":
         for p in params:
@@ -154,6 +181,16 @@ def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "
         raise ConfigError(f"method {method} samples without end: set run_cap (configurations) and/or "
                           "time_budget (seconds)")
     return spec
+
+
+def _check_no_credential(param: Param) -> None:
+    """A swept value is stored in the study and shown beside every trial: it may not hold a credential."""
+    for value in param.choices:
+        if redact_mapping(value, param.key) != value:
+            shown = json.dumps(redact_mapping(value, param.key), default=str)[:120]
+            raise ConfigError(f"sweep parameter {param.key}: the value {shown} holds a credential (masked here); a "
+                              "swept value is stored in the study and shown with every trial: put the credential in "
+                              "the base config or the environment, where every record masks it")
 
 
 def sweep_id(spec: SweepSpec, base: dict[str, Any]) -> str:
@@ -235,6 +272,9 @@ def _param(key: str, spec: dict[str, Any]) -> Param:
                               f"'values: [{values}]'")
         if not values:
             raise ConfigError(f"sweep parameter {key}: values is empty; list at least one value")
+        if len(values) > MAX_VALUES:
+            raise ConfigError(f"sweep parameter {key} lists {len(values):,} values; at most {MAX_VALUES:,}: give a "
+                              "range instead (min, max and a distribution; q for a grid)")
         return Param(key, "choice", tuple(values))
     low, high = spec.get("min"), spec.get("max")
     if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or isinstance(low, bool):

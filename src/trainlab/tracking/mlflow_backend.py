@@ -54,8 +54,12 @@ def is_local_store(uri: str) -> bool:
 
 def quiet_mlflow_logs() -> None:
     # alembic's migration chatter and MLflow's INFO lines would drown trainlab's own output
-    for name in ("alembic", "mlflow", "mlflow.system_metrics", "mlflow.store.db.utils"):
+    for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # these log a traceback for an error they then raise (a full disk: trainlab says it once, as one line), or
+    # one per sample of the system-metrics thread, whose run is already said to have stopped recording
+    for name in ("mlflow.store.db.utils", "mlflow.system_metrics"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def configure_mlflow(http: tuple[str, str, str, str] = HTTP_READS) -> None:
