@@ -170,7 +170,7 @@ def test_a_run_killed_before_its_first_epoch_ends_is_not_offered_a_resume(tiny_n
 
 
 def test_a_resumed_run_drops_the_error_of_its_interrupted_attempt(tiny_npz: Path) -> None:
-    proc = subprocess.Popen([TRAINLAB, "train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=300",
+    proc = subprocess.Popen([TRAINLAB, "train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=150",
                              "threads=1", "--tracker", "mlflow", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -254,6 +254,38 @@ def test_a_disk_that_fills_during_training_fails_the_run_in_one_line_and_resume_
     assert read_run_record(run_dir)["status"] == "finished"
     run = mlflow_run(local_client(), run_dir.name)
     assert run.info.status == "FINISHED" and "error" not in run.data.tags
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("free_kib", [400, 700, 1000, 1600])
+def test_a_disk_filling_at_any_moment_with_every_backend_recording_is_a_few_lines_and_no_traceback(
+        small_disk: Path, free_kib: int) -> None:
+    """MLflow's SQLite store, W&B's files, the run folder and the report fill the disk at different moments:
+    a line per backend that stopped, then the error (it printed 204 lines with SQLAlchemy tracebacks)."""
+    os.chdir(small_disk)
+    subprocess.run(["fallocate", "-l", f"{9 * 1024 - free_kib}K", "filler"], check=True)
+    done = trainlab("train", "data.name=digits", "train.epochs=3", "threads=1", env={"WANDB_MODE": "offline"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode in (2, 3) and "Traceback" not in done.stderr and "Logging error" not in done.stderr
+    assert 1 <= len(lines) <= 4 and lines[-1].startswith("error: "), done.stderr
+    assert all(line.startswith("warning: ") and "stopped recording" in line for line in lines[:-1]), done.stderr
+
+
+@pytest.mark.slow
+def test_the_mlflow_store_deleted_mid_run_is_two_lines(tiny_npz: Path) -> None:
+    """216 lines with tracebacks before; now: MLflow stopped recording, and the run says which backend missed it."""
+    run = subprocess.Popen([TRAINLAB, "train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=150",
+                            "threads=1", "--tracker", "mlflow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    deadline = time.monotonic() + 120
+    while not list(Path("runs").glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shutil.rmtree("mlruns")
+    _, stderr = run.communicate(timeout=300)
+    lines = stderr.strip().splitlines()
+    assert run.returncode == 3 and "Traceback" not in stderr and len(lines) <= 2, stderr
+    assert lines[-1].startswith(f"error: run {only_run_dir().name} finished, but not every backend recorded it: mlflow")
+    assert read_run_record(only_run_dir())["status"] == "finished"
 
 
 # -- 6. dead and silent tracking servers ---------------------------------------------------------

@@ -89,7 +89,8 @@ def test_a_journal_cut_at_random_offsets_resumes_with_every_configuration_once(k
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("damage", ["garbage line", "cut line then more", "emptied", "deleted", "sweep folder deleted"])
+@pytest.mark.parametrize("damage", ["garbage line", "cut line then more", "emptied", "deleted", "deleted, its lock left",
+                                    "sweep folder deleted"])
 def test_a_damaged_or_lost_journal_is_set_aside_and_rebuilt_from_the_runs(killed_sweep: Path, damage: str) -> None:
     copy_of(killed_sweep)
     path = journal()
@@ -102,6 +103,9 @@ def test_a_damaged_or_lost_journal_is_set_aside_and_rebuilt_from_the_runs(killed
         path.write_bytes(b"")
     elif damage == "deleted":
         path.unlink()
+    elif damage == "deleted, its lock left":  # Optuna's lock, a symlink to the journal, dangling: it waited forever
+        path.unlink()
+        Path(f"{path}.lock").symlink_to(path.resolve())
     else:
         shutil.rmtree(path.parent)
     resumed = sweep("--tracker", "none")
