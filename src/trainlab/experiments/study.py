@@ -220,7 +220,7 @@ def rebuild_trials(study: "optuna.Study", sweep: Sweep, records: dict[int, Trial
     for number in range(max(records) + 1):
         record = records.get(number)
         if record is not None and record.state == "running":
-            raise ConfigError(f"sweep {sweep.sweep_id}: its journal was lost while trial {number} still runs (pid "
+            raise StudyError(f"sweep {sweep.sweep_id}: its journal was lost while trial {number} still runs (pid "
                               f"{record.process.get('trainlab.pid', '?')}); let it end or stop it, then run the same "
                               "command again")
         trial = _ended_trial(record, swept) if record is not None and record.state in ended else None
