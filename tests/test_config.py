@@ -66,12 +66,26 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed\n")
-    with pytest.raises(ConfigError, match="is not valid yaml"):
+    with pytest.raises(ConfigError, match="is not valid YAML or JSON"):
         load_config(bad)
     scalar = tmp_path / "scalar.yaml"
     scalar.write_text("5\n")
     with pytest.raises(ConfigError, match="not a mapping"):
         load_config(scalar)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("train: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests brackets over 64 deep"),  # libyaml's stack: a segfault
+    ("train:\n  seed: [" + ",".join(map(str, range(300_000))) + "]\n", "is 2.0 MB; a config file is at most 1 MB"),
+    ("train: \xff\n", "is not text"),
+], ids=["nested 100,000 deep", "2 MB", "binary"])
+def test_huge_deep_or_binary_config_files_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
 
 
 def test_flatten_config_gives_dotted_string_params() -> None:

@@ -8,6 +8,7 @@ the value seen and what is allowed.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args
 
@@ -292,24 +293,73 @@ def validate_config(raw: dict[str, Any]) -> Config:
         raise ConfigError(format_validation_error(exc, raw)) from None
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+MAX_SETTINGS_BYTES = 1_000_000  # a config or sweep file is a few KB; past this it is data or an attack
+MAX_NESTING = 64  # brackets and braces deep; far past any config, far below a parser's stack
+
+
+def read_settings_file(path: Path, what: str, start: str) -> dict[str, Any]:
+    """A YAML or JSON file that must hold a mapping, refused in one line if it is missing, huge, binary, nested
+    without end or not valid; ``what`` names it ("config file"), ``start`` says how a good one begins."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{what} {str(path)!r} is a folder; pass a .yaml or .json file")
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing .yaml or .json file")
-    text = path.read_text(encoding="utf-8")
+        raise ConfigError(f"{what} {str(path)!r} does not exist; pass an existing .yaml or .json file")
+    size = path.stat().st_size
+    if size > MAX_SETTINGS_BYTES:
+        raise ConfigError(f"{what} {str(path)!r} is {size / 1e6:.1f} MB; a {what} is at most "
+                          f"{MAX_SETTINGS_BYTES // 1_000_000} MB (list values, do not generate them)")
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        detail = " ".join(str(exc).split())
-        raise ConfigError(f"config file {str(path)!r} is not valid {path.suffix.lstrip('.') or 'YAML'}: {detail}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {str(path)!r} is not text (byte {exc.start} is not UTF-8); pass a YAML or "
+                          "JSON file") from None
+    depth = _bracket_depth(text)
+    if depth > MAX_NESTING:
+        raise ConfigError(f"{what} {str(path)!r} nests brackets over {MAX_NESTING} deep; flatten it (a sweep or config "
+                          "needs a few levels)")
+    try:
+        raw = _parse_settings(text, strict_json=path.suffix == ".json")
+    except (ValueError, yaml.YAMLError) as exc:
+        kind = "JSON" if path.suffix == ".json" else "YAML or JSON"
+        raise ConfigError(f"{what} {str(path)!r} is not valid {kind}: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {str(path)!r} nests its sections too deep to read; flatten it") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"config file {str(path)!r} holds a {type(raw).__name__}, not a mapping of sections; "
-            "start it with keys such as 'data:', 'model:', 'train:'"
-        )
+        raise ConfigError(f"{what} {str(path)!r} holds a {type(raw).__name__}, not a mapping; {start}")
     return raw
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ and { up to just past the bound (quotes are not parsed: a bound, not a count)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return 0
+    opened = re.sub(r"[^\[\]{}]", "", text).replace("{", "[").replace("}", "]")
+    depth = deepest = 0
+    for char in opened:
+        depth += 1 if char == "[" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            break
+    return deepest
+
+
+def _parse_settings(text: str, strict_json: bool) -> Any:
+    """JSON with json (fast on a big file), else YAML with libyaml's loader where it is built in."""
+    if strict_json:
+        return json.loads(text)
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML flow style, which looks like JSON
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    return read_settings_file(path, "config file", "start it with keys such as 'data:', 'model:', 'train:'")
 
 
 def parse_override(item: str) -> tuple[str, Any]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 from trainlab.config import Config, validate_config
 from trainlab.errors import ConfigError, StudyError
 from trainlab.experiments.journal import set_aside_if_damaged
-from trainlab.experiments.sweep_spec import Param, SweepSpec, sweep_id
+from trainlab.experiments.sweep_spec import Param, SweepSpec, check_sweep_id, sweep_id
 # what a sweep's runs are tagged with, so the sweep can be read back from MLflow alone
 from trainlab.experiments.trial_records import (KILLED, PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG,  # noqa: F401
                                                 TrialRecord, trial_records)
@@ -297,15 +297,21 @@ def stored_sweep(sweep_id: str, storage: str,
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_sweep_id(sweep_id)
     probe = Sweep(sweep_id, None, {}, storage, Path(storage).parent)  # type: ignore[arg-type]
     if probe.local:
-        storage_for(probe, warn)  # a damaged journal is moved aside first
         recorded = _recorded_sweep(probe.folder)  # a journal lost: the sweep's own run recorded both at its start
-        if not Path(storage).is_file() or sweep_id not in optuna.study.get_all_study_names(storage_for(probe)):
+        if not Path(storage).is_file():  # nothing is created for an id that names no sweep
             if recorded is not None:
                 return recorded
             raise ConfigError(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
                               "SWEEP.yaml`, or pass --storage where its study lives")
+        storage_for(probe, warn)  # a damaged journal is moved aside first
+        if not Path(storage).is_file() or sweep_id not in optuna.study.get_all_study_names(storage_for(probe)):
+            if recorded is not None:
+                return recorded
+            raise ConfigError(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
+                              "pass --storage where it lives")
     try:
         attrs = optuna.load_study(study_name=sweep_id, storage=storage_for(probe)).user_attrs
     except KeyError:

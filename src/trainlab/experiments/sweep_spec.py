@@ -28,13 +28,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from trainlab.config import MONITOR_METRICS, set_dotted, validate_config
+from trainlab.config import MONITOR_METRICS, read_settings_file, set_dotted, validate_config
 from trainlab.errors import ConfigError
 from trainlab.redaction import redact, redact_mapping
 
@@ -116,30 +115,8 @@ class SweepSpec:
 
 def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
     """Read and validate a sweep file against ``base``, the run config every trial starts from."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {str(path)!r} does not exist; pass a YAML or JSON sweep file")
-    try:
-        raw = _load_text(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"sweep file {str(path)!r} is not text (byte {exc.start} is not UTF-8); pass a YAML or "
-                          "JSON sweep file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"sweep file {str(path)!r} is not valid YAML or JSON: {' '.join(str(exc).split())}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"sweep file {str(path)!r} holds a {type(raw).__name__}, not a mapping; start it with "
-                          "'method:', 'metric:' and 'parameters:'")
-    return parse_sweep(raw, base, default_name=path.stem)
-
-
-def _load_text(text: str) -> Any:
-    """JSON with json (fast on a big file), anything else as YAML, with libyaml's loader where it is built in."""
-    if text.lstrip().startswith(("{", "[")):
-        try:
-            return json.loads(text)
-        except ValueError:
-            pass  # YAML flow style, which looks like JSON
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = read_settings_file(path, "sweep file", "start it with 'method:', 'metric:' and 'parameters:'")
+    return parse_sweep(raw, base, default_name=Path(path).stem)
 
 
 def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
@@ -198,6 +175,14 @@ def sweep_id(spec: SweepSpec, base: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps([spec.source, base], sort_keys=True, default=str).encode()).hexdigest()
     safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.name)[:40]
     return f"sweep-{safe}-{digest[:8]}"
+
+
+def check_sweep_id(text: str) -> str:
+    """A sweep id as ``sweep_id`` makes them (it names a folder: no separator, no ``..``), else one line."""
+    if not re.fullmatch(r"[\w-]{1,80}", text):
+        raise ConfigError(f"sweep id {text!r} is not one trainlab makes (letters, digits, - and _, as "
+                          "`sweep-NAME-1a2b3c4d`); copy it from the sweep's first line or `trainlab runs`")
+    return text
 
 
 def apply_params(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
