@@ -25,7 +25,10 @@ runner = CliRunner()
     (f"WANDB_API_KEY={CANARY}", "WANDB_API_KEY=***"),
     (f'{{"auth_token": "{CANARY}"}}', '{"auth_token": "***"}'),
     (f"password: {CANARY}", "password: ***"),
+    (f"run --token {CANARY} --lr 3", "run --token *** --lr 3"),  # a command line written as text
+    (f'train --wandb-api-key "{CANARY} x"', "train --wandb-api-key ***"),
     ("train.optimizer.lr=0.01 seed: 3", "train.optimizer.lr=0.01 seed: 3"),  # ordinary values stay
+    ("pass --token -v; my-token value", "pass --token -v; my-token value"),
 ])
 def test_redact_masks_credentials_in_text(text: str, masked: str) -> None:
     assert redact(text) == masked

@@ -4,7 +4,7 @@ A secret is any of:
 - the value of a credential variable in the environment (WANDB_API_KEY, tokens, passwords);
 - the ``user:password@`` part of a URL, wherever the URL appears;
 - the value of a key named like ``*key*``, ``*token*``, ``*secret*``, ``*password*`` (``?token=...`` in a
-  URL, ``api_key: ...`` in a file, a config mapping's entry).
+  URL, ``api_key: ...`` in a file, a config mapping's entry, ``--token VALUE`` in a command written as text).
 
 ``redact`` masks them in text, ``redact_mapping`` in nested config values. Strings that become
 identifiers (experiment names, folder names) are refused instead: see ``holds_secret``.
@@ -34,6 +34,9 @@ _NAMED_VALUE = re.compile(
     rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)", re.IGNORECASE)
 _SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
 _SECRET_FLAG = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
+# a command line written as text: `--token VALUE`, `-password VALUE`
+_FLAG_VALUE = re.compile(rf"(?P<name>(?<![\w-])--?{_SECRET_NAME})(?P<sep>\s+)"
+                         r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'-][^\s\"']*)", re.IGNORECASE)
 
 
 def secret_values() -> list[str]:
@@ -51,7 +54,8 @@ def redact(text: str) -> str:
     for value in secret_values():
         text = text.replace(value, MASK)
     text = _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{MASK}@", text)
-    return _NAMED_VALUE.sub(_mask_named, text)
+    text = _NAMED_VALUE.sub(_mask_named, text)
+    return _FLAG_VALUE.sub(_mask_named, text)
 
 
 def is_secret_key(name: str) -> bool:
