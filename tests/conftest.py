@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
+import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,3 +201,17 @@ def digits_sweep(tmp_path: Path):  # noqa: ANN201
         return next(w for w in result.output.split() if w.startswith("sweep-")).rstrip(":")
 
     return run
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 9 MiB filesystem (tmpfs), mounted for the test; skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

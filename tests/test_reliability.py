@@ -209,20 +209,6 @@ def test_an_unwritable_folder_is_refused_before_anything_is_created(tiny_npz: Pa
     assert sorted(p.name for p in Path(".").iterdir()) == before
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 9 MiB filesystem (tmpfs), mounted for the test; skipped where mounting is not allowed."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root and mount rights)")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
 def test_a_disk_that_fills_during_training_fails_the_run_in_one_line_and_resume_finishes_it(
         small_disk: Path, tmp_path: Path) -> None:
     from conftest import make_images

@@ -117,8 +117,8 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
     ({"method": "random", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
      "set run_cap"),
     ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
-      "parameters": {"train.optimizer.lr": {"values": [i * 1e-6 for i in range(1, 100_001)]}}},
-     "sweep parameter train.optimizer.lr lists 100,000 values; at most 1,000: give a range instead"),
+      "parameters": {"train.optimizer.lr": {"values": [i * 1e-6 for i in range(1, 20_001)]}}},
+     "sweep parameter train.optimizer.lr lists 20,000 values; at most 1,000: give a range instead"),
     ({"method": "grid", "metric": {"name": "val_accuracy"},
       "parameters": {"data.mirror": {"values": ["https://bob:CANARY-s3cret@mirror.example.com/x"]}}},
      'sweep parameter data.mirror: the value "https://***@mirror.example.com/x" holds a credential (masked here)'),
@@ -147,11 +147,11 @@ def test_a_million_point_grid_with_a_run_cap_of_2_queues_and_trains_2() -> None:
 
 @pytest.mark.slow
 def test_secrets_in_a_sweep_files_other_fields_are_in_no_record() -> None:
-    """W&B's launcher fields (argv may hold a token) and a description with a credential URL: in no journal, tag,
-    run file, page or W&B file; the fields are named as ignored."""
+    """W&B's launcher fields (argv may hold a token), a description with a credential URL and a name and description
+    with a command line's token: in no journal, tag, run file, page or W&B file; the fields are named as ignored."""
     spec = write("secret.yaml", {
-        "method": "grid", "metric": {"name": "val_accuracy"},
-        "description": "data from https://alice:CANARY-desc-1234@example.com/data",
+        "method": "grid", "metric": {"name": "val_accuracy"}, "name": "lr --token CANARY-name-0912",
+        "description": "data from https://alice:CANARY-desc-1234@example.com/data, run with --token CANARY-desc2",
         "command": ["python", "train.py", "--token", "CANARY-argv-5678"], "program": "train.py",
         "parameters": {"train.optimizer.lr": {"values": [0.001]}}})
     result = trainlab("sweep", spec, *DIGITS, "train.epochs=1", "--tracker", "mlflow,wandb",
@@ -404,11 +404,27 @@ def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: 
     assert "canary-pw-42" not in said.out + said.err and "study postgresql://***@127.0.0.1:1/optuna" in said.out
 
 
-def test_a_binary_file_as_a_sweep_file_is_one_line() -> None:
-    Path("model.pt").write_bytes(b"PK\x03\x04\x80\x81\xfe\xff" * 64)
+@pytest.mark.parametrize("content, said", [
+    (b"PK\x03\x04\x80\x81\xfe\xff" * 64, "is not text (byte 4 is not UTF-8)"),
+    # libyaml's parser overflowed its stack on this: exit 139, not a word
+    (b"method: grid\nparameters: " + b"[" * 100_000 + b"]" * 100_000, "nests brackets over 64 deep"),
+    # 10^6 values took 7 s to parse before being refused
+    (b"method: grid\nparameters: {train.seed: {values: [" + b",".join(b"%d" % i for i in range(10**6)) + b"]}}",
+     "is 6.9 MB; a sweep file is at most 1 MB"),
+], ids=["binary", "nested 100,000 deep", "a million values"])
+def test_a_binary_deep_or_huge_sweep_file_is_one_line(content: bytes, said: str) -> None:
+    Path("model.pt").write_bytes(content)
     result = trainlab("sweep", "model.pt", "--tracker", "none")
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("error: sweep file 'model.pt' is not text (byte 4 is not UTF-8)")
+    assert result.stderr.startswith(f"error: sweep file 'model.pt' {said}")
+
+
+def test_resume_of_an_id_that_names_no_sweep_creates_nothing_and_a_path_is_refused() -> None:
+    missing = trainlab("sweep", "--resume", "sweep-nosuch-1a2b3c4d")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1, missing.stderr
+    assert "no sweep 'sweep-nosuch-1a2b3c4d'" in missing.stderr and not Path("runs").exists()
+    escaping = trainlab("sweep", "--resume", "../../x")
+    assert escaping.returncode == 2 and "sweep id '../../x' is not one trainlab makes" in escaping.stderr
 
 
 @pytest.mark.slow

@@ -167,6 +167,24 @@ def test_a_full_disk_mid_journal_write_is_one_line_and_the_same_command_finishes
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("free_kib", [1400, 2600])
+def test_a_disk_filling_mid_sweep_is_a_few_lines_and_the_same_command_trains_each_configuration_once(
+        small_disk: Path, free_kib: int) -> None:
+    """A real full disk (tmpfs) under the run folders, MLflow's store and the journal: the trial it hit is queued
+    again, not failed for good (it was: the same command then ended with one configuration never trained)."""
+    os.chdir(small_disk)
+    subprocess.run(["fallocate", "-l", f"{9 * 1024 - free_kib}K", "filler"], check=True)
+    full = sweep("--tracker", "mlflow")
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr
+    assert len(lines) <= 3 and lines[-1].startswith("error: ") and "space" in lines[-1], full.stderr
+    Path("filler").unlink()
+    resumed = sweep("--tracker", "mlflow")
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    trained_once()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", ["trial-asked@2", "mid-epoch@1", "evaluate@1", "tracker-finish@1", "after-folder@1",
                                    "trial-told@1"])
 def test_kill_9_of_the_process_group_at_each_stage_then_the_same_command_trains_each_configuration_once(

@@ -174,11 +174,15 @@ def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
         lock.release()
 
 
-def disk_full(exc: OSError, run_id: str) -> StorageError:
+def disk_full(exc: OSError, run_id: str, job: str = "train") -> StorageError:
     """A full disk mid-run: one line, the last good checkpoint kept, and how to continue."""
     where = f" while writing {exc.filename}" if exc.filename else ""
-    return StorageError(f"{(exc.strerror or 'no space left on device').lower()}{where}; the last good checkpoint "
-                        f"is kept: free some space, then continue with `trainlab train --resume {run_id}`")
+    what = f"{(exc.strerror or 'no space left on device').lower()}{where}"
+    if job == "trial":  # the sweep queues the trial again
+        return StorageError(f"{what}; free some space, then run the same sweep command again: this trial is "
+                            "trained again, the finished ones are kept")
+    return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with "
+                        f"`trainlab train --resume {run_id}`")
 
 
 def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
@@ -293,7 +297,7 @@ def run_experiment(
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:
                 raise
-            raise disk_full(exc, run_id) from None
+            raise disk_full(exc, run_id, job) from None
         except KeyboardInterrupt as exc:
             exc.trainlab_resumable = (run_dir / "checkpoints" / LAST).is_file()  # type: ignore[attr-defined]
             raise

@@ -80,15 +80,21 @@ def storage_message(exc: OSError) -> str:
 
 
 def error(message: str) -> None:
-    from trainlab.redaction import redact
-
-    err_console.print(f"error: {redact(message)}", markup=False, highlight=False, soft_wrap=True)
+    _say(f"error: {message}")
 
 
 def warn(message: str) -> None:
+    _say(f"warning: {message}")
+
+
+def _say(line: str) -> None:
+    """One line on stderr, redacted; a stderr that cannot take it (a file on a full disk) loses it, nothing more."""
     from trainlab.redaction import redact
 
-    err_console.print(f"warning: {redact(message)}", markup=False, highlight=False, soft_wrap=True)
+    try:
+        err_console.print(redact(line), markup=False, highlight=False, soft_wrap=True)
+    except OSError:
+        pass
 
 
 def load_config(config: Optional[Path], overrides: Optional[list[str]],

@@ -11,6 +11,7 @@ validation metric; the test metrics are reported beside it. The study itself
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab import failpoints
 from trainlab.config import Config, validate_config
-from trainlab.errors import TrainingError
+from trainlab.errors import StorageError, TrainingError
 from trainlab.experiments.study import (PARAMS_TAG, RESULT_ATTR, SEED_TAG, SWEEP_TAG, TRIAL_TAG, UNUSED, WORKER_ATTR,
                                         Sweep, TrialRow, Warn, asking, budget_left, from_queue, reclaim_dead_trials,
                                         requeue_killed, suggest)
 from trainlab.experiments.sweep_spec import apply_params
-from trainlab.experiments.trial_records import TrialRecord, trial_records
+from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
 from trainlab.tracking.process import this_process
-from trainlab.tracking.run import KILL_WAIT_S
+from trainlab.tracking.run import KILL_WAIT_S, says_disk_full
 from trainlab.train import TrainCallbacks
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class Worker:
 
         records = trial_records(self.sweep.folder.parent, self.sweep.sweep_id, self.sweep.spec.metric,
                                 self.sweep.spec.seeds) if self.sweep.local else None
-        self._mark_killed_in_mlflow(reclaim_dead_trials(study, self.warn, records))
+        self._retire_killed_attempts(study, reclaim_dead_trials(study, self.warn, records), records)
         ran = 0
         settling: list[threading.Thread] = []
         try:
@@ -148,19 +149,31 @@ class Worker:
         self._raise_settle_error()
         return ran
 
-    def _mark_killed_in_mlflow(self, killed: list[TrialRecord]) -> None:
-        """A killed attempt's runs that MLflow had ended (the process died before their folders ended) are marked
-        killed there too: MLflow must not show a finished run of a configuration the sweep trains again."""
-        tracking = validate_config(self.sweep.base).tracking
+    def _retire_killed_attempts(self, study: "optuna.Study", killed: list[TrialRecord],
+                                records: dict[int, TrialRecord] | None) -> None:
+        """The runs of attempts the sweep threw away (killed, or their record cut by a full disk) marked killed in
+        MLflow and in their folders: neither may show a running or finished run of a configuration trained again."""
+        if records is not None:  # local: every killed trial's runs, until their folders say killed
+            numbers = {t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(KILLED)}
+            killed = [r for n, r in records.items() if n in numbers and {"running", "finished"} & set(r.recorded)]
         run_ids = [run_id for record in killed for run_id in record.run_ids]
-        if not run_ids or "mlflow" not in tracking.trackers:
+        if not run_ids:
             return
-        from trainlab.tracking.mlflow_backend import mark_killed
+        why = "the sweep trains this configuration again: this attempt was killed, or its record cut"
+        tracking = validate_config(self.sweep.base).tracking
+        if "mlflow" in tracking.trackers:
+            from trainlab.tracking.mlflow_backend import mark_killed
 
-        try:
-            mark_killed(tracking.mlflow_uri, run_ids)
-        except Exception as exc:  # a store that cannot be reached: said, and the sweep goes on
-            self.warn(f"could not mark the killed trial run(s) {', '.join(run_ids)} killed in MLflow: {exc}")
+            try:
+                mark_killed(tracking.mlflow_uri, run_ids, why)
+            except Exception as exc:  # a store that cannot be reached: said, tried again next time
+                self.warn(f"could not mark the killed trial run(s) {', '.join(run_ids)} killed in MLflow: {exc}")
+                return
+        if records is not None:
+            from trainlab.tracking.folder_backend import mark_run_killed
+
+            for run_id in run_ids:
+                mark_run_killed(self.sweep.folder.parent / run_id, why)
 
     def _settle_in_background(self, study: "optuna.Study", trained: _Trained) -> None:
         try:
@@ -202,6 +215,10 @@ class Worker:
         except KeyboardInterrupt:
             requeue_killed(study, trial._trial_id, trial.number, trial.params)
             raise
+        except StorageError:  # a full disk: a fault, not the configuration's; the same command trains it again
+            with contextlib.suppress(Exception):  # the journal's disk may be the full one: then it is reclaimed
+                requeue_killed(study, trial._trial_id, trial.number, trial.params)
+            raise
         except TrainingError as exc:  # diverged: a bad configuration, not a broken sweep
             for o in trained.outcomes:
                 o.wait_recorded()
@@ -213,7 +230,7 @@ class Worker:
                                                  run_ids=[o.run_id for o in trained.outcomes],
                                                  seconds=time.time() - trained.started))
             return None
-        except BaseException as exc:  # a broken sweep (disk, config): the trial failed, and it is not re-run
+        except BaseException as exc:  # a broken sweep (a config, a bug): the trial failed, and it is not re-run
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:1000])
             study.tell(trial, state=TrialState.FAIL)
             raise
@@ -226,6 +243,14 @@ class Worker:
         for outcome in trained.outcomes:
             outcome.wait_recorded()
         trial, outcomes, spec = trained.trial, trained.outcomes, self.sweep.spec
+        cut = [f"{name} ({o.run_id})" for o in outcomes for name, why in o.tracking_failures.items()
+               if says_disk_full(why)]
+        if cut:  # its record is not whole: a fault, so it is trained again, not told complete
+            with contextlib.suppress(Exception):  # the journal's disk may be the full one: then it is reclaimed
+                requeue_killed(study, trial._trial_id, trial.number, trial.params)
+            raise StorageError(f"no space left on device while recording trial {trial.number} ({', '.join(cut)}); "
+                               "free some space, then run the same sweep command again: this trial is trained "
+                               "again, the finished ones are kept")
         scores = [o.result.best_value for o in outcomes]
         test = {k: statistics.fmean(o.test.metrics[k] for o in outcomes)
                 for k in ("accuracy", "macro_f1", "auroc", "log_loss")}

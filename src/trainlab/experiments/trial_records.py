@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ class TrialRecord:
     ended: datetime | None
     history: dict[int, float]  # the first seed's metric per epoch (what the pruner was told)
     process: dict[str, str]  # the process that ran it (for a trial still running)
+    recorded: list[str] = field(default_factory=list)  # each run's status as its run.json says it
 
 
 def trial_state(statuses: list[str], results: int, seeds: int, pruned: bool) -> str:
@@ -97,7 +98,7 @@ def _record(number: int, runs: list[tuple[dict[str, Any], Path]], metric: str, s
         ended=_when(max(ended)) if all(ended) else None,  # type: ignore[type-var]
         history={int(m.get("step", i + 1)): float(m[metric]) for i, m in enumerate(_history(runs[0][1]))
                  if metric in m},
-        process=dict(first.get("tags", {})))
+        process=dict(first.get("tags", {})), recorded=[str(r.get("status", "")) for r, _ in runs])
 
 
 def _summary(folder: Path) -> dict[str, Any]:

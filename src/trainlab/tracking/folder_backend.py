@@ -136,6 +136,20 @@ class FolderTracker(Tracker):
         return f"run folder: {self.run_dir}/"
 
 
+def mark_run_killed(run_dir: Path, why: str) -> bool:
+    """A run folder whose record says it runs (its process died) or finished (another backend's record of it was
+    cut) marked killed, with why; False if it was already ended otherwise or has no readable record."""
+    try:
+        record = read_run_record(run_dir)
+    except (OSError, ValueError):
+        return False
+    if record.get("status") not in ("running", "finished"):
+        return False
+    record.update(status="killed", error=why, ended=record.get("ended") or _now())
+    atomic_write_json(Path(run_dir) / "run.json", record)
+    return True
+
+
 def read_run_record(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "run.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

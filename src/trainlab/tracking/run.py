@@ -16,7 +16,9 @@ completes.
 
 from __future__ import annotations
 
+import errno
 import queue
+import re
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
 
 Warn = Callable[[str], None]
+# SQLAlchemy appends the statement, its parameters (a whole tag's text), a link to its docs, a note on autoflush
+_SQL_DETAIL = re.compile(r"\s*(\[SQL: .*|\(Background on this error at: [^)]*\)|\(raised as a result of Query-invoked "
+                         r"autoflush[^)]*\))")
+_DISK_FULL_SAID: set[str] = set()  # backends whose full disk was said: every later run's would say it again
 KILL_WAIT_S = 3.0  # after Ctrl-C / SIGTERM, at most this long for the backends to take the end
 
 
@@ -202,11 +208,31 @@ class Run:
                     self.failures[tracker.name] = tracker.degraded
                     self._warn(f"{tracker.name}: {tracker.degraded}")
             except Exception as exc:
-                reason = redact(" ".join(f"{type(exc).__name__}: {exc}".split()))[:500]
+                reason = failure_reason(exc)
                 self._broken.add(tracker.name)
                 self.failures[tracker.name] = reason
+                if _disk_full(exc):
+                    if tracker.name in _DISK_FULL_SAID:
+                        continue
+                    _DISK_FULL_SAID.add(tracker.name)
                 self._warn(f"{tracker.name} stopped recording run {self.run_id} ({method} failed: {reason}); "
                            "training goes on and the other backends keep recording")
             finally:
                 if method == "start":
                     self._started.release()
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A backend's error as one short line: type and message, without SQLAlchemy's statement and links."""
+    text = _SQL_DETAIL.sub("", " ".join(f"{type(exc).__name__}: {exc}".split()))
+    return redact(text)[:300]
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return getattr(exc, "errno", None) == errno.ENOSPC or says_disk_full(str(exc))
+
+
+def says_disk_full(reason: str) -> bool:
+    """Whether a backend's failure (as ``failure_reason`` words it) was a full disk."""
+    lowered = reason.lower()
+    return "no space left" in lowered or "disk is full" in lowered
