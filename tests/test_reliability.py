@@ -153,20 +153,25 @@ def test_a_run_killed_before_its_first_epoch_ends_is_not_offered_a_resume(tiny_n
                                      "first epoch did, so there is nothing to continue from")
     assert "--resume" not in resumed.stderr
 
-    # Ctrl-C in the first epoch: killed, and the message does not suggest resuming either
-    proc = subprocess.Popen([TRAINLAB, *args, "output_dir=ctrl-c", "train.epochs=400", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(Path("ctrl-c").glob("*/run.json")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(1.0)
+    # Ctrl-C in the first epoch (the process paused there by a failpoint, so never a moment later): killed, and
+    # the message does not suggest resuming either (test_cli covers a Ctrl-C after an epoch: resume offered)
+    proc = subprocess.Popen([TRAINLAB, *args, "output_dir=ctrl-c", "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TRAINLAB_FAILPOINT": "mid-epoch", "TRAINLAB_FAILPOINT_ACTION": "stop"})
+    wait_stopped(proc)
     proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGCONT)
     _, err = proc.communicate(timeout=60)
-    if proc.returncode == 130 and "has no checkpoint to resume from" in err:
-        assert "--resume" not in err
-    else:  # the first epoch ended before the signal: then a resume is offered
-        assert proc.returncode == 130 and "Continue it with `trainlab train --resume" in err
+    assert proc.returncode == 130 and "has no checkpoint to resume from" in err, err
+    assert "--resume" not in err and not list(Path("ctrl-c").glob("*/checkpoints/last.pt"))
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Until ``proc`` has stopped itself (state T in /proc), or fail."""
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert proc.poll() is None and time.monotonic() < deadline, "the process never reached its failpoint"
+        time.sleep(0.05)
 
 
 def test_a_resumed_run_drops_the_error_of_its_interrupted_attempt(tiny_npz: Path) -> None:
@@ -186,12 +191,13 @@ def test_a_resumed_run_drops_the_error_of_its_interrupted_attempt(tiny_npz: Path
     # finish quickly: the resumed attempt trains the remaining epochs of a 300-epoch run; cut it short on disk
     resumed = subprocess.Popen([TRAINLAB, "train", "--resume", run_dir.name, "--quiet"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
     while mlflow_run(client, run_dir.name).info.status != "RUNNING":
-        assert resumed.poll() is None
+        assert resumed.poll() is None and time.monotonic() < deadline
         time.sleep(0.1)
     assert "error" not in mlflow_run(client, run_dir.name).data.tags  # cleared as soon as the attempt starts
     again = trainlab("train", "--resume", run_dir.name)  # a second process on a live run is refused
-    assert again.returncode == 2 and "is still running" in again.stderr or "is being recorded" in again.stderr
+    assert again.returncode == 2 and ("is still running" in again.stderr or "is being recorded" in again.stderr)
     resumed.send_signal(signal.SIGTERM)
     resumed.communicate(timeout=60)
 

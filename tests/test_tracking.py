@@ -187,10 +187,32 @@ def backend(request: pytest.FixtureRequest) -> Tracker:
 
 
 def test_every_backend_takes_a_whole_run(backend: Tracker, tracked_config, tmp_path: Path) -> None:
+    """The same run through each backend alone, read back with that backend's own reader: ended finished, every
+    epoch's validation loss once and in order, the test accuracy the run computed."""
     cfg = tracked_config("tracking.trackers=[]")
     out = run_experiment(cfg, trackers=[backend])
     assert out.tracking_failures == {}
     assert out.where and out.where[0]
+    epochs = [e["val_loss"] for e in out.result.history]
+    accuracy = out.test.metrics["accuracy"]
+    if backend.name == "folder":
+        record = read_run_record(out.run_dir)
+        history = [json.loads(line) for line in (out.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        summary = json.loads((out.run_dir / "summary.json").read_text())
+        assert record["status"] == "finished" and record["run_id"] == out.run_id
+        assert [h["val_loss"] for h in history if "val_loss" in h] == epochs
+        assert summary["test_accuracy"] == accuracy
+    elif backend.name == "mlflow":
+        client = local_client()
+        run = mlflow_run(client, out.run_id)
+        assert run.info.status == "FINISHED"
+        assert [m.value for m in client.get_metric_history(run.info.run_id, "val_loss")] == epochs
+        assert run.data.metrics["test_accuracy"] == accuracy
+    else:
+        run = read_offline_run(offline_run_file(Path.cwd(), out.run_id))
+        assert run.exit_code == 0 and run.summary["trainlab_status"] == "finished"
+        assert [h["val_loss"] for h in run.history if "val_loss" in h] == pytest.approx(epochs)
+        assert run.summary["test_accuracy"] == pytest.approx(accuracy)
 
 
 # -- MLflow, read back through MlflowClient ----------------------------------------------------

@@ -3,8 +3,10 @@
 Set ``TRAINLAB_FAILPOINT`` to one of ``FAILPOINTS`` (``NAME@N``: the N-th time the process
 reaches it, e.g. in the third trial of a sweep); when the process reaches that point it sends
 itself SIGKILL (no handler runs, nothing is flushed: the real thing); with
-``TRAINLAB_FAILPOINT_SCOPE=group``, its whole process group (a sweep's leader and workers). Unset, a
-check costs one dictionary lookup.
+``TRAINLAB_FAILPOINT_SCOPE=group``, its whole process group (a sweep's leader and workers). With
+``TRAINLAB_FAILPOINT_ACTION=stop`` it sends itself SIGSTOP instead: paused at that exact moment, for a test
+to signal it there (Ctrl-C in the first epoch, never a moment later). Unset, a check costs one dictionary
+lookup.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ def reached(name: str) -> None:
         return
     _times[name] = _times.get(name, 0) + 1
     if _times[name] >= int(wanted.partition("@")[2] or 1):
+        if os.environ.get("TRAINLAB_FAILPOINT_ACTION") == "stop":
+            if _times[name] == int(wanted.partition("@")[2] or 1):  # once: a continued process goes on
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return
         if os.environ.get("TRAINLAB_FAILPOINT_SCOPE") == "group":  # the whole process group, as `kill -9 -- -PGID`
             os.killpg(os.getpgid(0), signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
