@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,17 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+@pytest.mark.parametrize("value, message", [
+    ("[" * 100_000, "override 'train.epochs' nests over 64 levels deep"),  # a 3,000-line RecursionError
+    ("- " * 60_000 + "1", "override 'train.epochs' has a value of 120,001 characters; at most 100,000"),
+])
+def test_deep_or_huge_override_values_are_one_line(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [f"train.epochs={value}"])
+
+
 @pytest.mark.parametrize("text, message", [
-    ("train: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests brackets over 64 deep"),  # libyaml's stack: a segfault
+    ("train: " + "[" * 100_000 + "]" * 100_000 + "\n", "nests over 64 levels deep"),  # libyaml's stack: a segfault
     ("train:\n  seed: [" + ",".join(map(str, range(300_000))) + "]\n", "is 2.0 MB; a config file is at most 1 MB"),
     ("train: \xff\n", "is not text"),
 ], ids=["nested 100,000 deep", "2 MB", "binary"])

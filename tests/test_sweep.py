@@ -407,11 +407,16 @@ def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: 
 @pytest.mark.parametrize("content, said", [
     (b"PK\x03\x04\x80\x81\xfe\xff" * 64, "is not text (byte 4 is not UTF-8)"),
     # libyaml's parser overflowed its stack on this: exit 139, not a word
-    (b"method: grid\nparameters: " + b"[" * 100_000 + b"]" * 100_000, "nests brackets over 64 deep"),
+    (b"method: grid\nparameters: " + b"[" * 100_000 + b"]" * 100_000, "nests over 64 levels deep"),
     # 10^6 values took 7 s to parse before being refused
     (b"method: grid\nparameters: {train.seed: {values: [" + b",".join(b"%d" % i for i in range(10**6)) + b"]}}",
      "is 6.9 MB; a sweep file is at most 1 MB"),
-], ids=["binary", "nested 100,000 deep", "a million values"])
+    (b"method: grid\nparameters:\n  x:\n    " + b"- " * 100_000 + b"1\n", "nests over 64 levels deep"),  # a segfault too
+    # a "billion laughs": ten lists of ten aliases of the one before, 10^9 values once expanded (it hung)
+    (b"method: grid\ndescription:\n  a0: &a0 [1,1,1,1,1,1,1,1,1,1]\n" + b"".join(
+        b"  a%d: &a%d [%s]\n" % (i, i, b",".join([b"*a%d" % (i - 1)] * 10)) for i in range(1, 9)),
+     "expands to over 200,000 values"),
+], ids=["binary", "nested 100,000 deep", "a million values", "100,000 dashes on a line", "billion laughs"])
 def test_a_binary_deep_or_huge_sweep_file_is_one_line(content: bytes, said: str) -> None:
     Path("model.pt").write_bytes(content)
     result = trainlab("sweep", "model.pt", "--tracker", "none")
@@ -425,6 +430,12 @@ def test_resume_of_an_id_that_names_no_sweep_creates_nothing_and_a_path_is_refus
     assert "no sweep 'sweep-nosuch-1a2b3c4d'" in missing.stderr and not Path("runs").exists()
     escaping = trainlab("sweep", "--resume", "../../x")
     assert escaping.returncode == 2 and "sweep id '../../x' is not one trainlab makes" in escaping.stderr
+    empty = trainlab("sweep", "--resume", "")
+    assert empty.returncode == 2 and "sweep id '' is not one trainlab makes" in empty.stderr
+    os.mkfifo("sweep.yaml")  # reading it would block for ever
+    fifo = trainlab("sweep", "sweep.yaml")
+    assert fifo.returncode == 2 and "sweep file 'sweep.yaml' is not a regular file" in fifo.stderr
+    assert not Path("runs").exists()
 
 
 @pytest.mark.slow

@@ -180,7 +180,7 @@ def disk_full(exc: OSError, run_id: str, job: str = "train") -> StorageError:
     what = f"{(exc.strerror or 'no space left on device').lower()}{where}"
     if job == "trial":  # the sweep queues the trial again
         return StorageError(f"{what}; free some space, then run the same sweep command again: this trial is "
-                            "trained again, the finished ones are kept")
+                            "trained again, the trials already recorded are kept")
     return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with "
                         f"`trainlab train --resume {run_id}`")
 

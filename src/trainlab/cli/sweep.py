@@ -90,9 +90,9 @@ def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config:
     from trainlab.experiments.study import JOURNAL, fresh_sweep, make_sweep, stored_sweep
     from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
 
-    if resume and new:
+    if resume is not None and new:
         raise ConfigError("--resume continues a sweep and --new starts one afresh; pass one of them")
-    if resume:
+    if resume is not None:
         if target or overrides or config or tracker:
             raise ConfigError("--resume continues a sweep with the file and config it was started with; drop the "
                               "sweep file, --config, --tracker and overrides")

@@ -250,7 +250,7 @@ class Worker:
                 requeue_killed(study, trial._trial_id, trial.number, trial.params)
             raise StorageError(f"no space left on device while recording trial {trial.number} ({', '.join(cut)}); "
                                "free some space, then run the same sweep command again: this trial is trained "
-                               "again, the finished ones are kept")
+                               "again, the trials already recorded are kept")
         scores = [o.result.best_value for o in outcomes]
         test = {k: statistics.fmean(o.test.metrics[k] for o in outcomes)
                 for k in ("accuracy", "macro_f1", "auroc", "log_loss")}

@@ -180,7 +180,8 @@ def sweep_id(spec: SweepSpec, base: dict[str, Any]) -> str:
 def check_sweep_id(text: str) -> str:
     """A sweep id as ``sweep_id`` makes them (it names a folder: no separator, no ``..``), else one line."""
     if not re.fullmatch(r"[\w-]{1,80}", text):
-        raise ConfigError(f"sweep id {text!r} is not one trainlab makes (letters, digits, - and _, as "
+        shown = text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+        raise ConfigError(f"sweep id {shown!r} is not one trainlab makes (letters, digits, - and _, as "
                           "`sweep-NAME-1a2b3c4d`); copy it from the sweep's first line or `trainlab runs`")
     return text
 
