@@ -23,6 +23,7 @@ from trainlab.errors import CheckpointError, ConfigError, TrackingError, Trainla
 from trainlab.redaction import redact
 from trainlab.tracking.mlflow_backend import (RUN_ID_TAG, client_for, find_run, local_store_path, probe_server,
                                               resolve_tracking_uri, store_error)
+from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
 from trainlab.tracking.process import process_alive
 
 KEY_METRICS = ("test_accuracy", "test_macro_f1", "test_auroc")
@@ -348,8 +349,6 @@ class Record:
 
     def runs(self, ref: str) -> list[RunRow]:
         """The runs ``ref`` stands for: one run, the seed repeats of a sweep trial, or a sweep's finished trials."""
-        from trainlab.experiments.study import SWEEP_TAG, TRIAL_TAG
-
         sweep, hash_, trial = ref.partition("#")
         if hash_:
             if not trial.isdigit():

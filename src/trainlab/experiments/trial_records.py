@@ -18,11 +18,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trainlab.tracking.base import PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG  # noqa: F401 (named here too)
 from trainlab.tracking.folder_backend import read_history, read_run_record
 from trainlab.tracking.process import process_alive
 
 KILLED = "killed"
-SWEEP_TAG, TRIAL_TAG, SEED_TAG, PARAMS_TAG = "sweep", "sweep_trial", "sweep_seed", "sweep_params"
 TEST_METRICS = ("accuracy", "macro_f1", "auroc", "log_loss")
 
 

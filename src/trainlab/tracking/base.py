@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
 
 Status = Literal["finished", "failed", "killed"]
+# the tags a sweep's trial runs carry: which sweep, which trial, which seed, the swept values (JSON)
+SWEEP_TAG, TRIAL_TAG, SEED_TAG, PARAMS_TAG = "sweep", "sweep_trial", "sweep_seed", "sweep_params"
 
 
 @dataclass(frozen=True)
