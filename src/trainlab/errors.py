@@ -30,6 +30,10 @@ class ConfigError(TrainlabError):
     """A config field, override or command argument is invalid."""
 
 
+class SettingsSyntaxError(ConfigError):
+    """A settings file or text is not valid YAML or JSON."""
+
+
 class DataError(TrainlabError):
     """A dataset cannot be found, read or trusted."""
 

@@ -174,13 +174,16 @@ def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
         lock.release()
 
 
+TRIAL_DISK_ADVICE = ("free some space, then run the same sweep command again: this trial is trained again, the "
+                     "trials already recorded are kept")
+
+
 def disk_full(exc: OSError, run_id: str, job: str = "train") -> StorageError:
     """A full disk mid-run: one line, the last good checkpoint kept, and how to continue."""
     where = f" while writing {exc.filename}" if exc.filename else ""
     what = f"{(exc.strerror or 'no space left on device').lower()}{where}"
     if job == "trial":  # the sweep queues the trial again
-        return StorageError(f"{what}; free some space, then run the same sweep command again: this trial is "
-                            "trained again, the trials already recorded are kept")
+        return StorageError(f"{what}; {TRIAL_DISK_ADVICE}")
     return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with "
                         f"`trainlab train --resume {run_id}`")
 

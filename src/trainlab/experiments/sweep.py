@@ -30,7 +30,8 @@ from trainlab.experiments.study import (PARAMS_TAG, RESULT_ATTR, SEED_TAG, SWEEP
 from trainlab.experiments.sweep_spec import apply_params
 from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
 from trainlab.tracking.process import this_process
-from trainlab.tracking.run import KILL_WAIT_S, says_disk_full
+from trainlab.tracking.base import says_disk_full
+from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
 
 if TYPE_CHECKING:
@@ -246,11 +247,12 @@ class Worker:
         cut = [f"{name} ({o.run_id})" for o in outcomes for name, why in o.tracking_failures.items()
                if says_disk_full(why)]
         if cut:  # its record is not whole: a fault, so it is trained again, not told complete
+            from trainlab.experiment import TRIAL_DISK_ADVICE  # torch's module, imported already by the trial
+
             with contextlib.suppress(Exception):  # the journal's disk may be the full one: then it is reclaimed
                 requeue_killed(study, trial._trial_id, trial.number, trial.params)
             raise StorageError(f"no space left on device while recording trial {trial.number} ({', '.join(cut)}); "
-                               "free some space, then run the same sweep command again: this trial is trained "
-                               "again, the trials already recorded are kept")
+                               f"{TRIAL_DISK_ADVICE}")
         scores = [o.result.best_value for o in outcomes]
         test = {k: statistics.fmean(o.test.metrics[k] for o in outcomes)
                 for k in ("accuracy", "macro_f1", "auroc", "log_loss")}

@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from trainlab.config import MONITOR_METRICS, read_settings_file, set_dotted, validate_config
+from trainlab.config import MONITOR_METRICS, set_dotted, validate_config
 from trainlab.errors import ConfigError
 from trainlab.redaction import redact, redact_mapping
+from trainlab.settings_file import read_settings_file
 
 Method = Literal["grid", "random", "bayes"]
 IGNORED_FIELDS = ("program", "command", "project", "entity", "description")  # W&B's, not a sweep's content

@@ -15,6 +15,12 @@ Status = Literal["finished", "failed", "killed"]
 SWEEP_TAG, TRIAL_TAG, SEED_TAG, PARAMS_TAG = "sweep", "sweep_trial", "sweep_seed", "sweep_params"
 
 
+def says_disk_full(reason: str) -> bool:
+    """Whether a backend's error text says its disk is full (OSError's words, or SQLite's)."""
+    lowered = reason.lower()
+    return "no space left" in lowered or "disk is full" in lowered
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """Who the run is: its id, local folder, experiment, resolved config, and tags known at start."""

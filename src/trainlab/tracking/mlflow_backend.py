@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from trainlab.errors import TrackingError
 from trainlab.redaction import redact
-from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
+from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker, says_disk_full
 
 if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
@@ -125,7 +125,7 @@ def explain(exc: BaseException) -> str:
         return "unknown host"
     if "file is not a database" in lowered or "malformed" in lowered:
         return "the file is damaged (not an SQLite database)"
-    if "database or disk is full" in lowered or "no space left" in lowered:
+    if says_disk_full(lowered):
         return "no space left on device"
     if "readonly database" in lowered or "read-only" in lowered:
         return "the store is read-only"

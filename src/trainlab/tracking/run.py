@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from trainlab import failpoints
 from trainlab.redaction import redact, redact_mapping
-from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
+from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker, says_disk_full
 
 if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
@@ -231,8 +231,3 @@ def failure_reason(exc: BaseException) -> str:
 def _disk_full(exc: BaseException) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC or says_disk_full(str(exc))
 
-
-def says_disk_full(reason: str) -> bool:
-    """Whether a backend's failure (as ``failure_reason`` words it) was a full disk."""
-    lowered = reason.lower()
-    return "no space left" in lowered or "disk is full" in lowered
