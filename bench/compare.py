@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import cpu_line
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ float tensors, so the reference pays no input-pipeline cost at all.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

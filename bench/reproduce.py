@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import start
 
 REPO = Path(__file__).resolve().parents[1]

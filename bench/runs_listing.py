@@ -32,7 +32,7 @@ def make_store(folder: Path, runs: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from mlflow.entities import Metric, Param, RunTag
 
-    from trainlab.config import load_config, flatten_config
+    from trainlab.config import flatten_config, load_config
     from trainlab.tracking.mlflow_backend import RUN_ID_TAG, client_for, experiment_id, resolve_tracking_uri
 
     os.chdir(folder)

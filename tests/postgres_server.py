@@ -8,8 +8,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 MISSING = "PostgreSQL 15 server not installed (apt-get install postgresql-15)"

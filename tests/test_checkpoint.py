@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainlab.checkpoint import load_checkpoint, model_from_checkpoint, model_payload, resolve_checkpoint, save_checkpoint
+from trainlab.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    model_payload,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from trainlab.config import ModelConfig
 from trainlab.errors import CheckpointError
 from trainlab.models import create_model

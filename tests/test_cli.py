@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import idx_bytes, make_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import idx_bytes, make_images
 from trainlab.cli import app
 from trainlab.tracking import read_run_record
 

@@ -10,13 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+from wandb_reader import offline_run_file, read_offline_run
 
 from trainlab.cli import app
 from trainlab.experiment import run_experiment
+from trainlab.experiments.significance import (
+    WeightedScores,
+    group_difference,
+    holm,
+    mcnemar,
+    paired_differences,
+    seed_spread_from_disagreement,
+    seeds_needed,
+)
 from trainlab.tracking.mlflow_backend import resolve_tracking_uri
-from wandb_reader import offline_run_file, read_offline_run
-from trainlab.experiments.significance import (WeightedScores, group_difference, holm, mcnemar, paired_differences,
-                                               seed_spread_from_disagreement, seeds_needed)
 
 runner = CliRunner()
 

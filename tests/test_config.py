@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from trainlab.config import Config, flatten_config, load_config
@@ -15,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_defaults_are_valid_and_frozen() -> None:
     cfg = load_config()
     assert cfg.data.name == "digits" and cfg.model.arch == "small"
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.seed = 3  # type: ignore[misc]
 
 

@@ -19,9 +19,10 @@ import shutil
 import subprocess
 import sys
 import time
-from urllib.parse import urlsplit
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import IdxSet, Server, idx_bytes, make_images
 from PIL import Image
 
-from conftest import IdxSet, Server, idx_bytes, make_images
 from trainlab.config import DataConfig, load_config
-from trainlab.data import create_dataset, dataset_names, read_idx_file, split_dataset
 from trainlab.data import cifar10 as cifar_module
+from trainlab.data import create_dataset, dataset_names, read_idx_file, split_dataset
 from trainlab.data import idx as idx_module
 from trainlab.data.fetch import RemoteFile, download_file, fetch_source, sha256_bytes
 from trainlab.data.idx import FASHION_CLASSES, parse_idx

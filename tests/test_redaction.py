@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Server
 from typer.testing import CliRunner
 
-from conftest import Server
 from trainlab.cli import app
 from trainlab.data import idx as idx_module
 from trainlab.redaction import MASK, holds_secret, redact, redact_mapping

@@ -16,14 +16,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from wandb_reader import read_offline_run
 
 from trainlab.tracking import read_history, read_run_record
-from wandb_reader import read_offline_run
 
 pytestmark = pytest.mark.slow
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
@@ -217,9 +218,8 @@ def test_an_unwritable_folder_is_refused_before_anything_is_created(tiny_npz: Pa
 
 def test_a_disk_that_fills_during_training_fails_the_run_in_one_line_and_resume_finishes_it(
         small_disk: Path, tmp_path: Path) -> None:
-    from conftest import make_images
-
     import numpy as np
+    from conftest import make_images
 
     x, y = make_images(60, classes=4, size=28)
     np.savez(tmp_path / "data.npz", x=x, y=y)

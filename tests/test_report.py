@@ -229,10 +229,10 @@ def test_pages_open_in_headless_chromium(fast_config, digits_sweep, tmp_path: Pa
                     page = browser.new_page(viewport={"width": width, "height": 900})
                     errors: list[str] = []
                     requests: list[str] = []
-                    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-                    page.on("pageerror", lambda e: errors.append(str(e)))
-                    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url[:80]}"))
-                    page.on("request", lambda r: requests.append(r.url))
+                    page.on("console", lambda m, errors=errors: errors.append(m.text) if m.type == "error" else None)
+                    page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                    page.on("requestfailed", lambda r, errors=errors: errors.append(f"failed: {r.url[:80]}"))
+                    page.on("request", lambda r, requests=requests: requests.append(r.url))
                     page.goto(path.resolve().as_uri())
                     page.wait_for_load_state("load")
                     assert errors == [], (kind, errors)

@@ -7,19 +7,28 @@ import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import pytest
-from mlflow import MlflowClient
-
-from trainlab.errors import ConfigError
-from trainlab.experiment import resume_experiment, resume_target, run_experiment
-from trainlab.tracking import (FolderTracker, MetricPoint, MlflowTracker, Run, RunInfo, Tracker, WandbTracker,
-                               read_history, read_run_record)
-from trainlab.tracking.mlflow_backend import RUN_ID_TAG
 from conftest import interrupt_at
+from mlflow import MlflowClient
 from wandb_reader import offline_run_file, read_offline_run
+
+from trainlab.errors import TrainingError
+from trainlab.experiment import resume_experiment, resume_target, run_experiment
+from trainlab.tracking import (
+    FolderTracker,
+    MetricPoint,
+    MlflowTracker,
+    Run,
+    RunInfo,
+    Tracker,
+    WandbTracker,
+    read_run_record,
+)
+from trainlab.tracking.mlflow_backend import RUN_ID_TAG
 
 EPOCH_KEYS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc", "lr",
               "epoch_seconds", "images_per_second"}
@@ -251,7 +260,7 @@ def test_mlflow_run_read_back(tracked_config) -> None:
 def test_mlflow_status_killed_and_failed(tracked_config) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_experiment(tracked_config("tracking.trackers=[mlflow]"), callbacks=interrupt_at(2), run_id="ctrl-c")
-    with pytest.raises(Exception):
+    with pytest.raises(TrainingError, match="diverged"):
         run_experiment(tracked_config("tracking.trackers=[mlflow]", "train.optimizer.name=sgd",
                                       "train.optimizer.lr=1e12", "model.layers=[{type: flatten}, {type: linear, out: 8}]"),
                        run_id="boom")

@@ -5,12 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import interrupt_at
 
 from trainlab.checkpoint import load_checkpoint
 from trainlab.errors import ConfigError, TrainingError
 from trainlab.experiment import resume_experiment, resume_target, run_experiment
 from trainlab.tracking import read_history, read_run_record
-from conftest import interrupt_at
 
 
 def test_trains_well_above_chance_in_seconds(fast_config, tiny_npz: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -114,7 +114,7 @@ class PlainLayer(_Section):
 
 
 LayerSpec = Annotated[
-    Union[ConvLayer, LinearLayer, PoolLayer, DropoutLayer, PlainLayer], Field(discriminator="type")
+    ConvLayer | LinearLayer | PoolLayer | DropoutLayer | PlainLayer, Field(discriminator="type")
 ]
 
 
@@ -204,7 +204,7 @@ class TrainConfig(_Section):
     early_stop: EarlyStopConfig = EarlyStopConfig()
 
     @model_validator(mode="after")
-    def _warmup_fits(self) -> "TrainConfig":
+    def _warmup_fits(self) -> TrainConfig:
         if self.schedule.warmup_epochs >= self.epochs:
             raise ValueError(
                 f"train.schedule.warmup_epochs is {self.schedule.warmup_epochs} but train.epochs is "

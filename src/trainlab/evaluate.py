@@ -6,9 +6,10 @@ Everything is computed by scikit-learn from the model's probabilities.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,8 +91,13 @@ def thin(curve: dict[str, np.ndarray], max_points: int = CURVE_POINTS) -> dict[s
 
 
 def classification_report(y: np.ndarray, probs: np.ndarray, class_names: Sequence[str]) -> Evaluation:
-    from sklearn.metrics import (confusion_matrix, log_loss, precision_recall_curve,
-                                 precision_recall_fscore_support, roc_curve)
+    from sklearn.metrics import (
+        confusion_matrix,
+        log_loss,
+        precision_recall_curve,
+        precision_recall_fscore_support,
+        roc_curve,
+    )
 
     labels = list(range(len(class_names)))
     pred = probs.argmax(axis=1)

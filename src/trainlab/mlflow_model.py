@@ -101,7 +101,7 @@ def log_pyfunc(client: Any, run_id: str, checkpoint: Path, class_names: list[str
 VERSION_TAGS = ("test_accuracy", "test_macro_f1", "test_auroc", "test_log_loss")
 
 
-def register(record: "Record", ref: str, name: str, alias: str | None = None) -> tuple["RunRow", str]:
+def register(record: Record, ref: str, name: str, alias: str | None = None) -> tuple[RunRow, str]:
     """A new version of registered model ``name`` from the run's logged model; returns the run and the version."""
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_model_alias_name, _validate_model_alias_name_reserved
@@ -133,7 +133,7 @@ def register(record: "Record", ref: str, name: str, alias: str | None = None) ->
     return row, str(version.version)
 
 
-def registered_models(record: "Record") -> list[dict[str, Any]]:
+def registered_models(record: Record) -> list[dict[str, Any]]:
     """Every registered model with its versions, aliases and their key metrics."""
     client = record.client
     found = []
@@ -148,7 +148,7 @@ def registered_models(record: "Record") -> list[dict[str, Any]]:
     return found
 
 
-def served_model(record: "Record", ref: str) -> tuple[str, "RunRow", str | None]:
+def served_model(record: Record, ref: str) -> tuple[str, RunRow, str | None]:
     """What `mlflow models serve` takes for a run reference (``models:/...`` as given, else the run's logged
     model), the run it came from, and the request body of the model's input example (None if it has none)."""
     import json

@@ -8,7 +8,8 @@ buffers, which makes a checkpoint usable without any other file.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -28,7 +28,7 @@ def enter_project(start: Path | None = None) -> Path:
     return root
 
 
-def latest_training_run(record: "object") -> str:
+def latest_training_run(record: object) -> str:
     """The newest finished training run in the store (the notebook's default)."""
     from trainlab.errors import ConfigError
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -15,7 +15,6 @@ from trainlab.errors import ConfigError, DataError
 from trainlab.evaluate import timed_logits
 from trainlab.metrics import probabilities
 from trainlab.runs import locate_checkpoint
-
 
 MAX_NAMED = 3  # images named in a note; the rest are counted
 

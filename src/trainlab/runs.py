@@ -14,16 +14,24 @@ import math
 import sqlite3
 import statistics
 import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from trainlab.errors import CheckpointError, ConfigError, TrackingError, TrainlabError
 from trainlab.redaction import redact
-from trainlab.tracking.mlflow_backend import (RUN_ID_TAG, client_for, find_run, local_store_path, probe_server,
-                                              resolve_tracking_uri, store_error)
 from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
+from trainlab.tracking.mlflow_backend import (
+    RUN_ID_TAG,
+    client_for,
+    find_run,
+    local_store_path,
+    probe_server,
+    resolve_tracking_uri,
+    store_error,
+)
 from trainlab.tracking.process import process_alive
 
 KEY_METRICS = ("test_accuracy", "test_macro_f1", "test_auroc")

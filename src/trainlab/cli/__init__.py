@@ -22,7 +22,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from trainlab.cli import training, evaluation, runs, compare, report, reproduce, models, sweep, ui  # noqa: F401,I001  (registers the commands, in --help order)
+from trainlab.cli import compare, evaluation, models, report, reproduce, runs, sweep, training, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import errno
 import math
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -97,8 +98,8 @@ def _say(line: str) -> None:
         pass
 
 
-def load_config(config: Optional[Path], overrides: Optional[list[str]],
-                trackers: Optional[list[str]] = None) -> "Config":
+def load_config(config: Path | None, overrides: list[str] | None,
+                trackers: list[str] | None = None) -> Config:
     from trainlab.config import load_config as load
 
     chosen = tracker_names(trackers)
@@ -106,7 +107,7 @@ def load_config(config: Optional[Path], overrides: Optional[list[str]],
     return load(config, [*(overrides or []), *extra])
 
 
-def tracker_names(trackers: Optional[list[str]]) -> Optional[list[str]]:
+def tracker_names(trackers: list[str] | None) -> list[str] | None:
     """--tracker values as tracking.trackers; `none` alone means no tracker; None when not given."""
     return [t for t in trackers if t != "none"] if trackers else None
 
@@ -127,7 +128,7 @@ def print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: 
         raise typer.Exit(3)
 
 
-def print_evaluation(ev: "Evaluation", title: str) -> None:
+def print_evaluation(ev: Evaluation, title: str) -> None:
     table = Table(title=title, title_justify="left")
     for col in ("class", "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == "class" else "right")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -21,15 +21,15 @@ if TYPE_CHECKING:
 
 @app.command()
 def compare(
-    refs: Optional[list[str]] = typer.Argument(
+    refs: list[str] | None = typer.Argument(
         None, metavar="[RUN]...", help="Two runs (run id, MLflow run id, run folder, models:/NAME@ALIAS, a sweep "
         "trial SWEEP#N) to compare A against B; one sweep, or three or more runs, to rank against the best."),
-    a: Optional[str] = typer.Option(None, "--a", help="Side A as a seed group: runs matching this MLflow filter, "
+    a: str | None = typer.Option(None, "--a", help="Side A as a seed group: runs matching this MLflow filter, "
                                     "e.g. \"params.model = 'small'\"."),
-    b: Optional[str] = typer.Option(None, "--b", help="Side B as a seed group (MLflow filter)."),
+    b: str | None = typer.Option(None, "--b", help="Side B as a seed group (MLflow filter)."),
     pool: bool = typer.Option(False, "--pool", help="With --a/--b: take the runs a filter matches as one group even "
                               "when their configs differ in more than the seed (otherwise refused)."),
-    filter_string: Optional[str] = typer.Option(None, "--filter", "-f", help="Rank every finished training run "
+    filter_string: str | None = typer.Option(None, "--filter", "-f", help="Rank every finished training run "
                                                 "matching this MLflow filter."),
     metric: str = typer.Option("test_accuracy", "--metric", "-m", help="The metric the verdict is about: "
                                "test_accuracy, test_macro_f1, test_auroc, test_log_loss (seed groups: any recorded)."),
@@ -40,8 +40,8 @@ def compare(
                                 "(MLflow and W&B), linking the runs compared."),
     report: bool = typer.Option(False, "--report", help="Also write the page of A against B (as `trainlab "
                                 "report A B`)."),
-    tracker: Optional[list[str]] = TrackerOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracker: list[str] | None = TrackerOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
     """Is B really better than A? Paired tests on the shared test split, seed groups, Holm for many."""
@@ -101,7 +101,7 @@ def fetching(quiet: bool):  # noqa: ANN201
     return progress
 
 
-def side_line(tag: str, side: "Side") -> str:
+def side_line(tag: str, side: Side) -> str:
     runs = side.runs
     what = (f"run {runs[0].run_id}" if len(runs) == 1
             else f"{len(runs)} runs (seeds {', '.join(side.seeds)})")
@@ -121,7 +121,7 @@ def split_line(split: dict) -> str:
     return "test split: " + " · ".join(f"{k} {v}" for k, v in split.items())
 
 
-def show_pair(c: "Comparison") -> None:
+def show_pair(c: Comparison) -> None:
     from trainlab.experiments.compare import amount, interval, label, p_text
     from trainlab.experiments.significance import GroupDifference
 
@@ -169,7 +169,7 @@ def diff_table(title: str, diff: dict[str, list[str]], same: str) -> None:
     console.print(table)
 
 
-def show_ranking(r: "Ranking") -> None:
+def show_ranking(r: Ranking) -> None:
     from trainlab.experiments.compare import amount, interval, label, p_text
 
     console.print(split_line(r.split), highlight=False, markup=False, soft_wrap=True)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
 from trainlab.cli.app import app, console
-from trainlab.cli.common import (DataDirOption, Int8Option, RunsDirOption, TrackerOption, TrackingUriOption,
-                                 print_evaluation, print_where, tracker_names, user_errors, warn)
+from trainlab.cli.common import (
+    DataDirOption,
+    Int8Option,
+    RunsDirOption,
+    TrackerOption,
+    TrackingUriOption,
+    print_evaluation,
+    print_where,
+    tracker_names,
+    user_errors,
+    warn,
+)
 from trainlab.cli.progress import DownloadBar
 
 ModelArg = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run folder, a trainlab run id or an MLflow run id.")
@@ -20,13 +29,13 @@ ModelArg = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run fo
 @app.command()
 def test(
     run_or_model: str = typer.Argument(..., metavar="RUN_OR_MODEL", help="A checkpoint .pt, a run folder or a run id."),
-    data_dir: Optional[Path] = DataDirOption,
+    data_dir: Path | None = DataDirOption,
     runs_dir: Path = RunsDirOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
     record: bool = typer.Option(False, "--record", help="Record this evaluation as a run of its own (job "
                                 "'evaluate', tagged with the run that trained the model) in the trackers."),
-    tracker: Optional[list[str]] = TrackerOption,
+    tracker: list[str] | None = TrackerOption,
     int8: bool = Int8Option,
 ) -> None:
     """Evaluate a saved model (or a run's best model) on its dataset's test split."""
@@ -54,15 +63,16 @@ def test(
 @app.command()
 def predict(
     model: str = ModelArg,
-    images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...), IDX image files, or folders of them (searched recursively, in name order)."),
+    images: list[Path] = typer.Argument(..., help="Image files (png, jpg, ...), IDX image files, or folders of them "
+                                      "(searched recursively, in name order)."),
     runs_dir: Path = RunsDirOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many most likely labels to show (also in --json)."),
     invert: bool = typer.Option(False, "--invert", help="Invert the images (255 - pixel) first: for dark digits on "
                                 "a light background when the model learned light on dark, or the reverse."),
     int8: bool = Int8Option,
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where the model's training images are looked "
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the model's training images are looked "
                                             "up (for --int8 calibration)."),
 ) -> None:
     """Label images with a saved model: label and class probabilities."""

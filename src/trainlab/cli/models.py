@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -16,8 +15,8 @@ from trainlab.cli.common import TrackingUriOption, user_errors
 def register(
     run: str = typer.Argument(..., metavar="RUN", help="Run id, MLflow run id or run folder."),
     name: str = typer.Argument(..., metavar="NAME", help="Registered model name (created if new)."),
-    alias: Optional[str] = typer.Option(None, "--alias", "-a", help="Move this alias (e.g. champion) to the new version."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    alias: str | None = typer.Option(None, "--alias", "-a", help="Move this alias (e.g. champion) to the new version."),
+    tracking_uri: str | None = TrackingUriOption,
 ) -> None:
     """Register a run's logged model as a new version of NAME, tagged with its test metrics and data fingerprint."""
     with user_errors():
@@ -33,7 +32,7 @@ def register(
 
 @app.command()
 def models(
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Registered models: versions, aliases, the run each came from and its key test metrics."""
@@ -64,7 +63,7 @@ def serve(
                                 "MLflow run id or run folder."),
     port: int = typer.Option(5001, "--port", "-p", min=1, max=65535, help="Port on the host."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
 ) -> None:
     """MLflow's scoring server (`mlflow models serve`) on a model, reading it from the run store; prints the URL
     and a request to try."""

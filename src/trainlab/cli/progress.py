@@ -38,7 +38,7 @@ class DownloadBar:
             self.progress.stop()
 
 
-def start_line(start: "RunStart") -> str:
+def start_line(start: RunStart) -> str:
     """One line saying what is about to be trained on what, and where."""
     sizes = start.sizes
     shape = "x".join(map(str, start.input_shape))
@@ -51,7 +51,7 @@ def start_line(start: "RunStart") -> str:
             f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}")
 
 
-def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> "RunCallbacks":
+def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> RunCallbacks:
     """Progress for `train` / `all`: a bar on a terminal, else a line per epoch and one every ``log_interval`` s."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -80,7 +80,7 @@ def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> "Ru
             self.epoch_loss = 0.0
             self.epoch_images = 0
 
-        def on_run_start(self, start: "RunStart") -> None:
+        def on_run_start(self, start: RunStart) -> None:
             if not quiet:
                 console.print(start_line(start), soft_wrap=True, highlight=False, markup=False)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,10 +14,10 @@ from trainlab.cli.common import TrackingUriOption, user_errors
 def report(
     refs: list[str] = typer.Argument(..., metavar="RUN [B]", help="A run (run id, MLflow run id, run folder, "
                                      "models:/NAME@ALIAS), a sweep, or two runs to put side by side."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the page (default: the run's "
+    out: Path | None = typer.Option(None, "--out", "-o", help="Where to write the page (default: the run's "
                                        "folder/report.html, else reports/<id>.html; A B: reports/<A>-vs-<B>.html)."),
     log: bool = typer.Option(True, "--log/--no-log", help="Also log the page as an artifact of the run in MLflow."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
 ) -> None:
     """Write a report page (one .html file, offline: images and styles inline) from the record."""
     with user_errors():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,20 +14,20 @@ from trainlab.cli.common import TrackerOption, TrackingUriOption, print_where, t
 
 @app.command()
 def reproduce(
-    run: Optional[str] = typer.Argument(None, metavar="RUN", help="Run id, MLflow run id, run folder or "
+    run: str | None = typer.Argument(None, metavar="RUN", help="Run id, MLflow run id, run folder or "
                                         "models:/NAME@ALIAS (the record may be on the team's server)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only check: can this run be reproduced here?"),
     all_runs: bool = typer.Option(False, "--all", help="Check every finished training run matching --filter."),
     filter_string: str = typer.Option("", "--filter", "-f", help="With --all: MLflow search syntax."),
     rtol: float = typer.Option(1e-4, "--rtol", min=0, help="Relative tolerance for 'within tolerance'."),
     atol: float = typer.Option(1e-6, "--atol", min=0, help="Absolute tolerance for 'within tolerance'."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Train with this many threads instead of "
+    threads: int | None = typer.Option(None, "--threads", min=1, help="Train with this many threads instead of "
                                           "the recorded count (a bit-exact match is then not expected)."),
     record: bool = typer.Option(True, "--record/--no-record", help="Record the reproduction as a run (job "
                                 "`reproduce`) and tag the original with its verdict."),
     repo: Path = typer.Option(Path("."), "--repo", help="The git repository that holds the run's commit."),
-    tracker: Optional[list[str]] = TrackerOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracker: list[str] | None = TrackerOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Reproduce a recorded run: check, rebuild its code in a temporary worktree, retrain, compare, verdict.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -30,14 +30,14 @@ def runs(
     ctx: typer.Context,
     filter_string: str = typer.Option("", "--filter", "-f",
                                       help="MLflow search syntax, e.g. \"metrics.test_accuracy > 0.9 and params.model = 'small'\""),
-    sort: Optional[str] = typer.Option(None, "--sort", "-s", help="A metric (test_accuracy) or metrics./params./attributes. key."),
+    sort: str | None = typer.Option(None, "--sort", "-s", help="A metric (test_accuracy) or metrics./params./attributes. key."),
     ascending: bool = typer.Option(False, "--asc", help="Sort ascending (default: descending)."),
-    group: Optional[str] = typer.Option(None, "--group", "-g", help="Group by this param: count, mean, std and 95% "
+    group: str | None = typer.Option(None, "--group", "-g", help="Group by this param: count, mean, std and 95% "
                                         "confidence interval of --metric per group."),
     metric: str = typer.Option("test_accuracy", "--metric", "-m", help="Metric summarised by --group."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this experiment."),
     limit: int = typer.Option(100, "--limit", min=1, help="At most this many runs."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print runs as JSON."),
 ) -> None:
     """List runs with their key metrics; a run whose process died shows as killed."""
@@ -84,7 +84,7 @@ def runs(
         console.print(table)
 
 
-def epochs_cell(row: "RunRow") -> str:
+def epochs_cell(row: RunRow) -> str:
     """Epochs a training run ran: all of them once it ended, else those recorded of those planned ('2/5')."""
     if "epochs_run" in row.metrics:
         return f"{row.metrics['epochs_run']:.0f}"
@@ -95,7 +95,7 @@ def epochs_cell(row: "RunRow") -> str:
 @runs_app.command("show")
 def runs_show(
     run: str = typer.Argument(..., metavar="RUN", help="trainlab run id or MLflow run id."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """One run: config, final metrics, tags and artifacts."""

@@ -9,14 +9,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
 
 from trainlab.cli.app import app, console
-from trainlab.cli.common import ConfigOption, QuietOption, TrackerOption, TrackingUriOption, fmt, load_config, \
-    print_where, user_errors, warn
+from trainlab.cli.common import (
+    ConfigOption,
+    QuietOption,
+    TrackerOption,
+    TrackingUriOption,
+    fmt,
+    load_config,
+    print_where,
+    user_errors,
+    warn,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -30,25 +39,25 @@ STORAGE_ENV = "TRAINLAB_SWEEP_STORAGE"  # --storage, also how a sweep hands it t
 
 @app.command(context_settings={"allow_interspersed_args": True})
 def sweep(
-    target: Optional[str] = typer.Argument(None, help="A sweep file (W&B's sweep format, YAML or JSON), or `show`."),
-    args: Optional[list[str]] = typer.Argument(None, help="key=value overrides of the base config; after `show`: "
+    target: str | None = typer.Argument(None, help="A sweep file (W&B's sweep format, YAML or JSON), or `show`."),
+    args: list[str] | None = typer.Argument(None, help="key=value overrides of the base config; after `show`: "
                                                "the sweep id."),
-    config: Optional[Path] = ConfigOption,
+    config: Path | None = ConfigOption,
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Worker processes on this machine, each with "
                                 "cores / N torch threads."),
-    storage: Optional[str] = typer.Option(None, "--storage", envvar=STORAGE_ENV, show_envvar=False,
+    storage: str | None = typer.Option(None, "--storage", envvar=STORAGE_ENV, show_envvar=False,
                                           help="Where the study lives: a journal file (default: "
                                           "runs/<sweep>/study.journal) or postgresql://... shared by several machines."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue a sweep by its id (the same command "
+    resume: str | None = typer.Option(None, "--resume", help="Continue a sweep by its id (the same command "
                                          "again does it too)."),
     new: bool = typer.Option(False, "--new", help="Start the sweep file afresh as a new sweep (ID-2, ID-3, ...) "
                              "instead of continuing, or showing, the sweep it ran as before."),
-    tracker: Optional[list[str]] = TrackerOption,
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracker: list[str] | None = TrackerOption,
+    tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="`show`: print the ranking as JSON."),
     quiet: bool = QuietOption,
     join: bool = typer.Option(False, "--join", hidden=True, help="Run trials only (a worker another process spawned)."),
-    threads: Optional[int] = typer.Option(None, "--threads", hidden=True, min=1),
+    threads: int | None = typer.Option(None, "--threads", hidden=True, min=1),
     worker_index: int = typer.Option(0, "--worker-index", hidden=True, min=0),
 ) -> None:
     """Run a sweep: every trial a recorded run nested under the sweep's run; resumable, parallel, offline."""
@@ -82,9 +91,9 @@ def sweep(
         run(the_sweep, cfg, workers, threads, quiet, join, worker_index, same_command=not new)
 
 
-def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config: Optional[Path],
-                  tracker: Optional[list[str]], storage: Optional[str], resume: Optional[str],
-                  new: bool = False) -> tuple["Sweep", Any]:
+def resolve_sweep(target: str | None, overrides: list[str] | None, config: Path | None,
+                  tracker: list[str] | None, storage: str | None, resume: str | None,
+                  new: bool = False) -> tuple[Sweep, Any]:
     from trainlab.config import validate_config
     from trainlab.errors import ConfigError
     from trainlab.experiments.study import JOURNAL, fresh_sweep, make_sweep, stored_sweep
@@ -109,7 +118,7 @@ def resolve_sweep(target: Optional[str], overrides: Optional[list[str]], config:
     return (fresh_sweep(the_sweep, cfg, storage) if new else the_sweep), cfg
 
 
-def default_base() -> Optional[Path]:
+def default_base() -> Path | None:
     """The quickstart config when the project's configs are at hand, else the built-in defaults."""
     quickstart = Path("configs/quickstart.yaml")
     return quickstart if quickstart.is_file() else None
@@ -119,7 +128,7 @@ def left(configurations: int | None) -> str:
     return f"only {configurations} configuration{' is' if configurations == 1 else 's are'}"
 
 
-def announce(the_sweep: "Sweep", workers: int, asked: int, remaining: int | None) -> None:
+def announce(the_sweep: Sweep, workers: int, asked: int, remaining: int | None) -> None:
     from trainlab.redaction import redact
 
     spec = the_sweep.spec
@@ -139,14 +148,14 @@ def announce(the_sweep: "Sweep", workers: int, asked: int, remaining: int | None
                   soft_wrap=True, highlight=False, markup=False)
 
 
-def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quiet: bool, join: bool,
+def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bool, join: bool,
         worker_index: int = 0, same_command: bool = True) -> None:
     from trainlab.experiments.sweep import Worker, threads_per_worker
     from trainlab.experiments.sweep_run import run_sweep
 
     live = sweep_display(the_sweep, quiet or join)
 
-    def work(study: "optuna.Study", parent: Optional[str]) -> None:
+    def work(study: optuna.Study, parent: str | None) -> None:
         live.study = study
         share = threads or threads_per_worker(workers)
         helpers = start_workers(the_sweep, workers - 1, share)  # this process is the first worker
@@ -187,7 +196,7 @@ def run(the_sweep: "Sweep", cfg: Any, workers: int, threads: Optional[int], quie
     print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
 
 
-def start_workers(the_sweep: "Sweep", count: int, threads: Optional[int]) -> list[subprocess.Popen]:
+def start_workers(the_sweep: Sweep, count: int, threads: int | None) -> list[subprocess.Popen]:
     """More worker processes on the same study, each with its share of the cores."""
     command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--join", "--quiet",
                *(["--threads", str(threads)] if threads else [])]
@@ -225,7 +234,7 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 # -- what the user sees ------------------------------------------------------------------------
 
 
-def sweep_display(the_sweep: "Sweep", quiet: bool) -> Any:
+def sweep_display(the_sweep: Sweep, quiet: bool) -> Any:
     """The live table on a terminal (refreshed at each epoch and trial end); a line per ended trial in logs."""
     from trainlab.experiments.study import trial_rows
     from trainlab.experiments.sweep import SweepCallbacks
@@ -242,7 +251,7 @@ def sweep_display(the_sweep: "Sweep", quiet: bool) -> Any:
         def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
             self.refresh()
 
-        def on_trial_end(self, row: "TrialRow") -> None:
+        def on_trial_end(self, row: TrialRow) -> None:
             self.refresh()
 
         def refresh(self) -> None:
@@ -285,7 +294,7 @@ def params_text(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={text(v)}" for k, v in params.items())
 
 
-def ranking_table(rows: list["TrialRow"], metric: str, title: str) -> Table:
+def ranking_table(rows: list[TrialRow], metric: str, title: str) -> Table:
     """trial, its parameters, epochs run, the validation metric (mean over seeds, with their range), the test
     accuracy reported beside it, state, seconds."""
     keys = list(dict.fromkeys(k for r in rows for k in r.params))
@@ -305,7 +314,7 @@ def ranking_table(rows: list["TrialRow"], metric: str, title: str) -> Table:
     return table
 
 
-def print_ranking(outcome: "SweepOutcome", quiet: bool) -> None:
+def print_ranking(outcome: SweepOutcome, quiet: bool) -> None:
     better = "higher" if outcome.goal == "maximize" else "lower"
     console.print(ranking_table(outcome.rows, outcome.metric, f"sweep {outcome.sweep_id}: ranked by "
                                 f"{outcome.metric} ({better} is better)"))
@@ -322,7 +331,7 @@ def print_ranking(outcome: "SweepOutcome", quiet: bool) -> None:
             f"{k} {v:.2f}" for k, v in outcome.importances.items()), soft_wrap=True, highlight=False, markup=False)
 
 
-def show(sweep_id: str, tracking_uri: Optional[str], as_json: bool) -> None:
+def show(sweep_id: str, tracking_uri: str | None, as_json: bool) -> None:
     from dataclasses import asdict
 
     from trainlab.experiments.sweep_run import sweep_ranking

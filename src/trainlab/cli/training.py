@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from trainlab.cli.app import app, console
-from trainlab.cli.common import (ConfigOption, OverridesArg, QuietOption, TrackerOption, fmt, load_config,
-                                 print_evaluation, print_where, user_errors, warn)
+from trainlab.cli.common import (
+    ConfigOption,
+    OverridesArg,
+    QuietOption,
+    TrackerOption,
+    fmt,
+    load_config,
+    print_evaluation,
+    print_where,
+    user_errors,
+    warn,
+)
 from trainlab.cli.progress import DownloadBar, train_progress
 
 if TYPE_CHECKING:
@@ -30,7 +40,7 @@ def print_dataset(dataset: Any) -> None:
         console.print(f"  verified {name}  sha256 {sha}", soft_wrap=True, highlight=False, markup=False)
 
 
-def print_outcome(out: "RunOutcome") -> None:
+def print_outcome(out: RunOutcome) -> None:
     m = out.test.metrics
     r = out.result
     console.print(
@@ -49,7 +59,7 @@ def print_outcome(out: "RunOutcome") -> None:
     print_where(out.run_id, where, out.tracking_failures)
 
 
-def load_dataset(cfg: "Config", quiet: bool) -> Any:
+def load_dataset(cfg: Config, quiet: bool) -> Any:
     from trainlab.data import create_dataset
 
     bar = DownloadBar(quiet)
@@ -59,7 +69,7 @@ def load_dataset(cfg: "Config", quiet: bool) -> Any:
         bar.close()
 
 
-def run_training(cfg: "Config", quiet: bool, log_interval: float, dataset: Any = None) -> "RunOutcome":
+def run_training(cfg: Config, quiet: bool, log_interval: float, dataset: Any = None) -> RunOutcome:
     from trainlab.experiment import run_experiment
 
     bar = train_progress(quiet, cfg.train.monitor, log_interval)
@@ -73,10 +83,10 @@ def run_training(cfg: "Config", quiet: bool, log_interval: float, dataset: Any =
 
 @app.command()
 def download(
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the config's)."),
-    config: Optional[Path] = ConfigOption,
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Where dataset files are looked up and saved."),
-    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL tried before the official sources."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name (default: the config's)."),
+    config: Path | None = ConfigOption,
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Where dataset files are looked up and saved."),
+    mirror: str | None = typer.Option(None, "--mirror", help="Base URL tried before the official sources."),
     quiet: bool = QuietOption,
 ) -> None:
     """Fetch a dataset (or find it locally) and verify every file's SHA-256."""
@@ -90,11 +100,11 @@ def download(
 
 @app.command()
 def train(
-    overrides: Optional[list[str]] = OverridesArg,
-    config: Optional[Path] = ConfigOption,
-    resume: Optional[str] = typer.Option(None, "--resume", help="Run id or run folder to complete: the remaining "
+    overrides: list[str] | None = OverridesArg,
+    config: Path | None = ConfigOption,
+    resume: str | None = typer.Option(None, "--resume", help="Run id or run folder to complete: the remaining "
                                          "epochs, the test evaluation and whatever a backend is missing."),
-    tracker: Optional[list[str]] = TrackerOption,
+    tracker: list[str] | None = TrackerOption,
     quiet: bool = QuietOption,
     log_interval: float = LogIntervalOption,
 ) -> None:
@@ -131,9 +141,9 @@ def resume_run(ref: str, quiet: bool, log_interval: float) -> None:
 
 @app.command("all")
 def all_(
-    overrides: Optional[list[str]] = OverridesArg,
-    config: Optional[Path] = ConfigOption,
-    tracker: Optional[list[str]] = TrackerOption,
+    overrides: list[str] | None = OverridesArg,
+    config: Path | None = ConfigOption,
+    tracker: list[str] | None = TrackerOption,
     quiet: bool = QuietOption,
     log_interval: float = LogIntervalOption,
 ) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from trainlab.cli.app import app, console, err_console
@@ -14,7 +12,7 @@ from trainlab.cli.common import TrackingUriOption, user_errors
 def ui(
     port: int = typer.Option(5000, "--port", "-p", min=1, max=65535, help="Port on 127.0.0.1."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; keep loopback unless you mean it."),
-    tracking_uri: Optional[str] = TrackingUriOption,
+    tracking_uri: str | None = TrackingUriOption,
 ) -> None:
     """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
     with user_errors():

@@ -6,8 +6,15 @@ themselves by name; importing this package registers them all.
 """
 
 from trainlab.data import cifar10, digits, idx, images, npz  # noqa: F401  (registers the loaders)
-from trainlab.data.dataset import (Dataset, Splits, create_dataset, data_fingerprint, dataset_names, load_data,
-                                   split_dataset)
+from trainlab.data.dataset import (
+                                   Dataset,
+                                   Splits,
+                                   create_dataset,
+                                   data_fingerprint,
+                                   dataset_names,
+                                   load_data,
+                                   split_dataset,
+)
 from trainlab.data.fetch import Source, fetch_source
 from trainlab.data.idx import read_idx_file
 from trainlab.data.images import load_images

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 
 from trainlab.config import DataConfig
-from trainlab.errors import ConfigError, DataError
 from trainlab.data.fetch import DownloadProgress
+from trainlab.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)

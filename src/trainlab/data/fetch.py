@@ -17,9 +17,9 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from trainlab.errors import CorruptDataError, DataNotFoundError, DownloadError
 from trainlab.fileio import atomic_open, remove_stale_parts

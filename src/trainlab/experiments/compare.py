@@ -16,14 +16,24 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import ConfigError
+from trainlab.experiments.significance import (
+    METRICS,
+    MIN_SEEDS,
+    RESAMPLES,
+    Difference,
+    GroupDifference,
+    group_difference,
+    lower_is_better,
+    paired_differences,
+    seed_spread_from_disagreement,
+    seeds_needed,
+)
 from trainlab.experiments.study import SWEEP_TAG
-from trainlab.experiments.significance import (METRICS, MIN_SEEDS, RESAMPLES, Difference, GroupDifference,
-                                               group_difference, lower_is_better, paired_differences,
-                                               seed_spread_from_disagreement, seeds_needed)
 
 if TYPE_CHECKING:
     from trainlab.experiments.ranking import Ranking
@@ -67,7 +77,7 @@ class Side:
     """One side of a comparison: a run, or the runs of one config that differ only in their seed."""
 
     name: str  # what the user gave, or a sweep trial's name
-    runs: list["RunRow"]
+    runs: list[RunRow]
     params: dict[str, str] = field(default_factory=dict)  # what a sweep trial set, for its label
     pooled: dict[str, str] = field(default_factory=dict)  # config keys that differ among the runs (--pool): values
 
@@ -118,7 +128,7 @@ class Comparison:
 # -- sides --------------------------------------------------------------------------------------------
 
 
-def side_of(record: "Record", ref: str) -> Side:
+def side_of(record: Record, ref: str) -> Side:
     """A run, a sweep trial ``SWEEP#N`` (its seed repeats), or a seed sweep (one config, several seeds)."""
     runs = finished(record.runs(ref), ref)
     configs = {config_key(r) for r in runs}
@@ -128,7 +138,7 @@ def side_of(record: "Record", ref: str) -> Side:
     return Side(ref, runs, trial_params(runs[0]) if "#" in ref else {})
 
 
-def trial_params(row: "RunRow") -> dict[str, str]:
+def trial_params(row: RunRow) -> dict[str, str]:
     """What a sweep set for this run's trial ({} for a run outside a sweep)."""
     import json
 
@@ -137,7 +147,7 @@ def trial_params(row: "RunRow") -> dict[str, str]:
     return json.loads(row.tags.get(PARAMS_TAG, "{}"))
 
 
-def side_from_filter(record: "Record", filter_string: str, *, option: str = "--a", pool: bool = False) -> Side:
+def side_from_filter(record: Record, filter_string: str, *, option: str = "--a", pool: bool = False) -> Side:
     """The runs an MLflow filter matches as one seed group; runs of several configs are refused unless ``pool``."""
     runs = training_runs(record.search(filter_string))
     if not runs:
@@ -167,18 +177,18 @@ def side_from_filter(record: "Record", filter_string: str, *, option: str = "--a
     return Side(filter_string, runs, pooled=differing)
 
 
-def differing_config(runs: Sequence["RunRow"]) -> dict[str, str]:
+def differing_config(runs: Sequence[RunRow]) -> dict[str, str]:
     """Config keys (seed aside) whose values differ among ``runs``: key -> the values seen."""
     keys = sorted({k for r in runs for k, _ in config_key(r)})
     return {k: values_of(runs, "params", k) for k in keys if len({r.params.get(k) for r in runs}) > 1}
 
 
-def training_runs(rows: Sequence["RunRow"]) -> list["RunRow"]:
+def training_runs(rows: Sequence[RunRow]) -> list[RunRow]:
     """Runs that trained a model (not sweeps' parents, evaluations or comparisons)."""
     return [r for r in rows if r.tags.get("job", "train") in ("train", "trial")]
 
 
-def finished(rows: Sequence["RunRow"], ref: str) -> list["RunRow"]:
+def finished(rows: Sequence[RunRow], ref: str) -> list[RunRow]:
     """Only finished runs hold test results; a single unfinished run is an error, others are left out."""
     done = [r for r in rows if r.status == "FINISHED" and r.tags.get("stop_reason") != "pruned"]
     if not done:
@@ -189,7 +199,7 @@ def finished(rows: Sequence["RunRow"], ref: str) -> list["RunRow"]:
     return done
 
 
-def config_key(row: "RunRow") -> tuple[tuple[str, str], ...]:
+def config_key(row: RunRow) -> tuple[tuple[str, str], ...]:
     """What was trained, seed aside: runs with equal keys are seed repeats of one config."""
     return tuple(sorted((k, v) for k, v in row.params.items() if k not in NOT_CONFIG and not k.startswith("tracking.")))
 
@@ -215,7 +225,7 @@ def shared_split(sides: Sequence[Side]) -> dict[str, Any]:
     return {what: value for what, (_, value) in seen.items()}
 
 
-def check_same_examples(split: dict[str, Any], named: Sequence[tuple[str, "Predictions"]]) -> None:
+def check_same_examples(split: dict[str, Any], named: Sequence[tuple[str, Predictions]]) -> None:
     """The saved predictions hold the same examples, in the same order, with the same labels."""
     first_name, first = named[0]
     for name, other in named[1:]:
@@ -228,7 +238,7 @@ def check_same_examples(split: dict[str, Any], named: Sequence[tuple[str, "Predi
     split["classes"] = len(first.class_names)
 
 
-def values_of(rows: Sequence["RunRow"], kind: str, key: str) -> str:
+def values_of(rows: Sequence[RunRow], kind: str, key: str) -> str:
     found = sorted({getattr(r, kind).get(key, "(unset)") for r in rows}, key=lambda v: (len(v), v))
     return ", ".join(found)
 
@@ -241,7 +251,7 @@ def config_diff(a: Side, b: Side) -> dict[str, list[str]]:
             if values_of(a.runs, "params", k) != values_of(b.runs, "params", k)}
 
 
-def environment_diff(record: "Record", a: Side, b: Side) -> dict[str, list[str]]:
+def environment_diff(record: Record, a: Side, b: Side) -> dict[str, list[str]]:
     """What could make equal configs give different numbers: versions, threads, device, code, CPU."""
     found = {what: [values_of(a.runs, kind, key), values_of(b.runs, kind, key)]
              for what, (kind, key) in ENVIRONMENT_TAGS.items()}
@@ -266,7 +276,7 @@ def metric_name(metric: str) -> str:
     return f"test_{bare}" if bare in METRICS else metric
 
 
-def compare_pair(record: "Record", a: Side, b: Side, *, metric: str = "test_accuracy", alpha: float = ALPHA,
+def compare_pair(record: Record, a: Side, b: Side, *, metric: str = "test_accuracy", alpha: float = ALPHA,
                  resamples: int = RESAMPLES, seed: int = 0) -> Comparison:
     """A against B; single runs on the saved predictions, seed groups on their recorded metrics."""
     metric = metric_name(metric)
@@ -320,7 +330,7 @@ def predictions_note(examples: int, which: str = "the models") -> str:
             "better than the other (more seeds of either could change the answer).")
 
 
-def seed_group_differences(record: "Record", a: Side, b: Side, metric: str, split: dict[str, Any], resamples: int,
+def seed_group_differences(record: Record, a: Side, b: Side, metric: str, split: dict[str, Any], resamples: int,
                            seed: int) -> tuple[list[Difference], bool]:
     """Seed groups: t-tests over the seeds; with fewer than MIN_SEEDS runs a side, paired tests on every model's
     saved predictions when they are there (then True)."""
@@ -335,9 +345,9 @@ def seed_group_differences(record: "Record", a: Side, b: Side, metric: str, spli
             for m in dict.fromkeys([*(f"test_{m}" for m in METRICS), metric]) if a.values(m) and b.values(m)], False
 
 
-def saved_predictions(record: "Record", sides: Sequence[Side], split: dict[str, Any],
-                      cache: dict[str, "Predictions"] | None = None,
-                      progress: Callable[[], None] = lambda: None) -> list[list["Predictions"]] | None:
+def saved_predictions(record: Record, sides: Sequence[Side], split: dict[str, Any],
+                      cache: dict[str, Predictions] | None = None,
+                      progress: Callable[[], None] = lambda: None) -> list[list[Predictions]] | None:
     """Every run's saved test predictions, side by side, checked to hold the same examples; None if a run has none."""
     cache = {} if cache is None else cache
     try:
@@ -377,7 +387,7 @@ def verdict_sentence(d: Difference, outcome: str, alpha: float, a: str = "A", b:
     return f"{b} is {outcome} than {a} on {label(d.metric)} ({evidence})"
 
 
-def explain_single_runs(record: "Record", c: Comparison, chosen: Difference) -> None:
+def explain_single_runs(record: Record, c: Comparison, chosen: Difference) -> None:
     """Two models are not two configs: how much seeds alone move the metric, and how many would settle it."""
     for this, other in ((c.a, c.b), (c.b, c.a)):
         tags = this.runs[0].tags
@@ -409,7 +419,7 @@ def explain_single_runs(record: "Record", c: Comparison, chosen: Difference) -> 
                        f"{bound}{c.seeds_needed} seeds a side (80% power, {c.alpha:g} level).")
 
 
-def measured_seed_spread(record: "Record", a: Side, b: Side, metric: str) -> tuple[float | None, str]:
+def measured_seed_spread(record: Record, a: Side, b: Side, metric: str) -> tuple[float | None, str]:
     """The pooled std of ``metric`` over other recorded seeds of A's and B's configs, when there are some,
     and where it comes from."""
     pooled, runs, configs = seed_repeats_spread(record, [a.runs[0], b.runs[0]], metric)
@@ -418,7 +428,7 @@ def measured_seed_spread(record: "Record", a: Side, b: Side, metric: str) -> tup
     return pooled, f"measured over {runs} recorded runs of {'these configs' if configs > 1 else 'one of these configs'}"
 
 
-def seed_repeats_spread(record: "Record", rows: Sequence["RunRow"], metric: str) -> tuple[float | None, int, int]:
+def seed_repeats_spread(record: Record, rows: Sequence[RunRow], metric: str) -> tuple[float | None, int, int]:
     """(pooled std, runs, configs) of ``metric`` over the recorded seed repeats of each row's config."""
     groups: list[list[float]] = []
     for row in rows:
@@ -500,7 +510,7 @@ class ComparisonRecord:
     tracking_failures: dict[str, str]
 
 
-def record_comparison(result: "Comparison | Ranking", record: "Record", *, trackers: Sequence[str] = ("mlflow", "wandb"),
+def record_comparison(result: Comparison | Ranking, record: Record, *, trackers: Sequence[str] = ("mlflow", "wandb"),
                       warn: Callable[[str], None] | None = None) -> ComparisonRecord:
     """The comparison as a run of its own (job "compare"): its verdict, both sides' run ids, the full result."""
     from trainlab.experiment import job_run

@@ -11,15 +11,39 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import ConfigError
-from trainlab.experiments.compare import (ALPHA, NOT_CONFIG, Side, check_same_examples, few_seeds_note, finished,
-                                          label, metric_name, predictions_note, saved_predictions, seeds_of,
-                                          shared_split, too_few_seeds, trial_params, training_runs, values_of)
-from trainlab.experiments.significance import (METRICS, RESAMPLES, Difference, GroupDifference, group_difference,
-                                               holm, lower_is_better, paired_differences)
+from trainlab.experiments.compare import (
+    ALPHA,
+    NOT_CONFIG,
+    Side,
+    check_same_examples,
+    few_seeds_note,
+    finished,
+    label,
+    metric_name,
+    predictions_note,
+    saved_predictions,
+    seeds_of,
+    shared_split,
+    too_few_seeds,
+    training_runs,
+    trial_params,
+    values_of,
+)
+from trainlab.experiments.significance import (
+    METRICS,
+    RESAMPLES,
+    Difference,
+    GroupDifference,
+    group_difference,
+    holm,
+    lower_is_better,
+    paired_differences,
+)
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -56,7 +80,7 @@ class Ranking:
                 "verdict": self.verdict, "notes": self.notes}
 
 
-def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | None) -> tuple[list[Side], list[str]]:
+def candidates_of(record: Record, refs: Sequence[str], filter_string: str | None) -> tuple[list[Side], list[str]]:
     """A sweep's completed trials (each with all its seed repeats), or each of the runs given or matched; and
     notes on what was left out."""
     if filter_string:
@@ -66,7 +90,7 @@ def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | No
 
         runs = training_runs(record.runs(refs[0]))
         finished(runs, refs[0])  # one line when nothing finished
-        trials: dict[str, list["RunRow"]] = {}
+        trials: dict[str, list[RunRow]] = {}
         for r in runs:
             trials.setdefault(r.tags.get(TRIAL_TAG, r.run_id), []).append(r)
         seeds = max(len(done_runs(rows)) for rows in trials.values())
@@ -83,7 +107,7 @@ def candidates_of(record: "Record", refs: Sequence[str], filter_string: str | No
     return [Side(ref, finished(record.runs(ref), ref)) for ref in refs], []
 
 
-def done_runs(rows: Sequence["RunRow"]) -> list["RunRow"]:
+def done_runs(rows: Sequence[RunRow]) -> list[RunRow]:
     """The runs that finished training and were not pruned."""
     return [r for r in rows if r.status == "FINISHED" and r.tags.get("stop_reason") != "pruned"]
 
@@ -98,7 +122,7 @@ def distinguishing(sides: Sequence[Side]) -> list[dict[str, str]]:
     return [{k: values_of(s.runs, "params", k) for k in keys} for s in sides]
 
 
-def rank_many(record: "Record", sides: Sequence[Side], *, metric: str = "test_accuracy", alpha: float = ALPHA,
+def rank_many(record: Record, sides: Sequence[Side], *, metric: str = "test_accuracy", alpha: float = ALPHA,
               resamples: int = RESAMPLES, seed: int = 0,
               progress: Callable[[int, int], None] = lambda done, total: None) -> Ranking:
     """Rank on ``metric`` and test each candidate against the best (Holm over the m - 1 tests)."""
@@ -154,7 +178,7 @@ def rank_many(record: "Record", sides: Sequence[Side], *, metric: str = "test_ac
     return Ranking(metric, alpha, split, rows, verdict, notes)
 
 
-def seed_group_tests(record: "Record", ordered: Sequence[Side], metric: str, split: dict[str, Any], resamples: int,
+def seed_group_tests(record: Record, ordered: Sequence[Side], metric: str, split: dict[str, Any], resamples: int,
                      seed: int, progress: Callable[[int, int], None], notes: list[str]) -> list[Difference]:
     """Each seed group against the best (``ordered[0]``): over the seeds, or, where a side has fewer than MIN_SEEDS
     runs, on the saved predictions of every model (each read once); the notes say which and why."""

@@ -15,8 +15,9 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
@@ -31,13 +32,13 @@ if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
 
 
-def default_path(record: "Record", row: "RunRow", runs_dir: Path = Path("runs")) -> Path:
+def default_path(record: Record, row: RunRow, runs_dir: Path = Path("runs")) -> Path:
     """runs/<id>/report.html when this machine has the run's folder, else reports/<id>.html."""
     folder = runs_dir / row.run_id
     return folder / REPORT if folder.is_dir() else Path("reports") / f"{row.run_id}.html"
 
 
-def report_for_record(record: "Record", ref: str, out: Path | None = None, *, log: bool = True) -> tuple[Path, float]:
+def report_for_record(record: Record, ref: str, out: Path | None = None, *, log: bool = True) -> tuple[Path, float]:
     """`trainlab report RUN`: the page of a recorded run, written to ``out`` (default: its run folder, else
     reports/) and logged as the run's artifact in MLflow. Returns the path and the seconds it took."""
     started = time.perf_counter()
@@ -53,7 +54,7 @@ def report_for_record(record: "Record", ref: str, out: Path | None = None, *, lo
 
 
 
-def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool = True) -> tuple[Path, float]:
+def report_for(record: Record, ref: str, out: Path | None = None, *, log: bool = True) -> tuple[Path, float]:
     """A run's page, or a sweep's when ``ref`` is a sweep (with the pages of its trials' runs that it links to)."""
     row = record.run(ref)
     if row.tags.get("job") == "sweep":
@@ -78,7 +79,7 @@ def report_for(record: "Record", ref: str, out: Path | None = None, *, log: bool
 TRIAL_PAGES = 10  # configurations (best first) whose runs get a page with the sweep's (a page costs ~1-3 s)
 
 
-def write_trial_pages(record: "Record", parent: "RunRow", wanted: set[str], *, log: bool = True) -> dict[str, Path]:
+def write_trial_pages(record: Record, parent: RunRow, wanted: set[str], *, log: bool = True) -> dict[str, Path]:
     """The pages of a sweep's trial runs, where `trainlab report RUN` puts them (runs/<run>/report.html, else
     reports/<run>.html): run id -> page. The ``wanted`` runs' pages are written (a page already there and newer
     than its run's end is kept); other runs' pages are listed when they exist. A run without test predictions
@@ -120,8 +121,8 @@ def full(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def sweep_page(record: "Record", parent: "RunRow", links: dict[str, str] | None = None,
-               outcome: "SweepOutcome | None" = None) -> Page:
+def sweep_page(record: Record, parent: RunRow, links: dict[str, str] | None = None,
+               outcome: SweepOutcome | None = None) -> Page:
     """Ranking, objective over trials, the metric against each hyperparameter, parallel coordinates,
     importances, pruned against completed, and links to the pages of every trial's runs (``links``: run id ->
     href; a run without one is named, not linked)."""
@@ -222,7 +223,7 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def sweep_file_values(record: "Record", parent: "RunRow") -> dict[str, list[Any]]:
+def sweep_file_values(record: Record, parent: RunRow) -> dict[str, list[Any]]:
     """Each categorical parameter's values in the order the sweep file lists them (the sweep.yaml its run logged);
     {} when the run has no readable one."""
     from trainlab.experiments.sweep_spec import _flatten
@@ -259,7 +260,7 @@ def _log_scaled(rows: Sequence[Any], key: str) -> bool:
 # -- A against B ------------------------------------------------------------------------------------------
 
 
-def report_for_pair(record: "Record", ref_a: str, ref_b: str, out: Path | None = None) -> tuple[Path, float]:
+def report_for_pair(record: Record, ref_a: str, ref_b: str, out: Path | None = None) -> tuple[Path, float]:
     """Both runs side by side, with the verdict of `trainlab compare`."""
     from trainlab.experiments.compare import compare_pair, side_of
 
@@ -268,7 +269,7 @@ def report_for_pair(record: "Record", ref_a: str, ref_b: str, out: Path | None =
     return path, time.perf_counter() - started
 
 
-def write_pair_report(record: "Record", comparison: "Comparison", out: Path | None = None) -> tuple[Path, float]:
+def write_pair_report(record: Record, comparison: Comparison, out: Path | None = None) -> tuple[Path, float]:
     """The page of A against B, written to ``out`` (default: reports/<A>-vs-<B>.html, a file per pair)."""
     views = [view_from_record(record, side.runs[0], with_images=False) if side.single else None
              for side in (comparison.a, comparison.b)]
@@ -295,12 +296,12 @@ def file_part(name: str, limit: int = NAME_PART) -> str:
     return f"{safe[:limit - len(digest) - 1].rstrip('-._')}-{digest}".lstrip("-")
 
 
-def pair_path(c: "Comparison", folder: Path = Path("reports")) -> Path:
+def pair_path(c: Comparison, folder: Path = Path("reports")) -> Path:
     """reports/<A>-vs-<B>.html: one file per ordered pair of sides, e.g. reports/SWEEP-trial0-vs-SWEEP-trial1.html."""
     return folder / f"{file_part(side_name(c.a))}-vs-{file_part(side_name(c.b))}.html"
 
 
-def pair_page(c: "Comparison", views: list[RunView | None]) -> Page:
+def pair_page(c: Comparison, views: list[RunView | None]) -> Page:
     from trainlab.experiments.compare import amount, interval, label, p_text
     from trainlab.plots import confusion_pair_figure, overlaid_curves_figure, png_data_uri
 

@@ -24,10 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class CannotReproduce(TrainlabError):
 class Plan:
     """What reproducing a run needs, and what step 1 found."""
 
-    row: "RunRow"
+    row: RunRow
     commit: str
     diff: str
     config: dict[str, Any]
@@ -105,7 +106,7 @@ def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
     return subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, timeout=120)
 
 
-def plan(record: "Record", ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
+def plan(record: Record, ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
     """Everything checked before training; one line naming the first thing that does not match."""
     from trainlab.config import validate_config
     from trainlab.provenance import environment
@@ -149,7 +150,7 @@ def plan(record: "Record", ref: str, repo: Path = Path("."), threads: int | None
     return p
 
 
-def check_data(record: "Record", row: "RunRow", cfg: Any, p: Plan) -> None:
+def check_data(record: Record, row: RunRow, cfg: Any, p: Plan) -> None:
     """The dataset's files here against the SHA-256 the run recorded; the first differing file is named."""
     from trainlab.data import create_dataset
 
@@ -221,7 +222,7 @@ def train_recorded_code(tree: Path, p: Plan, out: Path) -> Path:
 # -- step 3 and 4: compare, and a verdict ------------------------------------------------------------------
 
 
-def compare_with_record(record: "Record", p: Plan, folder: Path, rtol: float = RTOL, atol: float = ATOL,
+def compare_with_record(record: Record, p: Plan, folder: Path, rtol: float = RTOL, atol: float = ATOL,
                         seconds: float = 0.0) -> Outcome:
     recorded_history = record.history(p.row)
     reproduced_history = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line]
@@ -268,7 +269,7 @@ def compare_with_record(record: "Record", p: Plan, folder: Path, rtol: float = R
     return outcome
 
 
-def seed_spread(record: "Record", row: "RunRow", metrics: list[str]) -> dict[str, tuple[float, int]]:
+def seed_spread(record: Record, row: RunRow, metrics: list[str]) -> dict[str, tuple[float, int]]:
     """metric -> (std, runs) over the recorded seed repeats of this run's config (when it has at least 3)."""
     from trainlab.experiments.compare import seed_repeats_spread
 
@@ -311,7 +312,7 @@ def sentence(o: Outcome) -> str:
 # -- all of it ----------------------------------------------------------------------------------------------
 
 
-def reproduce(record: "Record", ref: str, *, repo: Path = Path("."), threads: int | None = None, rtol: float = RTOL,
+def reproduce(record: Record, ref: str, *, repo: Path = Path("."), threads: int | None = None, rtol: float = RTOL,
               atol: float = ATOL, record_it: bool = True, trackers: tuple[str, ...] = ("mlflow", "wandb"),
               warn: Callable[[str], None] | None = None, on_step: Callable[[str], None] = lambda step: None) -> Outcome:
     import time
@@ -329,7 +330,7 @@ def reproduce(record: "Record", ref: str, *, repo: Path = Path("."), threads: in
     return outcome
 
 
-def record_reproduction(record: "Record", o: Outcome, folder: Path, trackers: tuple[str, ...],
+def record_reproduction(record: Record, o: Outcome, folder: Path, trackers: tuple[str, ...],
                         warn: Callable[[str], None] | None) -> None:
     """A run of job "reproduce" (tag reproduces = the original), and the original tagged with its latest verdict."""
     from datetime import datetime
@@ -352,7 +353,7 @@ def record_reproduction(record: "Record", o: Outcome, folder: Path, trackers: tu
     record.set_tag(row, "reproduced", with_date)
 
 
-def dry_run(record: "Record", ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
+def dry_run(record: Record, ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
     """Step 1 alone, and the diff applied in a worktree that is removed at once."""
     p = plan(record, ref, repo, threads)
     with worktree(repo, p.commit, p.diff):
@@ -360,7 +361,7 @@ def dry_run(record: "Record", ref: str, repo: Path = Path("."), threads: int | N
     return p
 
 
-def runs_to_check(record: "Record", filter_string: str) -> list["RunRow"]:
+def runs_to_check(record: Record, filter_string: str) -> list[RunRow]:
     if not filter_string:
         raise ConfigError("--all needs --filter \"...\" (MLflow search syntax), e.g. --filter \"params.dataset = "
                           "'digits'\"")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class RunView:
     model: dict[str, Any]
     environment: dict[str, Any]
     history: list[dict[str, float]]
-    test: "Evaluation"
+    test: Evaluation
     images: np.ndarray | None = None  # the test split's images, in the predictions' order
     system: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -60,7 +61,7 @@ class RunView:
 # -- reading a run back ---------------------------------------------------------------------------------
 
 
-def view_from_record(record: "Record", row: "RunRow", *, with_images: bool = True) -> RunView:
+def view_from_record(record: Record, row: RunRow, *, with_images: bool = True) -> RunView:
     """A run's page data from MLflow alone (a teammate's run on the team server has no folder here)."""
     from trainlab.evaluate import classification_report
 
@@ -106,8 +107,13 @@ def test_images(view: RunView) -> np.ndarray | None:
 def run_page(view: RunView) -> Page:
     import yaml
 
-    from trainlab.plots import (confusion_pair_figure, learning_curves_figure, png_data_uri, reliability_figure,
-                                roc_pr_figure)
+    from trainlab.plots import (
+        confusion_pair_figure,
+        learning_curves_figure,
+        png_data_uri,
+        reliability_figure,
+        roc_pr_figure,
+    )
 
     ev = view.test
     names = list(ev.class_names)
@@ -226,7 +232,7 @@ def _int(text: str | None) -> int | None:
     return int(float(text)) if text not in (None, "") else None
 
 
-def calibration(ev: "Evaluation", bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def calibration(ev: Evaluation, bins: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per bin of top-class confidence: accuracy, mean confidence, images; and the expected calibration error."""
     from sklearn.calibration import calibration_curve
 
@@ -244,7 +250,7 @@ def calibration(ev: "Evaluation", bins: int = 10) -> tuple[np.ndarray, np.ndarra
     return prob_true, prob_pred, counts, ece
 
 
-def mistakes_section(ev: "Evaluation", images: np.ndarray | None) -> Section:
+def mistakes_section(ev: Evaluation, images: np.ndarray | None) -> Section:
     """The most confused class pairs with example images, and the most confident mistakes."""
     names = list(ev.class_names)
     section = Section("Mistakes", "mistakes")
@@ -274,7 +280,7 @@ def mistakes_section(ev: "Evaluation", images: np.ndarray | None) -> Section:
     return section
 
 
-def mistake_tile(ev: "Evaluation", images: np.ndarray, k: int) -> Figure:
+def mistake_tile(ev: Evaluation, images: np.ndarray, k: int) -> Figure:
     """Test image ``k``, captioned true → predicted with the predicted class's probability."""
     names = list(ev.class_names)
     true, pred = int(ev.y_true[k]), int(ev.y_pred[k])
@@ -295,8 +301,8 @@ def image_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_training_report(run: "Run", trackers: Sequence["Tracker"], cfg: "Config", docs: "RunDocuments",
-                          result: "TrainResult", test: "Evaluation", splits: "Splits", started_ms: int) -> None:
+def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, docs: RunDocuments,
+                          result: TrainResult, test: Evaluation, splits: Splits, started_ms: int) -> None:
     """The run's page, from what this process holds (and MLflow's system metrics), logged with the run."""
     import time
 

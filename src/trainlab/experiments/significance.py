@@ -22,8 +22,9 @@ thousands of resamples at once; tests hold them equal to scikit-learn's with ``s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

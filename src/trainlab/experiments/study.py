@@ -17,18 +17,27 @@ import math
 import statistics
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, validate_config
 from trainlab.errors import ConfigError, StudyError
 from trainlab.experiments.journal import set_aside_if_damaged
 from trainlab.experiments.sweep_spec import Param, SweepSpec, check_sweep_id, sweep_id
+
 # what a sweep's runs are tagged with, so the sweep can be read back from MLflow alone
-from trainlab.experiments.trial_records import (KILLED, PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG,  # noqa: F401
-                                                TrialRecord, trial_records)
+from trainlab.experiments.trial_records import (  # noqa: F401
+    KILLED,
+    PARAMS_TAG,
+    SEED_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    TrialRecord,
+    trial_records,
+)
 from trainlab.tracking.process import process_alive
 
 if TYPE_CHECKING:
@@ -146,7 +155,7 @@ FINISHED_ATTR = "finished"  # set by the leader once the whole budget ran and th
 
 
 def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0,
-               warn: Warn = lambda message: None) -> "optuna.Study":
+               warn: Warn = lambda message: None) -> optuna.Study:
     """Create the sweep's study (recording the spec and base config, queueing a grid once) or join it. A local
     study that lost trials its runs recorded (its journal emptied, deleted, cut or damaged) is rebuilt from them."""
     import optuna
@@ -187,7 +196,7 @@ def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0,
     return study
 
 
-def _initialise(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRecord], warn: Warn) -> None:
+def _initialise(study: optuna.Study, sweep: Sweep, records: dict[int, TrialRecord], warn: Warn) -> None:
     """A new study: the spec and base config recorded, its trials rebuilt from their runs' records if any ran,
     and a grid's configurations not yet run queued once."""
     from trainlab.redaction import redact_mapping
@@ -207,7 +216,7 @@ def _initialise(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRec
     study.set_user_attr(READY_ATTR, True)
 
 
-def rebuild_trials(study: "optuna.Study", sweep: Sweep, records: dict[int, TrialRecord]) -> list[dict[str, Any]]:
+def rebuild_trials(study: optuna.Study, sweep: Sweep, records: dict[int, TrialRecord]) -> list[dict[str, Any]]:
     """Trials 0..N of a new study, as their runs recorded them (numbers kept, so no run id is used twice):
     complete, pruned and failed ones as they ended; killed or unrecorded ones marked killed, to run again.
     Returns the (stored) parameters of the trials that ran to an end."""
@@ -234,7 +243,7 @@ def rebuild_trials(study: "optuna.Study", sweep: Sweep, records: dict[int, Trial
     return ran
 
 
-def _ended_trial(record: TrialRecord, swept: Sequence[Param]) -> "optuna.trial.FrozenTrial | None":
+def _ended_trial(record: TrialRecord, swept: Sequence[Param]) -> optuna.trial.FrozenTrial | None:
     """A trial that ran to an end, as its runs recorded it; None if its parameters do not fit the sweep file."""
     import optuna
     from optuna.trial import TrialState
@@ -265,7 +274,7 @@ def distribution(param: Param) -> Any:
     return FloatDistribution(param.low, param.high, log=param.log)
 
 
-def existing_study(sweep: Sweep, warn: Warn = lambda message: None) -> "optuna.Study | None":
+def existing_study(sweep: Sweep, warn: Warn = lambda message: None) -> optuna.Study | None:
     """The sweep's study if it was started already, else None. One whose journal is missing or damaged but whose
     trials left run records was started: it is rebuilt from them."""
     import optuna
@@ -375,7 +384,7 @@ def decode(param: Param, stored: Any) -> Any:
     return dict(zip(_encoded(param, param.choices), param.choices)).get(stored, stored)
 
 
-def suggest(trial: "optuna.Trial", param: Param) -> Any:
+def suggest(trial: optuna.Trial, param: Param) -> Any:
     """The trial's value for ``param`` (decoded: mappings come back as mappings)."""
     if param.kind == "fixed":
         return param.choices[0]
@@ -397,7 +406,7 @@ UNUSED = "unused"  # a grid trial asked for when the queue had just run dry: not
 UNCLAIMED_S = 120.0
 
 
-def requeue_killed(study: "optuna.Study", trial_id: int, number: int, params: dict[str, Any]) -> None:
+def requeue_killed(study: optuna.Study, trial_id: int, number: int, params: dict[str, Any]) -> None:
     """A trial stopped with its process: marked killed (not failed), and its configuration queued again: the
     grid's configuration it was given, even if it died before taking it up (its params are still empty)."""
     from optuna.trial import TrialState
@@ -409,7 +418,7 @@ def requeue_killed(study: "optuna.Study", trial_id: int, number: int, params: di
     study.enqueue_trial({**queued, **params}, user_attrs={"retry_of": number})
 
 
-def reclaim_dead_trials(study: "optuna.Study", warn: Warn,
+def reclaim_dead_trials(study: optuna.Study, warn: Warn,
                         records: dict[int, TrialRecord] | None = None) -> list[TrialRecord]:
     """Trials still running whose process is gone. One whose runs all recorded their end (the process died
     after that, before telling the study) is settled from those records: running it again would train it twice.
@@ -439,7 +448,7 @@ def reclaim_dead_trials(study: "optuna.Study", warn: Warn,
     return killed
 
 
-def settle_from_record(study: "optuna.Study", trial: "optuna.trial.FrozenTrial", record: TrialRecord) -> None:
+def settle_from_record(study: optuna.Study, trial: optuna.trial.FrozenTrial, record: TrialRecord) -> None:
     """Tell the study how a trial ended, as its runs recorded it."""
     from optuna.trial import TrialState
 
@@ -452,13 +461,13 @@ def settle_from_record(study: "optuna.Study", trial: "optuna.trial.FrozenTrial",
                    skip_if_finished=True)
 
 
-def from_queue(study: "optuna.Study", number: int) -> bool:
+def from_queue(study: optuna.Study, number: int) -> bool:
     """The trial was one of the queued configurations (a grid's), not a fresh sample."""
     frozen = next(t for t in reversed(study.get_trials(deepcopy=False)) if t.number == number)
     return "fixed_params" in frozen.system_attrs
 
 
-def budget_left(study: "optuna.Study", spec: SweepSpec) -> bool:
+def budget_left(study: optuna.Study, spec: SweepSpec) -> bool:
     """Another trial may start: the configurations that ran (or run) stay under run_cap / the grid, and the
     trial time so far under time_budget. Killed trials do not count: they are run again."""
     from optuna.trial import TrialState
@@ -478,7 +487,7 @@ def budget_left(study: "optuna.Study", spec: SweepSpec) -> bool:
     return True
 
 
-def trials_left(study: "optuna.Study | None", spec: SweepSpec) -> int | None:
+def trials_left(study: optuna.Study | None, spec: SweepSpec) -> int | None:
     """Configurations that may still start (None: bounded by time alone); killed trials count as left."""
     from optuna.trial import TrialState
 
@@ -511,7 +520,7 @@ def asking(sweep: Sweep) -> Iterator[None]:
 # -- the ranking -------------------------------------------------------------------------------
 
 
-def trial_rows(study: "optuna.Study", spec: SweepSpec) -> list[TrialRow]:
+def trial_rows(study: optuna.Study, spec: SweepSpec) -> list[TrialRow]:
     """Every configuration so far, best first (by the validation objective), then pruned, running, failed."""
     from optuna.trial import TrialState
 
@@ -549,11 +558,11 @@ def best_so_far(rows: Sequence[TrialRow]) -> TrialRow | None:
     return next((r for r in rows if r.state == "complete" and r.value is not None), None)
 
 
-def importances(study: "optuna.Study") -> dict[str, float]:
+def importances(study: optuna.Study) -> dict[str, float]:
     """Optuna's parameter importances; empty when too few trials finished to tell."""
-    import optuna
-
     import warnings
+
+    import optuna
 
     try:
         with warnings.catch_warnings():

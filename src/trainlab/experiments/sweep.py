@@ -24,13 +24,28 @@ from typing import TYPE_CHECKING, Any
 from trainlab import failpoints
 from trainlab.config import Config, validate_config
 from trainlab.errors import StorageError, TrainingError
-from trainlab.experiments.study import (PARAMS_TAG, RESULT_ATTR, SEED_TAG, SWEEP_TAG, TRIAL_TAG, UNUSED, WORKER_ATTR,
-                                        Sweep, TrialRow, Warn, asking, budget_left, from_queue, reclaim_dead_trials,
-                                        requeue_killed, suggest)
+from trainlab.experiments.study import (
+    PARAMS_TAG,
+    RESULT_ATTR,
+    SEED_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    UNUSED,
+    WORKER_ATTR,
+    Sweep,
+    TrialRow,
+    Warn,
+    asking,
+    budget_left,
+    from_queue,
+    reclaim_dead_trials,
+    requeue_killed,
+    suggest,
+)
 from trainlab.experiments.sweep_spec import apply_params
 from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
-from trainlab.tracking.process import this_process
 from trainlab.tracking.base import says_disk_full
+from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
 
@@ -43,9 +58,9 @@ if TYPE_CHECKING:
 class _Trained:
     """A trial whose runs have trained; their records may still be ending."""
 
-    trial: "optuna.Trial"
+    trial: optuna.Trial
     values: dict[str, Any]
-    outcomes: list["RunOutcome"]
+    outcomes: list[RunOutcome]
     started: float
 
 
@@ -62,7 +77,7 @@ class SweepCallbacks(TrainCallbacks):
 class _Pruning(TrainCallbacks):
     """Reports the monitored metric after each epoch; stops the run when the pruner says so."""
 
-    def __init__(self, trial: "optuna.Trial", metric: str, progress: TrainCallbacks | None) -> None:
+    def __init__(self, trial: optuna.Trial, metric: str, progress: TrainCallbacks | None) -> None:
         self.trial, self.metric, self.progress = trial, metric, progress
 
     def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
@@ -106,7 +121,7 @@ class Worker:
         self._datasets: dict[str, Any] = {}
         self._settle_errors: list[BaseException] = []  # raised in the worker's thread, not printed by a settling one
 
-    def run(self, study: "optuna.Study") -> int:
+    def run(self, study: optuna.Study) -> int:
         """Trials until the budget is spent; returns how many this worker ran.
 
         A trial's record ends (backends, then run folder) in the background while the next trial starts;
@@ -150,7 +165,7 @@ class Worker:
         self._raise_settle_error()
         return ran
 
-    def _retire_killed_attempts(self, study: "optuna.Study", killed: list[TrialRecord],
+    def _retire_killed_attempts(self, study: optuna.Study, killed: list[TrialRecord],
                                 records: dict[int, TrialRecord] | None) -> None:
         """The runs of attempts the sweep threw away (killed, or their record cut by a full disk) marked killed in
         MLflow and in their folders: neither may show a running or finished run of a configuration trained again."""
@@ -176,7 +191,7 @@ class Worker:
             for run_id in run_ids:
                 mark_run_killed(self.sweep.folder.parent / run_id, why)
 
-    def _settle_in_background(self, study: "optuna.Study", trained: _Trained) -> None:
+    def _settle_in_background(self, study: optuna.Study, trained: _Trained) -> None:
         try:
             self.settle(study, trained)
         except BaseException as exc:  # the study could not be told (a full disk): the trial runs again
@@ -186,7 +201,7 @@ class Worker:
         if self._settle_errors:
             raise self._settle_errors[0]
 
-    def run_trial(self, study: "optuna.Study", trial: "optuna.Trial") -> "_Trained | None":
+    def run_trial(self, study: optuna.Study, trial: optuna.Trial) -> _Trained | None:
         """Train the trial's configuration (each seed); None when it failed and the study was told so."""
         from optuna.trial import TrialState
 
@@ -237,7 +252,7 @@ class Worker:
             raise
         return trained
 
-    def settle(self, study: "optuna.Study", trained: _Trained) -> TrialRow:
+    def settle(self, study: optuna.Study, trained: _Trained) -> TrialRow:
         """Once the trial's runs are recorded to the end: tell the study its objective (or that it was pruned)."""
         from optuna.trial import TrialState
 

@@ -16,14 +16,32 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, recorded_config
-from trainlab.experiments.study import (FINISHED_ATTR, KILLED, PARAMS_TAG, SWEEP_TAG, TRIAL_TAG, WORKER_ATTR, Sweep,
-                                        TrialRow, asking, best_so_far, budget_left, existing_study, importances,
-                                        journal_errors, open_study, rank, trial_rows, trials_left)
+from trainlab.experiments.study import (
+    FINISHED_ATTR,
+    KILLED,
+    PARAMS_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    WORKER_ATTR,
+    Sweep,
+    TrialRow,
+    asking,
+    best_so_far,
+    budget_left,
+    existing_study,
+    importances,
+    journal_errors,
+    open_study,
+    rank,
+    trial_rows,
+    trials_left,
+)
 from trainlab.experiments.trial_records import trial_state
 from trainlab.tracking.process import process_alive, this_process
 
@@ -55,7 +73,7 @@ class SweepOutcome:
 CLAIM_SETTLE_S = 2.0  # across machines: how long claims may take to land before the last one is read
 
 
-def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
+def claim_lead(sweep: Sweep, study: optuna.Study) -> bool:
     """This process leads the sweep unless a live process already does (one on another machine counts as live)."""
     me = this_process()
     with asking(sweep):
@@ -70,7 +88,7 @@ def claim_lead(sweep: Sweep, study: "optuna.Study") -> bool:
     return study.user_attrs.get(LEADER_ATTR) == me
 
 
-def release_lead(sweep: Sweep, study: "optuna.Study") -> None:
+def release_lead(sweep: Sweep, study: optuna.Study) -> None:
     """The lead ends with the leader (finished, failed or stopped): the next process to run the sweep leads it,
     wherever it runs. Liveness alone cannot tell that of a leader on another machine, or in another container."""
     try:
@@ -81,7 +99,7 @@ def release_lead(sweep: Sweep, study: "optuna.Study") -> None:
         pass  # the error that broke it is the one to report
 
 
-def wait_for_parent(study: "optuna.Study", timeout: float = 60.0) -> str | None:
+def wait_for_parent(study: optuna.Study, timeout: float = 60.0) -> str | None:
     """A joining worker nests its trials under the leader's parent run (None: MLflow is not recording)."""
     deadline = time.monotonic() + timeout
     while PARENT_ATTR not in study.user_attrs and time.monotonic() < deadline:
@@ -90,7 +108,7 @@ def wait_for_parent(study: "optuna.Study", timeout: float = 60.0) -> str | None:
 
 
 @contextmanager
-def parent_run(sweep: Sweep, cfg: Config, study: "optuna.Study", warn: Warn) -> Iterator["Run"]:
+def parent_run(sweep: Sweep, cfg: Config, study: optuna.Study, warn: Warn) -> Iterator[Run]:
     """The sweep's own run: started (or taken up again) before the first trial, ended after the last."""
     from trainlab.experiment import STARTUP_WAIT_S, check_storage, run_lock
     from trainlab.tracking import Run, RunInfo, create_trackers
@@ -118,7 +136,7 @@ def parent_run(sweep: Sweep, cfg: Config, study: "optuna.Study", warn: Warn) -> 
         yield run
 
 
-def wait_for_trials(study: "optuna.Study", on_poll: Callable[[], None], poll: float = 2.0) -> None:
+def wait_for_trials(study: optuna.Study, on_poll: Callable[[], None], poll: float = 2.0) -> None:
     """Until no trial runs anywhere (a trial whose process died on this machine does not count)."""
     from optuna.trial import TrialState
 
@@ -128,7 +146,7 @@ def wait_for_trials(study: "optuna.Study", on_poll: Callable[[], None], poll: fl
         time.sleep(poll)
 
 
-def record_ranking(run: "Run", sweep: Sweep, study: "optuna.Study") -> tuple[list[TrialRow], dict[str, float]]:
+def record_ranking(run: Run, sweep: Sweep, study: optuna.Study) -> tuple[list[TrialRow], dict[str, float]]:
     """The parent's final record: ranking, best trial (chosen on validation, its test metrics beside), importances."""
     spec = sweep.spec
     rows = trial_rows(study, spec)
@@ -221,7 +239,7 @@ def sweep_status(sweep: Sweep, warn: Warn = lambda message: None) -> SweepStatus
     return SweepStatus(SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, importances(study), [], {}), 0)
 
 
-def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str | None], None],
+def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[[optuna.Study, str | None], None],
               on_poll: Callable[[], None] = lambda: None, warn: Warn = lambda message: None,
               worker_index: int = 0) -> SweepOutcome:
     """Lead the sweep (parent run, ranking) or join it; ``work(study, parent_mlflow_id)`` runs the trials."""
@@ -229,7 +247,7 @@ def run_sweep(sweep: Sweep, cfg: Config, *, work: Callable[["optuna.Study", str 
         return _lead_or_join(sweep, cfg, work, on_poll, warn, worker_index)
 
 
-def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[["optuna.Study", str | None], None],
+def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[[optuna.Study, str | None], None],
                   on_poll: Callable[[], None], warn: Warn, worker_index: int) -> SweepOutcome:
     spec = sweep.spec
     study = open_study(sweep, worker_index, warn=warn)

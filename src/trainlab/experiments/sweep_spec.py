@@ -16,7 +16,8 @@ names are trainlab's config keys (dotted, or nested under ``parameters``)::
     run_cap: 20
     # trainlab's own additions
     seeds: 3                               # every configuration with 3 seeds; the objective is their mean
-    time_budget: 600                       # seconds of trial time, summed over workers (a killed attempt is not counted: it runs again)
+    time_budget: 600                       # seconds of trial time, summed over workers
+                                           # (a killed attempt is not counted: it runs again)
     pruner: median                         # median | asha | none (instead of early_terminate)
 
 ``program`` and ``command`` (W&B's launcher fields) are ignored, and said so.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
@@ -57,7 +58,7 @@ class Tracker(ABC):
     finishes_last: bool = False  # the run folder: its "finished" is written after every other backend's end
     degraded: str | None = None  # set by start() when recording goes on in a lesser way (W&B offline copy)
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Import the client library; runs in the background while data loads."""
 
     @abstractmethod
@@ -88,7 +89,7 @@ class Tracker(ABC):
     def log_text(self, name: str, text: str) -> None: ...
 
     @abstractmethod
-    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+    def log_evaluation(self, ev: Evaluation, prefix: str) -> None:
         """Predictions table, per-class report, confusion matrix, ROC and PR curves."""
 
     @abstractmethod
@@ -102,7 +103,7 @@ class Tracker(ABC):
     @abstractmethod
     def finish(self, status: Status, error: str | None = None) -> None: ...
 
-    def note_failures(self, failures: dict[str, str]) -> None:
+    def note_failures(self, failures: dict[str, str]) -> None:  # noqa: B027 - optional hook
         """Before ``finish``: the other backends that could not record the run, and why."""
 
     def where(self) -> str | None:

@@ -16,9 +16,10 @@ import csv
 import io
 import json
 import shutil
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class FolderTracker(Tracker):
@@ -104,7 +105,7 @@ class FolderTracker(Tracker):
         writer.writerows(rows)
         atomic_write_text(self.run_dir / f"{name}.csv", buf.getvalue())
 
-    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+    def log_evaluation(self, ev: Evaluation, prefix: str) -> None:
         columns, rows = ev.predictions
         self.log_table(f"{prefix}predictions", columns, rows)
         self.log_table(f"{prefix}per_class", ["class", "precision", "recall", "f1", "support"],

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import TrackingError
 from trainlab.redaction import redact
@@ -335,7 +336,7 @@ class MlflowTracker(Tracker):
     def log_text(self, name: str, text: str) -> None:
         self.client.log_text(self.run_id, text, name)
 
-    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+    def log_evaluation(self, ev: Evaluation, prefix: str) -> None:
         columns, rows = ev.predictions
         self.client.log_table(self.run_id, {c: [r[i] for r in rows] for i, c in enumerate(columns)},
                               f"{prefix}predictions.json")

@@ -19,8 +19,9 @@ import atexit
 import fcntl
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO
 
 HOST_TAG, PID_TAG, STARTED_TAG = "trainlab.host", "trainlab.pid", "trainlab.process_started"
 BOOT_TAG, LOCK_TAG, LOCK_ID_TAG = "trainlab.boot_id", "trainlab.alive_lock", "trainlab.alive_lock_id"

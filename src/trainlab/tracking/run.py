@@ -21,8 +21,9 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from trainlab import failpoints
 from trainlab.redaction import redact, redact_mapping
@@ -80,7 +81,7 @@ class Run:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         for t in self.trackers:
             self._queues[t.name] = queue.Queue()
             self._workers[t.name] = threading.Thread(target=self._work, args=(t, self._queues[t.name]),
@@ -180,7 +181,7 @@ class Run:
     def log_text(self, name: str, text: str) -> None:
         self._call("log_text", name, redact(text))
 
-    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+    def log_evaluation(self, ev: Evaluation, prefix: str) -> None:
         self._call("log_evaluation", ev, prefix)
 
     def log_model(self, path: Path, metadata: dict[str, Any]) -> None:
@@ -197,7 +198,7 @@ class Run:
         for ops in self._queues.values():
             ops.put((method, args))
 
-    def _work(self, tracker: Tracker, ops: "queue.Queue[tuple[str, tuple[Any, ...]] | None]") -> None:
+    def _work(self, tracker: Tracker, ops: queue.Queue[tuple[str, tuple[Any, ...]] | None]) -> None:
         while (op := ops.get()) is not None:
             method, args = op
             if tracker.name in self._broken:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 Mode = Literal["online", "offline", "disabled"]
 _EXIT_CODES = {"finished": 0, "failed": 1, "killed": 130}
 INIT_TIMEOUT_S = 30.0
-FLUSH_WAIT_S = 15.0  # for wandb's service to write an offline run's last records after finish()  # wandb waits 90 s for an unreachable server by default; WANDB_INIT_TIMEOUT wins
+# wandb waits 90 s for an unreachable server by default; WANDB_INIT_TIMEOUT wins
+FLUSH_WAIT_S = 15.0  # for wandb's service to write an offline run's last records after finish()
 
 
 def _curve_chart(curves: dict[str, dict[str, list[float]]], x: str, y: str, title: str, x_title: str,
@@ -157,7 +159,7 @@ class WandbTracker(Tracker):
     def log_text(self, name: str, text: str) -> None:
         self._write(name, text)
 
-    def log_evaluation(self, ev: "Evaluation", prefix: str) -> None:
+    def log_evaluation(self, ev: Evaluation, prefix: str) -> None:
         import wandb
 
         columns, rows = ev.predictions

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 BLOCK = 32 * 1024
 HEADER = 7
