@@ -91,7 +91,8 @@ def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
         first = " ".join(str(exc).split())[:300]
         raise CheckpointError(f"the weights in checkpoint of run {payload.get('run_id', '?')!r} do not fit the "
                               f"architecture it declares ({first}); it is damaged: use another checkpoint") from None
-    return model.eval()
+    model.eval()
+    return model
 
 
 def resolve_checkpoint(ref: str | Path, runs_dir: Path, which: str = BEST) -> Path:

@@ -384,7 +384,8 @@ def recorded_config(cfg: Config) -> dict[str, Any]:
     """The config as every record keeps it (run files, checkpoints, trackers): credentials masked."""
     from trainlab.redaction import redact_mapping
 
-    return redact_mapping(config_to_dict(cfg))
+    recorded: dict[str, Any] = redact_mapping(config_to_dict(cfg))
+    return recorded
 
 
 def flatten_config(cfg: Config) -> dict[str, str]:

@@ -34,7 +34,7 @@ class Evaluation:
 
     @property
     def y_pred(self) -> np.ndarray:
-        return self.probs.argmax(axis=1)
+        return np.asarray(self.probs.argmax(axis=1))
 
     @cached_property
     def predictions(self) -> tuple[list[str], list[list[Any]]]:

@@ -67,6 +67,9 @@ class RunCallbacks(TrainCallbacks):
 
     def on_run_start(self, start: RunStart) -> None: ...
 
+    def close(self) -> None:
+        """The run is over (finished or not): stop any display."""
+
 
 @dataclass
 class RunOutcome:

@@ -60,7 +60,8 @@ def expand_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     other: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found, left = [], []
+            found: list[Path] = []
+            left: list[Path] = []
             for f in sorted(f for f in path.rglob("*") if f.is_file()):
                 hidden = any(part.startswith(".") for part in f.relative_to(path).parts)
                 (found if not hidden and (f.suffix.lower() in IMAGE_SUFFIXES or _is_idx(f)) else left).append(f)

@@ -126,7 +126,7 @@ def cpu_info() -> dict[str, object]:
     """The CPU a figure was measured on: model, cores, torch's kernel capability, the relevant SIMD flags."""
     import torch
 
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             key, _, value = line.partition(":")
@@ -145,7 +145,8 @@ def cpu_info() -> dict[str, object]:
 
 
 def has_vnni(cpu: dict[str, object]) -> bool:
-    return bool(set(cpu.get("cpu_flags") or ()) & set(VNNI_FLAGS))  # type: ignore[arg-type]
+    flags = cpu.get("cpu_flags")
+    return isinstance(flags, list | tuple | set) and bool(set(flags) & set(VNNI_FLAGS))
 
 
 @functools.lru_cache(maxsize=1)

@@ -75,7 +75,7 @@ def process_rss_mb() -> float:
     """This process's resident memory in MB: what the run holds, not the whole machine."""
     import psutil
 
-    return psutil.Process().memory_info().rss / 1e6
+    return float(psutil.Process().memory_info().rss) / 1e6
 
 
 DIVERGED = 100.0  # a step loss this many times the first step's (at least 1.0) means training blew up

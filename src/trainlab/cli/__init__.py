@@ -20,7 +20,6 @@ imported inside the commands, so `trainlab --help` stays fast.
 from __future__ import annotations
 
 import gc
-import sys
 
 from trainlab.cli import compare, evaluation, models, report, reproduce, runs, sweep, training, ui  # noqa: F401,I001  (registers the commands, in --help order)
 from trainlab.cli.app import app
@@ -43,4 +42,4 @@ def main() -> None:
 __all__ = ["app", "main"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -63,7 +63,7 @@ def compare(
             raise ConfigError("nothing to compare: give two runs (`trainlab compare A B`), --a/--b FILTER, a sweep, "
                               "or --filter; list runs with `trainlab runs`")
         store = Record(tracking_uri)
-        options = {"metric": metric, "alpha": alpha, "resamples": resamples, "seed": seed}
+        options: dict[str, Any] = {"metric": metric, "alpha": alpha, "resamples": resamples, "seed": seed}
         result: Comparison | Ranking
         if a is not None and b is not None:
             result = cmp.compare_pair(store, cmp.side_from_filter(store, a, option="--a", pool=pool),

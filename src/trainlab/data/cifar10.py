@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+from typing import Any
 
 import numpy as np
 
@@ -23,9 +24,9 @@ _FOLDER = "cifar-10-batches-py"
 _TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
-def read_batches(archive: VerifiedFile) -> tuple[dict[str, dict], list[str]]:
+def read_batches(archive: VerifiedFile) -> tuple[dict[str, dict[bytes, Any]], list[str]]:
     """Unpickle every batch of the archive (its SHA-256 was checked before this runs)."""
-    batches: dict[str, dict] = {}
+    batches: dict[str, dict[bytes, Any]] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:*") as tar:
             for member in (*_TRAIN_BATCHES, "test_batch", "batches.meta"):
@@ -42,7 +43,7 @@ def read_batches(archive: VerifiedFile) -> tuple[dict[str, dict], list[str]]:
     return batches, names
 
 
-def _stack(batches: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def _stack(batches: list[dict[bytes, Any]]) -> tuple[np.ndarray, np.ndarray]:
     x = np.concatenate([np.asarray(b[b"data"], dtype=np.uint8) for b in batches]).reshape(-1, 3, 32, 32)
     y = np.concatenate([np.asarray(b[b"labels"], dtype=np.int64) for b in batches])
     return x, y

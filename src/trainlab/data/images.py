@@ -24,8 +24,8 @@ def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
 
     height, width = size
     try:
-        with Image.open(path) as img:
-            img = img.convert(mode)
+        with Image.open(path) as opened:
+            img = opened.convert(mode)
             if img.size != (width, height):
                 img = img.resize((width, height), Image.Resampling.BILINEAR)
             arr = np.asarray(img, dtype=np.uint8)
@@ -62,7 +62,7 @@ def decode_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
 def border_brightness(x: np.ndarray) -> np.ndarray:
     """Mean of each image's outermost pixels (0..255): the background, for digits and garments on a plain ground."""
     frame = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
-    return frame.reshape(len(x), -1).mean(axis=1)
+    return np.asarray(frame.reshape(len(x), -1).mean(axis=1))
 
 
 def background(x: np.ndarray) -> str | None:

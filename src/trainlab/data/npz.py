@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -21,7 +22,7 @@ def _as_uint8(x: np.ndarray, what: str) -> np.ndarray:
     raise DataError(f"{what} is {x.dtype} with values {x.min()}..{x.max()}; store uint8 0..255 or floats 0..1")
 
 
-def _labels(y: np.ndarray, what: str) -> tuple[np.ndarray, str]:
+def _labels(y: np.ndarray, what: str) -> tuple[np.ndarray, Literal["index", "onehot"]]:
     """Class indices and the encoding found: (N,) integers, or (N, K) one-hot rows."""
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer):
         if len(y) and y.min() < 0:

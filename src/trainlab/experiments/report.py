@@ -134,6 +134,7 @@ def sweep_page(record: Record, parent: RunRow, links: dict[str, str] | None = No
     metric, rows = outcome.metric, outcome.rows
     params = sorted({k for r in rows for k in r.params})
     scored = [r for r in rows if r.value is not None]
+    score = [r.value for r in scored if r.value is not None]  # the same, typed float
     sections = []
 
     def run_cell(run_id: str) -> dict[str, str]:
@@ -173,10 +174,11 @@ def sweep_page(record: Record, parent: RunRow, links: dict[str, str] | None = No
         each = Section("The metric against each hyperparameter", "params")
         for key in params:
             values = [r.params.get(key) for r in scored]
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                positive = [float(v) for v in values if float(v) > 0]
+            numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+            if len(numbers) == len(values):
+                positive = [v for v in numbers if v > 0]
                 log_x = len(positive) == len(values) and max(positive) / min(positive) > 50
-                fig = scatter_figure({"trials": ([float(v) for v in values], [r.value for r in scored])}, key, metric,
+                fig = scatter_figure({"trials": (numbers, score)}, key, metric,
                                      f"{metric} against {key}", log_x=log_x,
                                      integer_x=all(isinstance(v, int) for v in values))
             else:
@@ -184,8 +186,7 @@ def sweep_page(record: Record, parent: RunRow, links: dict[str, str] | None = No
                 shown = [c for c in labels if any(canonical(v) == c for v in values)]  # in the file's order
                 groups: dict[str, list[float]] = {}
                 for c in shown:
-                    groups.setdefault(labels[c][0], []).extend(r.value for v, r in zip(values, scored)
-                                                                if canonical(v) == c)
+                    groups.setdefault(labels[c][0], []).extend(s for v, s in zip(values, score) if canonical(v) == c)
                 fig = strip_figure(groups, metric, f"{metric} by {key} (a dot per trial)")
                 named = [[label, {"text": text, "wrap": True}] for label, text in (labels[c] for c in shown)
                          if label != text]
@@ -199,7 +200,7 @@ def sweep_page(record: Record, parent: RunRow, links: dict[str, str] | None = No
         if len(numeric) >= 2:
             sections.append(Section("Parallel coordinates", "parallel", figures=[Figure(png_data_uri(parallel_figure(
                 numeric, [[float(np.log10(r.params[k])) if _log_scaled(scored, k) else float(r.params[k])
-                           for k in numeric] for r in scored], [r.value for r in scored], metric)),
+                           for k in numeric] for r in scored], score, metric)),
                 "parallel coordinates")]))
     if outcome.importances:
         sections.append(Section("Parameter importances (Optuna's fANOVA)", "importances", figures=[Figure(
@@ -317,8 +318,8 @@ def pair_page(c: Comparison, views: list[RunView | None]) -> Page:
     diffs.tables.append(Table(["environment", "A", "B"], [[k, *v] for k, v in c.environment_diff.items()] or
                               [["(the same)", "", ""]]))
     sections.append(diffs)
-    if all(views):
-        va, vb = views  # type: ignore[misc]
+    va, vb = views
+    if va is not None and vb is not None:
         curves = Section("Learning curves", "curves", figures=[Figure(png_data_uri(overlaid_curves_figure(
             {f"A {va.run_id}": va.history, f"B {vb.run_id}": vb.history})), "A's and B's curves overlaid")])
         sections.append(curves)

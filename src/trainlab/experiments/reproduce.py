@@ -234,8 +234,8 @@ def compare_with_record(record: Record, p: Plan, folder: Path, rtol: float = RTO
     if len(recorded_history) != len(reproduced_history):
         exact = close = False
         first = Divergence("epochs_run", None, float(len(recorded_history)), float(len(reproduced_history)))
-    for epoch, (a, b) in enumerate(zip(recorded_history, reproduced_history), 1):
-        pairs += [(k, epoch, a[k], b[k]) for k in COMPARED_EPOCH if k in a and k in b]
+    for number, (then, now) in enumerate(zip(recorded_history, reproduced_history), 1):
+        pairs += [(k, number, then[k], now[k]) for k in COMPARED_EPOCH if k in then and k in now]
     pairs += [(k, None, p.row.metrics[k], summary[k]) for k in COMPARED_TEST if k in p.row.metrics and k in summary]
     for key, epoch, a, b in pairs:
         gap = abs(a - b) if not (math.isnan(a) and math.isnan(b)) else 0.0

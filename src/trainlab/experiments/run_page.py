@@ -221,7 +221,7 @@ def run_facts(view: RunView, best: int | None) -> list[tuple[str, str]]:
 
 
 def best_epoch(history: list[dict[str, float]], monitor: str) -> int | None:
-    values = [(h.get(monitor), int(h.get("step", i))) for i, h in enumerate(history, 1) if h.get(monitor) is not None]
+    values = [(h[monitor], int(h.get("step", i))) for i, h in enumerate(history, 1) if h.get(monitor) is not None]
     if not values:
         return None
     pick = min if "loss" in monitor else max
@@ -309,13 +309,13 @@ def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, do
     from trainlab.config import recorded_config
     from trainlab.experiments.page import REPORT, write_page
 
-    mlflow = next((t for t in trackers if t.name == "mlflow" and getattr(t, "run_id", "")), None)
-    system = {}
+    mlflow = next((t for t in trackers if t.name == "mlflow"), None)
+    system: dict[str, tuple[list[float], list[float]]] = {}
     if mlflow is not None:
         for key, name in SYSTEM.items():
-            points = sorted(mlflow.client.get_metric_history(mlflow.run_id, key), key=lambda p: p.timestamp)
+            points = mlflow.sampled_history(key)
             if points:
-                system[name] = ([(p.timestamp - started_ms) / 1000 for p in points], [p.value for p in points])
+                system[name] = ([(t - started_ms) / 1000 for t, _ in points], [v for _, v in points])
     if result.process_memory:  # this attempt's epochs from this process: the tracker may not have stored the last yet
         seconds, values = system.get(PROCESS_MEMORY, ([], []))
         earlier = [(s, v) for s, v in zip(seconds, values) if s < 0]  # a resumed run's earlier attempts

@@ -233,7 +233,7 @@ def rebuild_trials(study: optuna.Study, sweep: Sweep, records: dict[int, TrialRe
                               f"{record.process.get('trainlab.pid', '?')}); let it end or stop it, then run the same "
                               "command again")
         trial = _ended_trial(record, swept) if record is not None and record.state in ended else None
-        if trial is None:
+        if trial is None or record is None:
             study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={KILLED: True}))
             continue
         trial.datetime_start = record.started or trial.datetime_start

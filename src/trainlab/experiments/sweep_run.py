@@ -202,7 +202,7 @@ def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
             epochs=int(first.metrics.get("epochs_run", 0)) or 0, latest=first.metrics.get(metric),
             run_ids=[r.run_id for r in runs], test=test,
             # the trial's wall time, as the study measures it: its first seed's start to its last seed's end
-            seconds=(max(r.end_ms for r in runs) - min(r.start_ms for r in runs)) / 1000  # type: ignore[type-var]
+            seconds=(max(r.end_ms or 0 for r in runs) - min(r.start_ms for r in runs)) / 1000
             if all(r.end_ms for r in runs) else None,
         ))
     found_importances = {k.removeprefix("importance_"): v for k, v in parent.metrics.items()

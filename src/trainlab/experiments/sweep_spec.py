@@ -213,7 +213,7 @@ def _metric(metric: Any) -> tuple[str, Literal["maximize", "minimize"]]:
     goal = metric.get("goal") or ("minimize" if name == "val_loss" else "maximize")
     if goal not in ("maximize", "minimize"):
         raise ConfigError(f"sweep metric goal = {goal!r}: must be maximize or minimize")
-    return name, goal
+    return str(name), "maximize" if goal == "maximize" else "minimize"
 
 
 def _flatten(parameters: Any, prefix: str) -> list[Param]:

@@ -109,3 +109,7 @@ class Tracker(ABC):
     def where(self) -> str | None:
         """One line for the user: where the run is recorded and how to look at it."""
         return None
+
+    def sampled_history(self, key: str) -> list[tuple[int, float]]:
+        """(timestamp ms, value) of a metric the backend sampled itself (MLflow's system metrics); [] if none."""
+        return []

@@ -373,6 +373,11 @@ class MlflowTracker(Tracker):
             self.client.set_tag(self.run_id, "error", redact(error)[:5000])
         self.client.set_terminated(self.run_id, status=_STATUS[status])
 
+    def sampled_history(self, key: str) -> list[tuple[int, float]]:
+        if not self.run_id:
+            return []
+        return sorted((p.timestamp, p.value) for p in self.client.get_metric_history(self.run_id, key))
+
     def where(self) -> str | None:
         if not self.run_id:
             return None
