@@ -7,6 +7,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= configs/quickstart.yaml
 STAMP  := $(VENV)/.installed
+# test processes: one per core (pytest-xdist)
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 # torch==2.13.0+cpu: a local wheel folder (PIP_FIND_LINKS, as pip uses it) or else PyTorch's CPU index;
 # uv then takes each package's best match across both indexes (every file is hash-checked), where its
 # default would look for numpy and the rest only on PyTorch's index
@@ -18,7 +20,7 @@ UV_FLAGS := --python $(BIN)/python --no-deps --quiet --compile-bytecode $(if $(s
             $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX) --index-strategy unsafe-best-match)
 PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 
-.PHONY: run test venv lock clean notebooks notebooks-html image
+.PHONY: run test check venv lock clean notebooks notebooks-html image
 
 run: $(STAMP)
 	$(BIN)/trainlab all --config $(CONFIG)
@@ -81,3 +83,10 @@ image:
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache
+
+# the loop to run while coding (<= 90 s on 2 cores): lint, types, and the tests not marked slow or container,
+# spread over the cores. `make test` runs everything (CI runs it)
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench notebooks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow and not container" $(PYTEST_ARGS)

@@ -47,14 +47,18 @@ def make_images(n_per_class: int = 60, classes: int = 4, size: int = 16, seed: i
     return x[order], y[order].astype(np.int64)
 
 
-@pytest.fixture
-def tiny_npz(tmp_path: Path) -> Path:
+def write_tiny_npz(folder: Path) -> Path:
     """A .npz with 240 train and 80 test 16x16 images of 4 visibly different classes."""
     x, y = make_images(60)
     x_test, y_test = make_images(20, seed=1)
-    path = tmp_path / "tiny.npz"
+    path = folder / "tiny.npz"
     np.savez(path, x=x, y=y, x_test=x_test, y_test=y_test, class_names=np.array(["nw", "ne", "sw", "se"]))
     return path
+
+
+@pytest.fixture
+def tiny_npz(tmp_path: Path) -> Path:
+    return write_tiny_npz(tmp_path)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -173,16 +177,17 @@ def interrupt_at(epoch: int, step: int = 0):  # noqa: ANN201
 
 @pytest.fixture
 def fast_config():  # noqa: ANN201
+    return build_fast_config
+
+
+def build_fast_config(*overrides: str):  # noqa: ANN201
     """A config for tiny data that trains in a second or two."""
     from trainlab.config import load_config
 
-    def build(*overrides: str):  # noqa: ANN202
-        # no report page: a second of figures per run; test_report.py turns it on
-        base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01", "tracking.trackers=[]",
-                "report=false"]
-        return load_config(None, [*base, *overrides])
-
-    return build
+    # no report page: a second of figures per run; test_report.py turns it on
+    base = ["threads=1", "train.epochs=4", "train.batch_size=32", "train.optimizer.lr=0.01", "tracking.trackers=[]",
+            "report=false"]
+    return load_config(None, [*base, *overrides])
 
 
 @pytest.fixture

@@ -188,6 +188,7 @@ def test_predict_warns_when_the_background_is_the_opposite_of_training(tmp_path:
     assert sum(label == str(d) for label, d in zip(labels, digits.target[:4])) >= 3
 
 
+@pytest.mark.slow
 def test_piped_output_says_what_it_trains_and_keeps_talking_inside_long_epochs(tmp_path: Path) -> None:
     """CI logs, Docker, `| tee`: no progress bar, so a line per epoch and one every --log-interval seconds."""
     done = subprocess.run([TRAINLAB, "train", "data.name=npz", f"data.path={_big_npz(tmp_path)}", "model.arch=medium",

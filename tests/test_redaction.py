@@ -56,6 +56,7 @@ def test_a_credential_in_an_identifier_is_refused(override: str) -> None:
     assert not any(Path(".").iterdir())  # nothing created
 
 
+@pytest.mark.slow
 def test_canaries_everywhere_leave_no_trace(tmp_path: Path, http_server: Server, source_for, tiny_npz: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """A mirror URL with credentials (used, to download), a data path with a token in it, a key in .env and in a

@@ -131,6 +131,7 @@ def test_report_false_writes_no_page(fast_config) -> None:
     assert not (out.run_dir / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep, monkeypatch) -> None:
     sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
                          "parameters:\n  train.optimizer.lr: {values: [0.001, 0.03]}\n  model.arch: {values: [small]}\n")
@@ -172,6 +173,7 @@ def test_a_sweep_page_links_every_seed_of_every_trial_to_its_page(digits_sweep, 
     assert (other / "report.html").resolve() in assert_links_resolve(page.read_text(), page)
 
 
+@pytest.mark.slow
 def test_a_page_of_a_against_b_carries_the_verdict(fast_config) -> None:
     a, b = train(fast_config, "seed=0"), train(fast_config, "seed=1", "model.arch=fast")
     made = invoke("report", a.run_id, b.run_id).output

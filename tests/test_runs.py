@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import build_fast_config, write_tiny_npz
 from typer.testing import CliRunner
 
 from trainlab.cli import app
@@ -22,11 +23,33 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture
-def three_runs(fast_config, tiny_npz: Path) -> list:
-    base = ("data.name=npz", f"data.path={tiny_npz}", "train.epochs=2", "tracking.trackers=[mlflow]", "name=cmp")
+def train_three(fast_config, npz: Path) -> list:
+    base = ("data.name=npz", f"data.path={npz}", "train.epochs=2", "tracking.trackers=[mlflow]", "name=cmp")
     return [run_experiment(fast_config(*base, f"model.arch={arch}", f"seed={seed}"))
             for arch, seed in (("small", 0), ("small", 1), ("medium", 0))]
+
+
+@pytest.fixture
+def three_runs(fast_config, tiny_npz: Path) -> list:
+    """Three runs of their own, for a test that adds to the store."""
+    return train_three(fast_config, tiny_npz)
+
+
+@pytest.fixture(scope="module")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    folder = tmp_path_factory.mktemp("three-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        return folder, train_three(build_fast_config, write_tiny_npz(folder))
+
+
+@pytest.fixture
+def shared_runs(_trained_once: tuple[Path, list], monkeypatch: pytest.MonkeyPatch) -> list:
+    """The same three runs trained once for the module, for tests that only read the store."""
+    folder, outcomes = _trained_once
+    monkeypatch.chdir(folder)
+    return outcomes
 
 
 def invoke(*args: str):  # noqa: ANN201
@@ -35,8 +58,8 @@ def invoke(*args: str):  # noqa: ANN201
     return result
 
 
-def test_runs_lists_filters_sorts_and_groups(three_runs) -> None:
-    ids = [o.run_id for o in three_runs]
+def test_runs_lists_filters_sorts_and_groups(shared_runs) -> None:
+    ids = [o.run_id for o in shared_runs]
     listed = invoke("runs").output
     assert all(i in listed for i in ids) and "test acc" in listed
 
@@ -48,7 +71,7 @@ def test_runs_lists_filters_sorts_and_groups(three_runs) -> None:
     assert losses == sorted(losses) and len(losses) == 3
 
     grouped = invoke("runs", "--group", "model", "--metric", "test_accuracy").output
-    accs = [o.test.metrics["accuracy"] for o in three_runs[:2]]
+    accs = [o.test.metrics["accuracy"] for o in shared_runs[:2]]
     import statistics
 
     assert f"{statistics.fmean(accs):.4f}" in grouped and "medium" in grouped
@@ -76,11 +99,11 @@ def test_the_epochs_column_holds_epochs_and_the_job_its_own_column(three_runs, f
     assert " 1/3 " in next(line for line in sorted_.splitlines() if " killed " in line)
 
 
-def test_runs_show_one_run(three_runs) -> None:
-    out = invoke("runs", "show", three_runs[0].run_id).output
+def test_runs_show_one_run(shared_runs) -> None:
+    out = invoke("runs", "show", shared_runs[0].run_id).output
     assert "train.epochs" in out and "test_accuracy" in out and "checkpoints/best.pt" in out
     assert "dataset" in out and "git_commit" in out
-    details = json.loads(invoke("runs", "show", three_runs[0].run_id, "--json").stdout)
+    details = json.loads(invoke("runs", "show", shared_runs[0].run_id, "--json").stdout)
     assert details["status"] == "FINISHED" and details["params"]["model.arch"] == "small"
 
 
@@ -91,7 +114,7 @@ def test_runs_show_one_run(three_runs) -> None:
     (["runs", "--sort", "params.model", "--filter", "params.x = 1"], "error: invalid --filter 'params.x = 1' or --sort"),
     (["runs", "--experiment", "other"], "error: no experiment named 'other'; known: Default, cmp"),
 ])
-def test_runs_bad_input(three_runs, args: list[str], message: str) -> None:
+def test_runs_bad_input(shared_runs, args: list[str], message: str) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and result.stderr.startswith(message), result.stderr
 

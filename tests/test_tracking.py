@@ -356,6 +356,7 @@ def rejecting_server() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["rejects the key", "is unreachable"])
 def test_wandb_online_failure_leaves_mlflow_recording_and_exits_3(tiny_npz: Path, rejecting_server: str,
                                                                    where: str) -> None:
