@@ -25,8 +25,9 @@ PIP := $(BIN)/python -m pip install -qq --disable-pip-version-check
 run: $(STAMP)
 	$(BIN)/trainlab all --config $(CONFIG)
 
+# the whole suite, over the cores; tests that share a costly module fixture (the images, a killed sweep) stay together
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 venv: $(STAMP)
 

@@ -28,6 +28,8 @@ import pytest
 import yaml
 from postgres_server import MISSING, installed, postgres
 
+# the images are built once, by one test process, for every test here (a module fixture)
+pytestmark = pytest.mark.xdist_group("containers")
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PODMAN = ["podman", "--runtime", "/usr/sbin/runc"]

@@ -28,10 +28,13 @@ def files_under(folder: Path) -> list[Path]:
 # -- registry and bundled data ---------------------------------------------------------------
 
 
-def test_registry_matches_config_choices() -> None:
-    from trainlab.config import DATASET_NAMES
+def test_every_dataset_the_config_accepts_has_a_loader_and_no_loader_is_unlisted() -> None:
+    from trainlab.catalog import DATASET_NAMES
+    from trainlab.data.dataset import register_dataset
 
-    assert set(dataset_names()) == set(DATASET_NAMES)
+    assert dataset_names() == tuple(sorted(DATASET_NAMES))
+    with pytest.raises(ValueError, match="not listed in trainlab.catalog.DATASETS"):
+        register_dataset("svhn")
 
 
 def test_digits_loads_offline_with_fingerprint_and_stable_split() -> None:

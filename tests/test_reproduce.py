@@ -71,10 +71,9 @@ def test_a_fresh_run_reproduces_identical_and_is_recorded(project: Path) -> None
 
 
 def test_a_run_from_a_dirty_tree_reproduces_identical_and_the_tree_is_untouched(project: Path) -> None:
-    models = project / "src" / "trainlab" / "models.py"
+    models = project / "src" / "trainlab" / "catalog.py"
     committed = models.read_text()
-    models.write_text(committed.replace('register_model("small", [*_conv_block(16)',
-                                        'register_model("small", [*_conv_block(12)'))
+    models.write_text(committed.replace('"small": (*_conv_block(16)', '"small": (*_conv_block(12)'))
     (project / "src" / "trainlab" / "helper.py").write_text("ANSWER = 42\n")  # untracked, recorded too
     run = train(project)
     models.write_text(committed)  # the checkout moves on

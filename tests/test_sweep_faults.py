@@ -75,6 +75,7 @@ def one_warning(result: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("killed-sweep")  # one worker kills the sweep once for them
 def test_a_journal_cut_at_random_offsets_resumes_with_every_configuration_once(killed_sweep: Path) -> None:
     whole = next((killed_sweep / "runs").glob("sweep-*/study.journal")).stat().st_size
     for offset in random.Random(24).sample(range(1, whole - 1), 3):
@@ -89,6 +90,7 @@ def test_a_journal_cut_at_random_offsets_resumes_with_every_configuration_once(k
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("killed-sweep")  # one worker kills the sweep once for them
 @pytest.mark.parametrize("damage", ["garbage line", "cut line then more", "emptied", "deleted", "deleted, its lock left",
                                     "sweep folder deleted"])
 def test_a_damaged_or_lost_journal_is_set_aside_and_rebuilt_from_the_runs(killed_sweep: Path, damage: str) -> None:
@@ -118,6 +120,7 @@ def test_a_damaged_or_lost_journal_is_set_aside_and_rebuilt_from_the_runs(killed
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("killed-sweep")  # one worker kills the sweep once for them
 def test_an_emptied_journal_leaves_no_duplicate_trial_run_in_mlflow(killed_sweep: Path) -> None:
     from mlflow import MlflowClient
 

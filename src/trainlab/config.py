@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from trainlab.catalog import ARCH_NAMES, DATASET_NAMES
 from trainlab.errors import ConfigError, SettingsSyntaxError
 from trainlab.settings_file import parse_settings_text, read_settings_file
 
-DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "cifar10", "imagefolder", "npz")
+if TYPE_CHECKING:
+    DatasetName = str
+    ArchName = str
+else:  # the choices come from the catalog, listed once; pydantic's message names them all
+    DatasetName = Literal[DATASET_NAMES]
+    ArchName = Literal[ARCH_NAMES]
 MONITOR_METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_auroc")
 
 
@@ -37,7 +43,7 @@ def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
 
 
 class DataConfig(_Section):
-    name: Literal["digits", "mnist", "fashion-mnist", "cifar10", "imagefolder", "npz"] = Field(
+    name: DatasetName = Field(
         "digits", description="Dataset. digits is bundled with scikit-learn and works offline."
     )
     data_dir: Path = Field(
@@ -119,7 +125,7 @@ LayerSpec = Annotated[
 
 
 class ModelConfig(_Section):
-    arch: Literal["small", "fast", "medium", "large", "custom"] = Field(
+    arch: ArchName = Field(
         "small", description="A named CNN, or custom to use the declared layers."
     )
     layers: tuple[LayerSpec, ...] | None = Field(

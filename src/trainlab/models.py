@@ -9,57 +9,25 @@ buffers, which makes a checkpoint usable without any other file.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
+from trainlab.catalog import ARCHITECTURES, CUSTOM, LayerDict
 from trainlab.config import ModelConfig
 from trainlab.errors import ConfigError
 
-LayerDict = dict[str, Any]
-
-_ARCHITECTURES: dict[str, tuple[LayerDict, ...]] = {}
-
-
-def register_model(name: str, layers: Sequence[LayerDict]) -> None:
-    _ARCHITECTURES[name] = tuple(layers)
-
 
 def model_names() -> tuple[str, ...]:
-    return tuple(sorted(_ARCHITECTURES))
-
-
-def _conv_block(out: int) -> list[LayerDict]:
-    return [{"type": "conv", "out": out, "kernel": 3}, {"type": "batchnorm"}, {"type": "relu"}]
-
-
-# ~21k parameters on 28x28 (mostly the head): seconds per epoch on a laptop CPU
-register_model("small", [*_conv_block(16), {"type": "maxpool", "kernel": 2},
-                         *_conv_block(32), {"type": "maxpool", "kernel": 2}])
-# the shape of the classic PyTorch MNIST example, with BatchNorm
-register_model("medium", [*_conv_block(32), *_conv_block(32), {"type": "maxpool", "kernel": 2},
-                          *_conv_block(64), *_conv_block(64), {"type": "maxpool", "kernel": 2},
-                          {"type": "flatten"}, {"type": "dropout", "p": 0.25},
-                          {"type": "linear", "out": 128}, {"type": "relu"}, {"type": "dropout", "p": 0.5}])
-# pooled before BatchNorm and ReLU, so those run on a quarter of the pixels: the fastest
-# to 91% Fashion-MNIST test accuracy on a 2-core CPU (configs/fashion_fast.yaml, bench/README.md)
-register_model("fast", [{"type": "conv", "out": 32, "kernel": 3}, {"type": "maxpool", "kernel": 2},
-                        {"type": "batchnorm"}, {"type": "relu"},
-                        {"type": "conv", "out": 64, "kernel": 3}, {"type": "maxpool", "kernel": 2},
-                        {"type": "batchnorm"}, {"type": "relu"}])
-register_model("large", [*_conv_block(64), *_conv_block(64), {"type": "maxpool", "kernel": 2},
-                         *_conv_block(128), *_conv_block(128), {"type": "maxpool", "kernel": 2},
-                         *_conv_block(256), {"type": "global_avgpool"}, {"type": "dropout", "p": 0.3}])
+    """The named architectures (trainlab.catalog lists them)."""
+    return tuple(sorted(ARCHITECTURES))
 
 
 def resolve_layers(cfg: ModelConfig) -> list[LayerDict]:
     """The body of the network as plain dicts: the declared layers or the named ones."""
-    if cfg.arch == "custom":
+    if cfg.arch == CUSTOM:
         return [layer.model_dump() for layer in cfg.layers or ()]
-    if cfg.arch not in _ARCHITECTURES:
-        raise ConfigError(f"model.arch = {cfg.arch!r} is not a known architecture; choose one of {', '.join(model_names())}")
-    return [dict(layer) for layer in _ARCHITECTURES[cfg.arch]]
+    return [dict(layer) for layer in ARCHITECTURES[cfg.arch]]
 
 
 class Classifier(nn.Module):

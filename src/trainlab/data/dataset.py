@@ -9,9 +9,10 @@ from typing import Literal
 
 import numpy as np
 
+from trainlab.catalog import DATASETS
 from trainlab.config import DataConfig
 from trainlab.data.fetch import DownloadProgress
-from trainlab.errors import ConfigError, DataError
+from trainlab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ _LOADERS: dict[str, Loader] = {}
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
+    """The loader of a dataset trainlab.catalog lists (config validation accepts only those names)."""
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is not listed in trainlab.catalog.DATASETS; add it there first")
+
     def add(loader: Loader) -> Loader:
         _LOADERS[name] = loader
         return loader
@@ -78,10 +83,7 @@ def dataset_names() -> tuple[str, ...]:
 
 def create_dataset(cfg: DataConfig, progress: DownloadProgress | None = None) -> Dataset:
     """Find (or download), verify and load the dataset ``cfg.name``."""
-    loader = _LOADERS.get(cfg.name)
-    if loader is None:
-        raise ConfigError(f"data.name = {cfg.name!r} is not a known dataset; choose one of {', '.join(dataset_names())}")
-    dataset = loader(cfg, progress)
+    dataset = _LOADERS[cfg.name](cfg, progress)  # the config accepts only names that have a loader (a test checks)
     check_dataset(dataset)
     return dataset
 
