@@ -43,7 +43,7 @@ register_model("medium", [*_conv_block(32), *_conv_block(32), {"type": "maxpool"
                           {"type": "flatten"}, {"type": "dropout", "p": 0.25},
                           {"type": "linear", "out": 128}, {"type": "relu"}, {"type": "dropout", "p": 0.5}])
 # pooled before BatchNorm and ReLU, so those run on a quarter of the pixels: the fastest
-# to 91% Fashion-MNIST test accuracy on a 2-core CPU (configs/fashion_fast.yaml, bench/README.md)
+# to 91% Fashion-MNIST test accuracy on a 2-core CPU (configs/fashion_fast.yaml, docs/speed.md)
 register_model("fast", [{"type": "conv", "out": 32, "kernel": 3}, {"type": "maxpool", "kernel": 2},
                         {"type": "batchnorm"}, {"type": "relu"},
                         {"type": "conv", "out": 64, "kernel": 3}, {"type": "maxpool", "kernel": 2},
