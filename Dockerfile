@@ -3,7 +3,7 @@
 #   docker build -t trainlab --build-arg GIT_COMMIT="$(git rev-parse HEAD)" .
 #   docker run --rm --env-file .env -v trainlab-work:/work trainlab              # the default experiment
 #   docker run --rm --env-file .env -v trainlab-work:/work trainlab train seed=1
-# The README's "Containers" section has the rest (compose stack, sweeps, a local wheel folder, Podman).
+# docs/containers.md has the rest (compose stack, sweeps, a local wheel folder, Podman).
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE}

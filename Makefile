@@ -73,7 +73,7 @@ lock:
 	$(COMPILE) --constraint requirements.lock -o requirements-runtime.lock pyproject.toml
 	$(COMPILE) --constraint requirements.lock -o docker/mlflow-server.lock docker/mlflow-server.in
 
-# the trainer image, labelled with the commit it is built from (README, "Containers"). DOCKER=podman works;
+# the trainer image, labelled with the commit it is built from (docs/containers.md). DOCKER=podman works;
 # IMAGE_ARGS passes more, e.g. --build-arg BASE=... or a local wheel folder
 DOCKER ?= docker
 IMAGE  ?= trainlab:latest

@@ -1,9 +1,20 @@
-"""What the benchmark scripts share: the CPU line every figure is printed under, and the usual start."""
+"""What the benchmark scripts share: the CPU line every figure is printed under, the usual start, and the
+results file the docs include (bench/results/<script>.txt), so a figure in the docs and its source cannot
+disagree."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu_line() -> str:
@@ -22,3 +33,50 @@ def start(doc: str, skip_fashion: bool = True) -> argparse.Namespace:
     args = parser.parse_args()
     print(cpu_line())
     return args
+
+
+class _Tee:
+    """Writes go to the terminal and to the results file."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def header(script: str) -> str:
+    """The lines a results file opens with: when, on which CPU, with what, from which commit, by which command."""
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=RESULTS.parent).stdout.strip() or "unknown"
+    argv = " ".join(["python", f"bench/{script}.py", *sys.argv[1:]])
+    return (f"# {time.strftime('%Y-%m-%d %H:%M')} · commit {commit} · python {sys.version.split()[0]} · "
+            f"torch {torch.__version__}\n# {argv}\n{cpu_line()}\n")
+
+
+@contextlib.contextmanager
+def results_file(script: str, save: bool) -> Iterator[None]:
+    """With ``save``, what the script prints also goes to bench/results/<script>.txt (under a header naming the
+    date, CPU, commit and command); the file is replaced only when the script ends without an error."""
+    if not save:
+        yield
+        return
+    RESULTS.mkdir(exist_ok=True)
+    partial = RESULTS / f".{script}.txt.partial"
+    with partial.open("w", encoding="utf-8") as out:
+        out.write(header(script))
+        terminal, sys.stdout = sys.stdout, _Tee(sys.stdout, out)
+        try:
+            yield
+        finally:
+            sys.stdout = terminal
+    partial.replace(RESULTS / f"{script}.txt")
+    print(f"saved: {RESULTS / f'{script}.txt'}")

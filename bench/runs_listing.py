@@ -6,7 +6,9 @@ test metrics, the tags), so the figure is what a user's store gives without
 training 100 models first. Each figure is the median of fresh `trainlab runs`
 processes (the real console script, imports included).
 
-    python bench/runs_listing.py [--runs 100] [--repeats 5]
+    python bench/runs_listing.py [--runs 100] [--repeats 5] [--save]
+
+With --save the output also goes to bench/results/runs_listing.txt, which docs/speed.md includes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import results_file
 
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 EPOCH_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc", "lr",
@@ -64,8 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--save", action="store_true", help="also write bench/results/runs_listing.txt (the docs include it)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="trainlab-bench-runs-") as tmp:
+    with results_file("runs_listing", args.save), tempfile.TemporaryDirectory(prefix="trainlab-bench-runs-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
         make_store(folder, args.runs)

@@ -111,9 +111,9 @@ def test_shipped_configs_load(path: Path) -> None:
     assert isinstance(load_config(path), Config)
 
 
-def test_readme_config_example_is_valid(tmp_path: Path) -> None:
-    text = (REPO / "README.md").read_text()
-    block = text.split("## Config", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_the_docs_config_example_is_valid(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "configs.md").read_text()
+    block = text.split("## An example with every section", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "readme.yaml").write_text(block)
     cfg = load_config(tmp_path / "readme.yaml")
     assert cfg.model.arch == "custom" and cfg.train.schedule.name == "onecycle"

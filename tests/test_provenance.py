@@ -82,12 +82,12 @@ def test_a_run_warns_at_start_when_its_untracked_files_cannot_be_recorded(checko
     assert "cannot rebuild" in said[warned[0]]
 
 
-# every path a trainlab command or the README's tour writes into the project folder
+# every path a trainlab command, the README's tour or `mkdocs build` (site/) writes into the project folder
 WRITTEN = ["runs/20261203-000000-abcd/run.json", "mlruns/mlflow.db", "mlruns/artifacts/x/model/MLmodel",
            "wandb/offline-run-x/run.wandb", "reports/sweep-x.html", "reports/20261203-000000-abcd.html",
            "build/notebooks/analyse_run.html", "build/notebooks/analyse_run.ipynb", "data/mnist/train.gz",
            ".trainlab/processes/123.lock", "mlflow.db", "mlartifacts/1/x/artifacts/model",
-           "notebooks/.ipynb_checkpoints/x.py", "notebooks/analyse_run.ipynb", ".env"]
+           "notebooks/.ipynb_checkpoints/x.py", "notebooks/analyse_run.ipynb", ".env", "site/index.html"]
 
 
 def test_the_repository_ignores_everything_trainlab_writes() -> None:

@@ -2,8 +2,8 @@
 
 A trained fp32 model is calibrated on the first CALIBRATION_IMAGES training images (the
 same images every time, so the int8 model is reproducible), then its convolutions and linear
-layers run on int8 kernels: 2-3x the fp32 forward pass on CPU. Labels agree with fp32 on
-about 99.5% of Fashion-MNIST test images (bench/README.md); the probabilities differ, which
+layers run on int8 kernels: 2-3x the fp32 forward pass on a CPU with VNNI, little more than
+fp32 without it. Labels agree with fp32 on about 99.5% of Fashion-MNIST test images (docs/speed.md); the probabilities differ, which
 is why fp32 stays the default and the record says which precision produced a number.
 
 torch.ao.quantization is the only int8 path for convolutions that needs no torch.compile
