@@ -106,6 +106,16 @@ def test_train_registers_when_the_config_asks(fast_config) -> None:
     assert "registered as models:/from-config/1" in out
 
 
+def test_a_library_caller_with_register_as_gets_a_registered_version_too(fast_config) -> None:
+    from mlflow import MlflowClient
+
+    outcome = run_experiment(fast_config("data.name=digits", "train.epochs=1", "tracking.trackers=[mlflow]",
+                                         "register_as=from-library"))
+    assert "registered as models:/from-library/1" in outcome.where and not outcome.tracking_failures
+    (version,) = MlflowClient(resolve_tracking_uri(None)).search_model_versions("name = 'from-library'")
+    assert version.run_id == mlflow_id(outcome.run_id) and version.tags["trainlab_run_id"] == outcome.run_id
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -27,7 +27,7 @@ from trainlab.config import Config, LossConfig, flatten_config, recorded_config,
 from trainlab.data import Dataset, Splits, data_fingerprint, load_data
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
-from trainlab.errors import CheckpointError, ConfigError, StorageError
+from trainlab.errors import CheckpointError, ConfigError, StorageError, TrainlabError
 from trainlab.evaluate import Evaluation, evaluate
 from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
@@ -324,7 +324,25 @@ def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:
     ending.close()
     outcome.where.extend(run.where())
     outcome.tracking_failures.update(run.failures)
+    _register(outcome)
     failpoints.reached("after-folder")
+
+
+def _register(outcome: RunOutcome) -> None:
+    """``register_as``: the run's model becomes a new version in MLflow's registry once MLflow holds the run.
+    Every caller (the CLI, a sweep's trials, a library call) gets it; a refusal is a failure of the record."""
+    cfg = outcome.config
+    if not cfg.register_as or "mlflow" not in cfg.tracking.trackers or "mlflow" in outcome.tracking_failures:
+        return
+    from trainlab.mlflow_model import register  # MLflow's registry client, imported only when asked for
+    from trainlab.runs import Record
+
+    try:
+        _, version = register(Record(cfg.tracking.mlflow_uri), outcome.run_id, cfg.register_as)
+    except TrainlabError as exc:
+        outcome.tracking_failures["model registry"] = str(exc)
+        return
+    outcome.where.append(f"registered as models:/{cfg.register_as}/{version}")
 
 
 @dataclass(frozen=True)

@@ -50,12 +50,6 @@ def print_outcome(out: RunOutcome) -> None:
     )
     report = out.run_dir / "report.html"
     where = [*out.where, *([f"report page: {report} (one file, opens offline)"] if report.is_file() else [])]
-    if out.config.register_as and "mlflow" in out.config.tracking.trackers and "mlflow" not in out.tracking_failures:
-        from trainlab.mlflow_model import register
-        from trainlab.runs import Record
-
-        _, version = register(Record(out.config.tracking.mlflow_uri), out.run_id, out.config.register_as)
-        where.append(f"registered as models:/{out.config.register_as}/{version}")
     print_where(out.run_id, where, out.tracking_failures)
 
 
