@@ -113,3 +113,36 @@ def test_two_machines_join_one_sweep_on_postgresql_and_run_every_trial_once(
     assert len({r.data.tags["trainlab.pid"] for r in trials}) == 2
     for run in trials:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
+
+
+def test_a_sweeps_lead_on_postgresql_is_one_holders_advisory_lock_freed_when_its_process_is_killed(
+        postgres: str) -> None:
+    from trainlab.experiments.study import Sweep
+    from trainlab.experiments.sweep_run import _advisory_lead, lead_lock_key
+
+    storage = postgres.replace("/mlflow", "/optuna")
+    sweep = Sweep("sweep-lead-1a2b3c4d", None, {}, storage, Path("."))  # type: ignore[arg-type]
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time, sqlalchemy\n"
+        f"c = sqlalchemy.create_engine({storage!r}).connect()\n"
+        f"assert c.execute(sqlalchemy.text('SELECT pg_try_advisory_lock({lead_lock_key(sweep.sweep_id)})')).scalar()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert _advisory_lead(sweep) is None  # another machine's process leads: this one joins
+        holder.kill()  # kill -9: the leader's connection ends with it, and so does its lock
+        holder.wait()
+        deadline = time.monotonic() + 10
+        lead = _advisory_lead(sweep)
+        while lead is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            lead = _advisory_lead(sweep)
+        assert lead is not None, "the lock of a killed leader was not freed within 10 s"
+        assert _advisory_lead(sweep) is None  # held now by this process's session: a second claim fails
+        lead.connection.close()
+        again = _advisory_lead(sweep)
+        assert again is not None
+        again.connection.close()
+    finally:
+        holder.kill()

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +22,7 @@ from trainlab.cli.common import (
     user_errors,
     warn,
 )
+from trainlab.experiments.workers import STORAGE_ENV, start_workers, stop_workers, wait_for_workers
 
 if TYPE_CHECKING:
     import optuna
@@ -33,8 +30,6 @@ if TYPE_CHECKING:
     from trainlab.experiments.study import Sweep, TrialRow
     from trainlab.experiments.sweep_run import SweepOutcome
 
-POLL_S = 2.0
-STORAGE_ENV = "TRAINLAB_SWEEP_STORAGE"  # --storage, also how a sweep hands it to the workers it starts
 
 
 @app.command(context_settings={"allow_interspersed_args": True})
@@ -164,7 +159,7 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
         except KeyboardInterrupt:
             stop_workers(helpers)
             raise
-        wait_for_workers(helpers, live)
+        wait_for_workers(helpers, live.refresh, warn)
 
     ended = False
     try:
@@ -194,41 +189,6 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
                       soft_wrap=True, highlight=False, markup=False)
         return
     print_where(outcome.sweep_id, outcome.where, outcome.tracking_failures, quiet=quiet)
-
-
-def start_workers(the_sweep: Sweep, count: int, threads: int | None) -> list[subprocess.Popen]:
-    """More worker processes on the same study, each with its share of the cores."""
-    command = [sys.executable, "-m", "trainlab", "sweep", "--resume", the_sweep.sweep_id, "--join", "--quiet",
-               *(["--threads", str(threads)] if threads else [])]
-    # the storage URL may hold a password: through the environment, not argv (any user can read /proc/PID/cmdline)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", STORAGE_ENV: the_sweep.storage}
-    return [subprocess.Popen([*command, "--worker-index", str(i + 1)], env=env) for i in range(count)]
-
-
-def wait_for_workers(procs: list[subprocess.Popen], live: Any) -> None:
-    try:
-        while any(p.poll() is None for p in procs):
-            live.refresh()
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        stop_workers(procs)
-        raise
-    failed = [p.returncode for p in procs if p.returncode not in (0, None)]
-    if failed:
-        warn(f"{len(failed)} of {len(procs) + 1} workers ended with exit code {failed[0]}; their trials are "
-             "marked in the ranking, and running the same command again continues the sweep")
-
-
-def stop_workers(procs: list[subprocess.Popen]) -> None:
-    """Ctrl-C / SIGTERM reach every worker: each marks its trial killed, and the same command re-runs it."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGINT)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 # -- what the user sees ------------------------------------------------------------------------

@@ -13,6 +13,7 @@ teammate's sweep on the team server shows the same ranking.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 import time
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, recorded_config
 from trainlab.experiments.study import (
+    CONNECT_TIMEOUT_S,
     FINISHED_ATTR,
     KILLED,
     PARAMS_TAG,
@@ -70,33 +72,76 @@ class SweepOutcome:
         return best_so_far(self.rows)
 
 
-CLAIM_SETTLE_S = 2.0  # across machines: how long claims may take to land before the last one is read
+CLAIM_SETTLE_S = 2.0  # a database without advisory locks: how long claims may take to land before one is read
 
 
-def claim_lead(sweep: Sweep, study: optuna.Study) -> bool:
-    """This process leads the sweep unless a live process already does (one on another machine counts as live)."""
+@dataclass
+class Lead:
+    """This process leads the sweep; on PostgreSQL it holds the sweep's advisory lock on ``connection`` (the
+    database lets go of it when the connection ends: a leader that dies, anywhere, frees the lead)."""
+
+    connection: Any = None
+
+
+def lead_lock_key(sweep_id: str) -> int:
+    """The sweep's advisory lock: a signed 64-bit key of its id (PostgreSQL's key space)."""
+    return int.from_bytes(hashlib.sha256(f"trainlab sweep lead {sweep_id}".encode()).digest()[:8], "big", signed=True)
+
+
+def _advisory_lead(sweep: Sweep) -> Lead | None:
+    """PostgreSQL's session advisory lock, tried once (no wait): a mutex across machines."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(sweep.storage, poolclass=NullPool,
+                                      connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")  # no transaction left open
+    try:
+        if connection.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:key)"),
+                              {"key": lead_lock_key(sweep.sweep_id)}).scalar():
+            return Lead(connection)
+    except BaseException:
+        connection.close()
+        raise
+    connection.close()
+    return None
+
+
+def claim_lead(sweep: Sweep, study: optuna.Study) -> Lead | None:
+    """This process leads the sweep unless another does: on PostgreSQL whoever holds its advisory lock; on one
+    machine, a live leader recorded in the study (checked and claimed in one step, under the sweep's file lock)."""
     me = this_process()
+    if sweep.storage.startswith("postgresql"):
+        lead = _advisory_lead(sweep)
+        if lead is not None:
+            with asking(sweep):
+                study.set_user_attr(LEADER_ATTR, me)  # who leads, for the processes that join
+        return lead
     with asking(sweep):
         leader = study.user_attrs.get(LEADER_ATTR)
         if leader and process_alive(leader) is not False:
-            return False
+            return None
         study.set_user_attr(LEADER_ATTR, me)
     if sweep.local:
-        return True  # the check and the claim were one step, under the sweep's file lock
-    # on a shared database nothing makes them one step: two machines may both claim, and the last to write leads
+        return Lead()
+    # another database (SQLite by URL, MySQL): nothing makes the check and the claim one step; the last to write
+    # leads
     time.sleep(CLAIM_SETTLE_S)
-    return study.user_attrs.get(LEADER_ATTR) == me
+    return Lead() if study.user_attrs.get(LEADER_ATTR) == me else None
 
 
-def release_lead(sweep: Sweep, study: optuna.Study) -> None:
+def release_lead(sweep: Sweep, study: optuna.Study, lead: Lead) -> None:
     """The lead ends with the leader (finished, failed or stopped): the next process to run the sweep leads it,
-    wherever it runs. Liveness alone cannot tell that of a leader on another machine, or in another container."""
+    wherever it runs."""
     try:
         with asking(sweep):
             if study.user_attrs.get(LEADER_ATTR) == this_process():
                 study.set_user_attr(LEADER_ATTR, {})
     except Exception:  # the study broke (a full disk, a damaged journal): a dead leader is replaced anyway, and
         pass  # the error that broke it is the one to report
+    finally:
+        if lead.connection is not None:
+            lead.connection.close()  # the advisory lock goes with its session
 
 
 def wait_for_parent(study: optuna.Study, timeout: float = 60.0) -> str | None:
@@ -251,7 +296,8 @@ def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[[optuna.Study, str |
                   on_poll: Callable[[], None], warn: Warn, worker_index: int) -> SweepOutcome:
     spec = sweep.spec
     study = open_study(sweep, worker_index, warn=warn)
-    if not claim_lead(sweep, study):
+    lead = claim_lead(sweep, study)
+    if lead is None:
         work(study, wait_for_parent(study))
         return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, trial_rows(study, spec), {}, [], {},
                             leader=study.user_attrs.get(LEADER_ATTR))
@@ -263,5 +309,5 @@ def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[[optuna.Study, str |
         if not budget_left(study, spec) and not trials_left(study, spec):
             study.set_user_attr(FINISHED_ATTR, True)  # run again, it shows this ranking (`--new` starts afresh)
     finally:
-        release_lead(sweep, study)
+        release_lead(sweep, study, lead)
     return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, run.where(), dict(run.failures))
