@@ -53,7 +53,7 @@ def train_pool(overrides: list[str], seeds: range, label: str) -> list:
 
 
 def false_alarms(accuracies: np.ndarray, alpha: float, draws: int) -> None:
-    from trainlab.experiments.significance import group_difference
+    from trainlab.experiments.seed_groups import group_difference
 
     disjoint = [(accuracies[i:i + 3], accuracies[i + 3:i + 6]) for i in range(0, len(accuracies) - 5, 6)]
     called = [group_difference("test_accuracy", a, b).outcome(alpha) != "indistinguishable" for a, b in disjoint]
@@ -70,7 +70,8 @@ def false_alarms(accuracies: np.ndarray, alpha: float, draws: int) -> None:
 
 
 def pairwise_models(outcomes: list, alpha: float) -> None:
-    from trainlab.experiments.significance import mcnemar, seed_spread_from_disagreement
+    from trainlab.experiments.seed_groups import seed_spread_from_disagreement
+    from trainlab.experiments.significance import mcnemar
 
     correct = [o.test.y_pred == o.test.y_true for o in outcomes]
     pairs = [(correct[i], correct[i + 1]) for i in range(0, len(correct) - 1, 2)]
@@ -86,7 +87,7 @@ def pairwise_models(outcomes: list, alpha: float) -> None:
 
 
 def power(comparisons: int, alpha: float) -> None:
-    from trainlab.experiments.significance import group_difference
+    from trainlab.experiments.seed_groups import group_difference
 
     seeds = range(1000, 1000 + 4 * comparisons)
     strong = train_pool(["model.arch=fast", "train.epochs=2"], seeds, "fast, 2 epochs")

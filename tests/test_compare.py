@@ -14,14 +14,12 @@ from wandb_reader import offline_run_file, read_offline_run
 
 from trainlab.cli import app
 from trainlab.experiment import run_experiment
+from trainlab.experiments.seed_groups import group_difference, seed_spread_from_disagreement, seeds_needed
 from trainlab.experiments.significance import (
     WeightedScores,
-    group_difference,
     holm,
     mcnemar,
     paired_differences,
-    seed_spread_from_disagreement,
-    seeds_needed,
 )
 from trainlab.tracking.mlflow_backend import resolve_tracking_uri
 

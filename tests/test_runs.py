@@ -207,3 +207,20 @@ def test_ui_says_its_url_once_the_page_answers_and_it_shows_the_runs_table(three
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_the_fast_listing_reads_mlflows_schema_as_the_client_does(shared_runs) -> None:
+    """`trainlab runs` reads a local store's tables itself (MLflow's import alone costs seconds); when an MLflow
+    upgrade changes that schema, this fails here, loudly, instead of every listing quietly taking the slow path."""
+    from dataclasses import asdict
+
+    from trainlab.runs import list_local_runs, search_runs
+    from trainlab.tracking.mlflow_backend import client_for, local_store_path, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(None)
+    fast = list_local_runs(local_store_path(uri), None, 100)
+    assert fast is not None, "MLflow's SQLite schema changed: runs.list_local_runs no longer reads it; fix it"
+    client = client_for(uri)
+    through_client = [asdict(r) for r in search_runs(client, None, "", None, False, 100)]
+    assert [asdict(r) | {"epochs_done": 0} for r in fast] == [r | {"epochs_done": 0} for r in through_client]
+    assert all(r.epochs_done == 2 for r in fast)  # read from the epoch metric's latest step

@@ -21,17 +21,15 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import ConfigError
+from trainlab.experiments.seed_groups import group_difference, seed_spread_from_disagreement, seeds_needed
 from trainlab.experiments.significance import (
     METRICS,
     MIN_SEEDS,
     RESAMPLES,
     Difference,
     GroupDifference,
-    group_difference,
     lower_is_better,
     paired_differences,
-    seed_spread_from_disagreement,
-    seeds_needed,
 )
 from trainlab.experiments.study import SWEEP_TAG
 

@@ -34,12 +34,12 @@ from trainlab.experiments.compare import (
     trial_params,
     values_of,
 )
+from trainlab.experiments.seed_groups import group_difference
 from trainlab.experiments.significance import (
     METRICS,
     RESAMPLES,
     Difference,
     GroupDifference,
-    group_difference,
     holm,
     lower_is_better,
     paired_differences,
