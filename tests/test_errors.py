@@ -226,3 +226,27 @@ def test_sigterm_is_run_interrupted_with_exit_143(capsys: pytest.CaptureFixture[
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises as soon as the signal arrives
     assert done.value.exit_code == 143 and capsys.readouterr().err == "interrupted\n"
+
+
+@pytest.mark.parametrize(("press", "code"), [("ctrl-c", 130), ("sigterm", 143)])
+def test_a_sweep_stopped_mid_trial_says_how_to_continue(monkeypatch: pytest.MonkeyPatch, press: str,
+                                                         code: int) -> None:
+    from trainlab import failpoints
+
+    def stop(name: str) -> None:
+        if name == "mid-epoch":
+            if press == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler user_errors installed raises
+                time.sleep(5)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(failpoints, "reached", stop)
+    Path("grid.yaml").write_text("method: grid\nmetric: {name: val_accuracy}\n"
+                                 "parameters: {train.optimizer.lr: {values: [0.01, 0.02]}}\n")
+    result = runner.invoke(app, ["sweep", "grid.yaml", "data.name=digits", "train.epochs=2", "threads=1",
+                                 "--tracker", "none", "-q"])
+    sweep_id = next(w for w in result.output.split() if w.startswith("sweep-")).rstrip(":")
+    assert result.exit_code == code, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"interrupted; sweep {sweep_id} is marked killed, and the trial in flight will run again. Continue with the "
+        f"same command, or `trainlab sweep --resume {sweep_id}`")
