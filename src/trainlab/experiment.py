@@ -27,7 +27,15 @@ from trainlab.config import Config, LossConfig, flatten_config, recorded_config,
 from trainlab.data import Dataset, Splits, data_fingerprint, load_data
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
-from trainlab.errors import CheckpointError, ConfigError, StorageError, TrainlabError
+from trainlab.errors import (
+    CheckpointError,
+    ConfigError,
+    RunInterrupted,
+    RunLocked,
+    RunNotFound,
+    StorageError,
+    TrainlabError,
+)
 from trainlab.evaluate import Evaluation, evaluate
 from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
@@ -170,8 +178,8 @@ def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise ConfigError(f"run {run_id!r} is being recorded by another process right now; wait for it to end "
-                          "(or stop it) before resuming it") from None
+        raise RunLocked(f"run {run_id!r} is being recorded by another process right now; wait for it to end "
+                        "(or stop it) before resuming it") from None
     try:
         yield
     finally:
@@ -305,9 +313,8 @@ def run_experiment(
             if exc.errno not in _DISK_ERRNOS:
                 raise
             raise disk_full(exc, run_id, job) from None
-        except KeyboardInterrupt as exc:
-            exc.trainlab_resumable = (run_dir / "checkpoints" / LAST).is_file()  # type: ignore[attr-defined]
-            raise
+        except KeyboardInterrupt as exc:  # whether `--resume` can continue it: a checkpoint was written
+            raise RunInterrupted.of(exc, resumable=(run_dir / "checkpoints" / LAST).is_file()) from None
         outcome = RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result,
                              test, [], {})
         ending = recording.pop_all()  # the backends' end, then the run folder's, then the lock
@@ -414,13 +421,13 @@ def resume_target(ref: str, runs_dir: Path) -> ResumeTarget:
     """Find a run to resume by id or folder; refuse one that is alive or has nothing to continue from."""
     folder = next((f for f in (Path(ref), Path(runs_dir) / ref) if (f / "run.json").is_file()), None)
     if folder is None:
-        raise CheckpointError(f"{ref!r} is not a run folder or a run id under {str(runs_dir)!r}; `--resume` needs "
-                              "the run folder with its checkpoints (list runs with `trainlab runs`)")
+        raise RunNotFound(f"{ref!r} is not a run folder or a run id under {str(runs_dir)!r}; `--resume` needs "
+                          "the run folder with its checkpoints (list runs with `trainlab runs`)")
     record = read_run_record(folder)
     run_id = record.get("run_id", folder.name)
     if record.get("status") == "running" and process_alive(record.get("tags", {})):
-        raise ConfigError(f"run {run_id!r} is still running (pid {record['tags'].get('trainlab.pid')}); wait for "
-                          "it to end, or stop it, before resuming it")
+        raise RunLocked(f"run {run_id!r} is still running (pid {record['tags'].get('trainlab.pid')}); wait for "
+                        "it to end, or stop it, before resuming it")
     last = folder / "checkpoints" / LAST
     if not last.is_file():
         raise CheckpointError(f"run {run_id!r} has no last checkpoint: it ended before its first epoch did, so "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainlab.errors import ConfigError
+from trainlab.errors import ArtifactNotFound, ConfigError
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -116,8 +116,8 @@ def register(record: Record, ref: str, name: str, alias: str | None = None) -> t
     row = record.run(ref)
     client = record.client
     if MODEL_PATH not in {a.path for a in client.list_artifacts(row.mlflow_id)}:
-        raise ConfigError(f"run {row.run_id} has no logged MLflow model (runs before trainlab logged one, or a run "
-                          "that did not finish); train it again to register it")
+        raise ArtifactNotFound(f"run {row.run_id} has no logged MLflow model (runs before trainlab logged one, or a "
+                               "run that did not finish); train it again to register it")
     try:
         client.create_registered_model(name)
     except MlflowException as exc:
@@ -158,8 +158,8 @@ def served_model(record: Record, ref: str) -> tuple[str, RunRow, str | None]:
     row = record.run(ref)
     client = record.client
     if MODEL_PATH not in {a.path for a in client.list_artifacts(row.mlflow_id)}:
-        raise ConfigError(f"run {row.run_id} has no logged MLflow model (runs before trainlab logged one, or a run "
-                          "that did not finish); train it again to serve it")
+        raise ArtifactNotFound(f"run {row.run_id} has no logged MLflow model (runs before trainlab logged one, or a "
+                               "run that did not finish); train it again to serve it")
     uri = ref if ref.startswith("models:/") else f"runs:/{row.mlflow_id}/{MODEL_PATH}"
     with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
         try:

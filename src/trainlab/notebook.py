@@ -30,10 +30,10 @@ def enter_project(start: Path | None = None) -> Path:
 
 def latest_training_run(record: object) -> str:
     """The newest finished training run in the store (the notebook's default)."""
-    from trainlab.errors import ConfigError
+    from trainlab.errors import RunNotFound
 
     rows = [r for r in record.search("attributes.status = 'FINISHED'")  # type: ignore[attr-defined]
             if r.tags.get("job", "train") in ("train", "trial")]
     if not rows:
-        raise ConfigError("no finished training run in the store; train one first (`make run`)")
+        raise RunNotFound("no finished training run in the store; train one first (`make run`)")
     return max(rows, key=lambda r: r.start_ms).run_id

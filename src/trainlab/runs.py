@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainlab.errors import CheckpointError, ConfigError, TrackingError, TrainlabError
+from trainlab.errors import ArtifactNotFound, CheckpointError, ConfigError, RunNotFound, TrackingError, TrainlabError
 from trainlab.redaction import redact
 from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
 from trainlab.tracking.mlflow_backend import (
@@ -267,14 +267,16 @@ def locate_checkpoint(ref: str, runs_dir: Path, tracking_uri: str | None = None)
     try:
         return resolve_checkpoint(ref, runs_dir)
     except CheckpointError as local_error:
+        # nothing by that name here is a run not found; a run folder without a checkpoint stays a CheckpointError
+        missing = CheckpointError if Path(ref).exists() or (Path(runs_dir) / ref).exists() else RunNotFound
         uri = resolve_tracking_uri(tracking_uri)
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            raise local_error from None
+            raise missing(str(local_error)) from None
         try:
             record = Record(uri)
             row = record.run(ref)
-        except ConfigError:
-            raise CheckpointError(f"{local_error}; MLflow at {redact(uri)} has no such run either") from None
+        except RunNotFound:
+            raise missing(f"{local_error}; MLflow at {redact(uri)} has no such run either") from None
         except Exception as exc:  # an unreachable server must not hide the local error
             raise CheckpointError(f"{local_error} (MLflow at {redact(uri)} could not be asked: {exc})") from None
         dest = Path(tempfile.gettempdir()) / "trainlab-models" / row.mlflow_id
@@ -323,7 +325,7 @@ class Record:
         with reading(self.uri):
             run = self._find(ref)
             if run is None:
-                raise ConfigError(f"no run {ref!r} in the MLflow store at {redact(self.uri)}; give a run id, an "
+                raise RunNotFound(f"no run {ref!r} in the MLflow store at {redact(self.uri)}; give a run id, an "
                                   "MLflow run id, a run folder or models:/NAME@ALIAS (list runs with `trainlab runs`)")
             return self._row(run)
 
@@ -337,7 +339,7 @@ class Record:
                 found = (self.client.get_model_version_by_alias(name, alias) if alias
                          else self.client.get_model_version(name, spec.rpartition("/")[2]))
             except MlflowException:
-                raise ConfigError(f"no model version {ref!r} in the registry at {redact(self.uri)}; list them with "
+                raise RunNotFound(f"no model version {ref!r} in the registry at {redact(self.uri)}; list them with "
                                   "`mlflow models` or the MLflow UI") from None
             return self.client.get_run(found.run_id)
         if "'" in ref or "\\" in ref:
@@ -349,7 +351,7 @@ class Record:
             run_id = read_run_record(folder).get("run_id", folder.name)
             found = find_run(self.client, run_id)
             if found is None:
-                raise ConfigError(f"run folder {ref!r} (run {run_id}) is not in the MLflow store at "
+                raise RunNotFound(f"run folder {ref!r} (run {run_id}) is not in the MLflow store at "
                                   f"{redact(self.uri)}; it was recorded without MLflow or into another store: pass "
                                   "that store with --tracking-uri")
             return found
@@ -364,7 +366,7 @@ class Record:
                                   f"show {sweep}`)")
             found = self.search(f"tags.{SWEEP_TAG} = '{sweep}' and tags.{TRIAL_TAG} = '{trial}'")
             if not found:
-                raise ConfigError(f"no trial {trial} of sweep {sweep!r} in the MLflow store at {redact(self.uri)}; "
+                raise RunNotFound(f"no trial {trial} of sweep {sweep!r} in the MLflow store at {redact(self.uri)}; "
                                   f"see `trainlab sweep show {sweep}`")
             return found
         row = self.run(ref)
@@ -419,8 +421,8 @@ class Record:
         with reading(self.uri), tempfile.TemporaryDirectory(prefix="trainlab-record-") as tmp:
             folder = path.rpartition("/")[0] or None
             if path not in {a.path for a in self.client.list_artifacts(row.mlflow_id, folder)}:
-                raise ConfigError(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job does not "
-                                  f"log one (see `trainlab runs show {row.run_id}`)")
+                raise ArtifactNotFound(f"run {row.run_id} has no artifact {path!r}: it did not finish, or its job "
+                                       f"does not log one (see `trainlab runs show {row.run_id}`)")
             return Path(self.client.download_artifacts(row.mlflow_id, path, tmp)).read_text(encoding="utf-8")
 
     def json_artifact(self, row: RunRow, path: str) -> Any:

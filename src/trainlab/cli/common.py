@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from trainlab.cli.app import console, err_console
-from trainlab.errors import TrainlabError
+from trainlab.errors import RecordIncomplete, RunInterrupted, StorageError, TrainlabError
 
 if TYPE_CHECKING:
     from trainlab.config import Config
@@ -38,10 +38,11 @@ _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.E
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """TrainlabError -> one line on stderr, its exit code; Ctrl-C / SIGTERM -> exit 130 / 143."""
+    """TrainlabError -> one line on stderr, its exit code; Ctrl-C / SIGTERM -> what became of the run, exit 130 / 143
+    (the codes: the table in errors.py)."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+        raise RunInterrupted(sigterm=True)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -53,19 +54,11 @@ def user_errors() -> Iterator[None]:
         if exc.errno not in _STORAGE_ERRNOS:
             raise
         error(storage_message(exc))
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt as exc:
-        run_id = getattr(exc, "trainlab_run_id", None)
-        if getattr(exc, "trainlab_message", None):
-            message = exc.trainlab_message  # type: ignore[attr-defined]
-        elif run_id and getattr(exc, "trainlab_resumable", False):
-            message = f"interrupted; run {run_id} is marked killed. Continue it with `trainlab train --resume {run_id}`"
-        elif run_id:
-            message = f"interrupted before the first epoch ended; run {run_id} is marked killed and has no checkpoint to resume from"
-        else:
-            message = "interrupted"
-        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
+        raise typer.Exit(StorageError.exit_code) from None
+    except KeyboardInterrupt as exc:  # a RunInterrupted says what became of the run; Python's own Ctrl-C, nothing
+        interrupted = RunInterrupted.of(exc)
+        err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(interrupted.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -117,15 +110,15 @@ def fmt(value: Any) -> str:
 
 
 def print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: bool = False) -> None:
-    """Where the run is recorded; exit code 3 when a backend could not record it."""
+    """Where the run is recorded; RecordIncomplete (exit code 3) when a backend could not record it."""
     if not quiet:
         console.print(f"run {run_id} recorded:", highlight=False)
         for line in where:
             console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
     if failures:
         failed = ", ".join(f"{name} ({why})" for name, why in failures.items())
-        error(f"run {run_id} finished, but not every backend recorded it: {failed}. Exit code 3.")
-        raise typer.Exit(3)
+        raise RecordIncomplete(f"run {run_id} finished, but not every backend recorded it: {failed}. "
+                               f"Exit code {RecordIncomplete.exit_code}.")
 
 
 def print_evaluation(ev: Evaluation, title: str) -> None:

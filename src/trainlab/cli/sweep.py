@@ -22,6 +22,7 @@ from trainlab.cli.common import (
     user_errors,
     warn,
 )
+from trainlab.errors import ConfigError, RunInterrupted
 from trainlab.experiments.workers import STORAGE_ENV, start_workers, stop_workers, wait_for_workers
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ def sweep(
 ) -> None:
     """Run a sweep: every trial a recorded run nested under the sweep's run; resumable, parallel, offline."""
     with user_errors():
-        from trainlab.errors import ConfigError
-
         if target == "show":
             if not args or len(args) != 1:
                 raise ConfigError("`trainlab sweep show` takes one sweep id, e.g. `trainlab sweep show "
@@ -90,7 +89,6 @@ def resolve_sweep(target: str | None, overrides: list[str] | None, config: Path 
                   tracker: list[str] | None, storage: str | None, resume: str | None,
                   new: bool = False) -> tuple[Sweep, Any]:
     from trainlab.config import validate_config
-    from trainlab.errors import ConfigError
     from trainlab.experiments.study import JOURNAL, fresh_sweep, make_sweep, stored_sweep
     from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
 
@@ -168,12 +166,11 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
     except KeyboardInterrupt as exc:
         ended = True  # the study is intact: the display shows the trial marked killed
         if join:  # the process that started this worker says it, once
-            raise typer.Exit(143 if str(exc) == "SIGTERM" else 130) from None
-        exc.trainlab_message = (  # type: ignore[attr-defined]
+            raise typer.Exit(RunInterrupted.of(exc).exit_code) from None
+        raise RunInterrupted.of(exc, message=(
             f"interrupted; sweep {the_sweep.sweep_id} is marked killed, and the trial in flight will run again. "
             f"Continue with {'the same command, or ' if same_command else ''}"
-            f"`trainlab sweep --resume {the_sweep.sweep_id}`")
-        raise
+            f"`trainlab sweep --resume {the_sweep.sweep_id}`")) from None
     finally:
         if ended:  # a study that broke (a full disk) is not read again to redraw: its error is the one to say
             live.refresh()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from trainlab.errors import ConfigError
+from trainlab.errors import ArtifactNotFound, ConfigError
 from trainlab.experiments.seed_groups import group_difference, seed_spread_from_disagreement, seeds_needed
 from trainlab.experiments.significance import (
     METRICS,
@@ -257,7 +257,7 @@ def environment_diff(record: Record, a: Side, b: Side) -> dict[str, list[str]]:
     for side in (a, b):
         try:
             files.append(record.json_artifact(side.runs[0], "environment.json"))
-        except ConfigError:
+        except ArtifactNotFound:
             files.append({})
     for what, key in ENVIRONMENT_FILE.items():
         if key in files[0] and key in files[1]:  # an evaluation run (`trainlab test --record`) records none
@@ -354,7 +354,7 @@ def saved_predictions(record: Record, sides: Sequence[Side], split: dict[str, An
                 if r.mlflow_id not in cache:
                     cache[r.mlflow_id] = record.predictions(r)
                     progress()
-    except ConfigError:  # a run without a prediction table (an older or foreign run): the seeds' metrics only
+    except ArtifactNotFound:  # a run without a prediction table (an older or foreign run): the seeds' metrics only
         return None
     check_same_examples(split, [(r.run_id, cache[r.mlflow_id]) for side in sides for r in side.runs])
     return [[cache[r.mlflow_id] for r in side.runs] for side in sides]

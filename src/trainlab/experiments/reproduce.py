@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainlab.errors import ConfigError, TrainlabError
+from trainlab.errors import CannotReproduce, ConfigError, TrainlabError
 from trainlab.provenance import IMAGE_DIRTY, untracked_advice
 
 if TYPE_CHECKING:
@@ -43,12 +43,6 @@ COMPARED_EPOCH = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "v
 COMPARED_TEST = ("test_accuracy", "test_macro_precision", "test_macro_recall", "test_macro_f1", "test_auroc",
                  "test_log_loss")
 ENVIRONMENT = ("python", "torch", "numpy", "trainlab", "cpu_capability", "cpu_flags", "cuda")  # threads: below
-
-
-class CannotReproduce(TrainlabError):
-    """The run cannot be rebuilt here: a missing commit, a diff that does not apply, data that changed."""
-
-    exit_code = 2
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainlab.errors import ConfigError, TrainlabError
+from trainlab.errors import ArtifactNotFound, TrainlabError
 from trainlab.experiments.page import Figure, Gallery, Page, Section, Table
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def view_from_record(record: Record, row: RunRow, *, with_images: bool = True) -
     for name in ("config.yaml", "data.json", "model.json", "environment.json"):
         try:
             documents[name] = record.json_artifact(row, name)
-        except ConfigError:
+        except ArtifactNotFound:  # an older run, or an evaluation run: the page shows what there is
             documents[name] = {}
     predictions = record.predictions(row)
     test = classification_report(predictions.y_true, predictions.probs, predictions.class_names)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, validate_config
-from trainlab.errors import ConfigError, StudyError
+from trainlab.errors import ConfigError, RunNotFound, StudyError
 from trainlab.experiments.journal import set_aside_if_damaged
 from trainlab.experiments.sweep_spec import Param, SweepSpec, check_sweep_id, sweep_id
 
@@ -183,8 +183,8 @@ def open_study(sweep: Sweep, worker_index: int = 0, wait_ready: float = 60.0,
     deadline = time.monotonic() + wait_ready
     while not study.user_attrs.get(READY_ATTR):  # another machine is still queueing the grid
         if time.monotonic() > deadline:
-            raise ConfigError(f"sweep {sweep.sweep_id}: its study was created but never made ready (the process "
-                              "creating it died?); delete the study, then start the sweep again")
+            raise StudyError(f"sweep {sweep.sweep_id}: its study was created but never made ready (the process "
+                             "creating it died?); delete the study, then start the sweep again")
         time.sleep(0.5)
     # a fresh sweep with one worker draws the same configurations every time; a worker that joins, or a
     # sweep taken up again, draws its own (the same seed would repeat what already ran)
@@ -313,18 +313,18 @@ def stored_sweep(sweep_id: str, storage: str,
         if not Path(storage).is_file():  # nothing is created for an id that names no sweep
             if recorded is not None:
                 return recorded
-            raise ConfigError(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
+            raise RunNotFound(f"no sweep {sweep_id!r}: {storage} does not exist; start it with `trainlab sweep "
                               "SWEEP.yaml`, or pass --storage where its study lives")
         storage_for(probe, warn)  # a damaged journal is moved aside first
         if not Path(storage).is_file() or sweep_id not in optuna.study.get_all_study_names(storage_for(probe)):
             if recorded is not None:
                 return recorded
-            raise ConfigError(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
+            raise RunNotFound(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
                               "pass --storage where it lives")
     try:
         attrs = optuna.load_study(study_name=sweep_id, storage=storage_for(probe)).user_attrs
     except KeyError:
-        raise ConfigError(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
+        raise RunNotFound(f"no sweep {sweep_id!r} in {storage}; start it with `trainlab sweep SWEEP.yaml`, or "
                           "pass --storage where it lives") from None
     return attrs[SPEC_ATTR], attrs[BASE_ATTR]
 

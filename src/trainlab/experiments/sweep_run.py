@@ -216,13 +216,13 @@ def record_ranking(run: Run, sweep: Sweep, study: optuna.Study) -> tuple[list[Tr
 
 def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
-    from trainlab.errors import ConfigError
+    from trainlab.errors import RunNotFound
     from trainlab.runs import list_runs
 
     found = list_runs(uri, filter_string=f"tags.{SWEEP_TAG} = '{sweep_id}'", limit=50_000)
     parent = next((r for r in found if r.tags.get("job") == "sweep"), None)
     if parent is None:
-        raise ConfigError(f"no sweep {sweep_id!r} in the MLflow store; list sweeps with "
+        raise RunNotFound(f"no sweep {sweep_id!r} in the MLflow store; list sweeps with "
                           "`trainlab runs --filter \"tags.job = 'sweep'\"`")
     metric, goal = parent.tags.get("sweep_metric", "val_accuracy"), parent.tags.get("sweep_goal", "maximize")
     trials: dict[int, list[Any]] = {}

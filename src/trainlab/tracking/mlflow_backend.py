@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trainlab.errors import TrackingError
+from trainlab.errors import TrackingError, TrackingUnavailable
 from trainlab.redaction import redact
 from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker, says_disk_full
 
@@ -162,9 +162,9 @@ def probe_server(uri: str, timeout: float = PROBE_TIMEOUT_S) -> None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, (socket.timeout, TimeoutError)) or "timed out" in str(reason):
-            raise TrackingError(f"cannot reach the MLflow tracking server at {redact(uri)}: no answer within "
-                                f"{timeout:g} s; check that it is running and reachable, or point --tracking-uri / "
-                                "MLFLOW_TRACKING_URI elsewhere") from None
+            raise TrackingUnavailable(f"cannot reach the MLflow tracking server at {redact(uri)}: no answer within "
+                                      f"{timeout:g} s; check that it is running and reachable, or point "
+                                      "--tracking-uri / MLFLOW_TRACKING_URI elsewhere") from None
         raise store_error(uri, reason if isinstance(reason, BaseException) else exc) from None
 
 
@@ -177,8 +177,8 @@ def store_error(uri: str, exc: BaseException) -> TrackingError:
             return TrackingError(f"the MLflow store {db} is damaged ({why}); move it aside (`mv {db} {db}.broken`) "
                                  "and train again, or restore it from a backup")
         return TrackingError(f"cannot use the MLflow store {db}: {why}")
-    return TrackingError(f"cannot reach the MLflow tracking server at {redact(uri)}: {why}; check that it is "
-                         "running and reachable, or point --tracking-uri / MLFLOW_TRACKING_URI elsewhere")
+    return TrackingUnavailable(f"cannot reach the MLflow tracking server at {redact(uri)}: {why}; check that it "
+                               "is running and reachable, or point --tracking-uri / MLFLOW_TRACKING_URI elsewhere")
 
 
 def client_for(uri: str, http: tuple[str, str, str, str] = HTTP_READS):  # noqa: ANN201  (mlflow types stay lazy)

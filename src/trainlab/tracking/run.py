@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trainlab import failpoints
+from trainlab.errors import RunInterrupted
 from trainlab.redaction import redact, redact_mapping
 from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker, says_disk_full
 
@@ -93,8 +94,10 @@ class Run:
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
             self.finish("finished")
-        elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            exc.trainlab_run_id = self.run_id  # type: ignore[union-attr]  # for the "resume with" hint
+        elif isinstance(exc, KeyboardInterrupt):  # a RunInterrupted too: the record says what the user pressed
+            self.finish("killed", "interrupted (KeyboardInterrupt)")
+            raise RunInterrupted.of(exc, run_id=self.run_id) from None  # the run's id, for the "resume with" hint
+        elif isinstance(exc, SystemExit):
             self.finish("killed", f"interrupted ({type(exc).__name__})")
         else:
             self.finish("failed", f"{type(exc).__name__}: {exc}")
