@@ -37,8 +37,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", TqdmWarning)
     import tqdm.auto  # noqa: F401
 
-from trainlab.experiments.run_page import best_epoch, calibration, view_from_record
 from trainlab.notebook import enter_project, latest_training_run
+from trainlab.pages.run_page import best_epoch, calibration, view_from_record
 from trainlab.plots import confusion_pair_figure, learning_curves_figure, reliability_figure
 from trainlab.runs import Record
 

@@ -9,12 +9,12 @@ from trainlab.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     model_payload,
-    resolve_checkpoint,
     save_checkpoint,
 )
 from trainlab.config import ModelConfig
 from trainlab.errors import CheckpointError
 from trainlab.models import create_model
+from trainlab.runs import local_checkpoint
 
 
 def test_roundtrip_rebuilds_the_same_model(tmp_path: Path) -> None:
@@ -54,8 +54,8 @@ def test_resolve_by_file_folder_or_run_id(tmp_path: Path) -> None:
     ckpt = tmp_path / "runs" / "r1" / "checkpoints" / "best.pt"
     ckpt.parent.mkdir(parents=True)
     save_checkpoint(ckpt, {})
-    assert resolve_checkpoint(str(ckpt), tmp_path / "runs") == ckpt
-    assert resolve_checkpoint(str(ckpt.parents[1]), tmp_path / "runs") == ckpt
-    assert resolve_checkpoint("r1", tmp_path / "runs") == ckpt
+    assert local_checkpoint(str(ckpt), tmp_path / "runs") == ckpt
+    assert local_checkpoint(str(ckpt.parents[1]), tmp_path / "runs") == ckpt
+    assert local_checkpoint("r1", tmp_path / "runs") == ckpt
     with pytest.raises(CheckpointError, match="'r2' is not a checkpoint file, a run folder, or a run id"):
-        resolve_checkpoint("r2", tmp_path / "runs")
+        local_checkpoint("r2", tmp_path / "runs")

@@ -93,7 +93,7 @@ def one_line(result, cls: type[BaseException], message: str) -> None:  # noqa: A
 
 
 def test_a_run_that_is_nowhere_is_run_not_found() -> None:
-    from trainlab.experiment import resume_target
+    from trainlab.resume import resume_target
     from trainlab.runs import locate_checkpoint
 
     with pytest.raises(RunNotFound, match="'NO-SUCH-RUN' is not a checkpoint file"):

@@ -365,7 +365,7 @@ def test_legends_cover_no_data() -> None:
 
 
 def test_a_run_recorded_without_process_memory_says_so() -> None:
-    from trainlab.experiments.run_page import MACHINE_CPU, RunView, system_section
+    from trainlab.pages.run_page import MACHINE_CPU, RunView, system_section
 
     view = RunView("old", "default", "FINISHED", None, None, {}, {}, {}, {}, {}, {}, history(2), None,  # type: ignore
                    system={MACHINE_CPU: ([1.0, 3.0], [40.0, 60.0])})

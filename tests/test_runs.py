@@ -214,7 +214,8 @@ def test_the_fast_listing_reads_mlflows_schema_as_the_client_does(shared_runs) -
     upgrade changes that schema, this fails here, loudly, instead of every listing quietly taking the slow path."""
     from dataclasses import asdict
 
-    from trainlab.runs import list_local_runs, search_runs
+    from trainlab.run_listing import list_local_runs
+    from trainlab.runs import search_runs
     from trainlab.tracking.mlflow_backend import client_for, local_store_path, resolve_tracking_uri
 
     uri = resolve_tracking_uri(None)

@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 from wandb_reader import offline_run_file, read_offline_run
 
 from trainlab.errors import TrainingError
-from trainlab.experiment import resume_experiment, resume_target, run_experiment
+from trainlab.experiment import run_experiment
+from trainlab.resume import resume_experiment, resume_target
 from trainlab.tracking import (
     FolderTracker,
     MetricPoint,
@@ -275,8 +276,10 @@ def test_resume_relogs_into_the_same_mlflow_run_without_duplicates(tracked_confi
     cfg = tracked_config("tracking.trackers=[mlflow]")
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, callbacks=interrupt_at(3), run_id="again")
-    resume_experiment(resume_target("again", Path("runs")))
     client = local_client()
+    by_mlflow_id = resume_target(mlflow_run(client, "again").info.run_id, Path("runs"))  # the record resolves it
+    assert by_mlflow_id.run_id == "again" and by_mlflow_id.run_dir == Path("runs") / "again"
+    resume_experiment(resume_target("again", Path("runs")))
     run = mlflow_run(client, "again")  # exactly one MLflow run carries the id
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2, 3, 4]

@@ -9,7 +9,8 @@ from conftest import interrupt_at
 
 from trainlab.checkpoint import load_checkpoint
 from trainlab.errors import ConfigError, TrainingError
-from trainlab.experiment import resume_experiment, resume_target, run_experiment
+from trainlab.experiment import run_experiment
+from trainlab.resume import resume_experiment, resume_target
 from trainlab.tracking import read_history, read_run_record
 
 

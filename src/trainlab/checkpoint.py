@@ -93,20 +93,3 @@ def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
                               f"architecture it declares ({first}); it is damaged: use another checkpoint") from None
     model.eval()
     return model
-
-
-def resolve_checkpoint(ref: str | Path, runs_dir: Path, which: str = BEST) -> Path:
-    """A .pt path, a run folder, or a run id (a folder name under ``runs_dir``) -> checkpoint path."""
-    ref_path = Path(ref)
-    if ref_path.is_file():
-        return ref_path
-    for folder in (ref_path, Path(runs_dir) / str(ref)):
-        if folder.is_dir():
-            candidate = folder / "checkpoints" / which
-            if candidate.is_file():
-                return candidate
-            raise CheckpointError(f"run {str(folder)!r} has no {which} checkpoint; it did not finish an epoch")
-    raise CheckpointError(
-        f"{str(ref)!r} is not a checkpoint file, a run folder, or a run id under {str(runs_dir)!r}; "
-        "list runs with `ls runs/`"
-    )

@@ -23,26 +23,25 @@ import torch
 
 from trainlab import __version__, failpoints
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
-from trainlab.config import Config, LossConfig, flatten_config, recorded_config, validate_config
-from trainlab.data import Dataset, Splits, data_fingerprint, load_data
+from trainlab.config import Config, LossConfig, recorded_config, validate_config
+from trainlab.data import Dataset, Splits, load_data
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
 from trainlab.errors import (
-    CheckpointError,
     ConfigError,
     RunInterrupted,
     RunLocked,
-    RunNotFound,
     StorageError,
     TrainlabError,
 )
 from trainlab.evaluate import Evaluation, evaluate
 from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
-from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, environment, git_state, untracked_advice
-from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background, read_run_record
+from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, untracked_advice
+from trainlab.run_documents import record_start, run_documents
+from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.mlflow_backend import local_store_path, resolve_tracking_uri
-from trainlab.tracking.process import process_alive, this_process
+from trainlab.tracking.process import this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
 
 STARTUP_WAIT_S = 15.0
@@ -296,7 +295,7 @@ def run_experiment(
             run.set_tags({"stop_reason": result.stop_reason})
             if cfg.report:
                 try:
-                    from trainlab.experiments.run_page import write_training_report
+                    from trainlab.pages.run_page import write_training_report
 
                     write_training_report(run, trackers, cfg, docs, result, test, splits, started_ms)
                 except (OSError, KeyboardInterrupt):
@@ -350,95 +349,3 @@ def _register(outcome: RunOutcome) -> None:
         outcome.tracking_failures["model registry"] = str(exc)
         return
     outcome.where.append(f"registered as models:/{cfg.register_as}/{version}")
-
-
-@dataclass(frozen=True)
-class RunDocuments:
-    """What a run records about itself before its first step (and its report page shows)."""
-
-    params: dict[str, str]
-    tags: dict[str, str]
-    environment: dict[str, Any]
-    data: dict[str, Any]
-    model: dict[str, Any]
-    git_diff: str
-    untracked_skipped: tuple[str, ...] = ()  # untracked files too big to record, the biggest first
-
-
-def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
-                  val_source: str) -> RunDocuments:
-    git = git_state()
-    # short aliases make filters read naturally: params.model = 'small'
-    aliases = {"model": cfg.model.arch, "dataset": cfg.data.name, "optimizer": cfg.train.optimizer.name,
-               "lr": str(cfg.train.optimizer.lr), "batch_size": str(cfg.train.batch_size),
-               "epochs": str(cfg.train.epochs)}
-    tags = {
-        "dataset": dataset.name,
-        "model": cfg.model.arch,
-        "git_commit": git.commit or "none",
-        "git_dirty": str(git.dirty).lower(),
-        "trainlab_version": __version__,
-        "data_fingerprint": data_fingerprint(dataset)[:16],
-        "seed": str(cfg.seed),
-        **({"skipped_files": str(len(dataset.skipped))} if dataset.skipped else {}),
-        **({"git_untracked_skipped": ", ".join(git.untracked_skipped)[:4000]} if git.untracked_skipped else {}),
-    }
-    data = {
-        "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
-        "fingerprint": data_fingerprint(dataset), "splits": splits.sizes(), "validation": val_source,
-        **({"train_source": dataset.train_source} if dataset.train_source else {}),
-        **({"test_source": dataset.test_source} if dataset.test_source else {}),
-        "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
-        "skipped_files": list(dataset.skipped),
-    }
-    return RunDocuments({**flatten_config(cfg), **aliases}, tags, environment(threads), data,
-                        {"arch": cfg.model.arch, "parameters": parameters}, git.diff, git.untracked_skipped)
-
-
-def record_start(run: Run, cfg: Config, docs: RunDocuments) -> None:
-    """Everything known before the first step: config, code, data and environment."""
-    run.log_params(docs.params)
-    run.set_tags(docs.tags)
-    run.log_dict("config.yaml", recorded_config(cfg))
-    run.log_dict("environment.json", docs.environment)
-    run.log_dict("data.json", docs.data)
-    run.log_dict("model.json", docs.model)
-    run.log_text("git.diff", docs.git_diff)  # empty for a clean tree: present either way, so readers need no special case
-
-
-@dataclass(frozen=True)
-class ResumeTarget:
-    """A run to complete: its last checkpoint and config, and whether every backend already has its end."""
-
-    run_id: str
-    run_dir: Path
-    payload: dict[str, Any]
-    config: Config
-    finished: bool
-
-
-def resume_target(ref: str, runs_dir: Path) -> ResumeTarget:
-    """Find a run to resume by id or folder; refuse one that is alive or has nothing to continue from."""
-    folder = next((f for f in (Path(ref), Path(runs_dir) / ref) if (f / "run.json").is_file()), None)
-    if folder is None:
-        raise RunNotFound(f"{ref!r} is not a run folder or a run id under {str(runs_dir)!r}; `--resume` needs "
-                          "the run folder with its checkpoints (list runs with `trainlab runs`)")
-    record = read_run_record(folder)
-    run_id = record.get("run_id", folder.name)
-    if record.get("status") == "running" and process_alive(record.get("tags", {})):
-        raise RunLocked(f"run {run_id!r} is still running (pid {record['tags'].get('trainlab.pid')}); wait for "
-                        "it to end, or stop it, before resuming it")
-    last = folder / "checkpoints" / LAST
-    if not last.is_file():
-        raise CheckpointError(f"run {run_id!r} has no last checkpoint: it ended before its first epoch did, so "
-                              "there is nothing to continue from; start it again with `trainlab train` and its config")
-    payload = load_checkpoint(last, complete=True)
-    if "training" not in payload:
-        raise CheckpointError(f"{str(last)!r} holds no training state; it cannot be continued")
-    cfg = validate_config(payload["config"]).model_copy(update={"output_dir": folder.parent})
-    return ResumeTarget(run_id, folder, payload, cfg, record.get("status") == "finished")
-
-
-def resume_experiment(target: ResumeTarget, **kwargs: Any) -> RunOutcome:
-    """Complete a run: its remaining epochs, its test evaluation, and every backend's record and end."""
-    return run_experiment(target.config, resume=target.payload, run_id=target.run_id, **kwargs)

@@ -1,18 +1,11 @@
-"""Reading runs back from the MLflow record: list, filter, sort, group, show, fetch a model.
-
-Everything goes through ``MlflowClient``, with one exception: a plain listing of
-a local store (no filter, no sort) reads MLflow's SQLite tables read-only with
-the standard library, because importing MLflow alone takes ~3 s on a small CPU
-and `trainlab runs` must answer in less. Any surprise in that store (an unknown
-schema, a damaged file) falls back to the client. A run still marked running
-whose process is gone is reported as killed. Nothing here prints.
+"""Reading runs back from the MLflow record, through ``MlflowClient``: the one resolver of run references
+(``Record``: a run folder, a trainlab run id, an MLflow run id, models:/NAME@ALIAS, a sweep, SWEEP#N), a run's
+history, artifacts and saved predictions, and the checkpoint a reference names. Listing and grouping runs is
+run_listing.py's. A run still marked running whose process is gone is reported as killed. Nothing here prints.
 """
 
 from __future__ import annotations
 
-import math
-import sqlite3
-import statistics
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainlab.checkpoint import BEST
 from trainlab.errors import ArtifactNotFound, CheckpointError, ConfigError, RunNotFound, TrackingError, TrainlabError
 from trainlab.redaction import redact
 from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
@@ -27,14 +21,12 @@ from trainlab.tracking.mlflow_backend import (
     RUN_ID_TAG,
     client_for,
     find_run,
-    local_store_path,
     probe_server,
     resolve_tracking_uri,
     store_error,
 )
 from trainlab.tracking.process import process_alive
 
-KEY_METRICS = ("test_accuracy", "test_macro_f1", "test_auroc")
 EPOCH_METRIC = "train_loss"  # logged once per epoch, at step = the epoch
 
 
@@ -50,16 +42,6 @@ class RunRow:
     tags: dict[str, str]
     epochs_done: int | None = None  # per-epoch points recorded (a local listing reads it; a run not yet ended)
     end_ms: int | None = None  # when the run ended (None while it runs)
-
-
-@dataclass(frozen=True)
-class GroupStats:
-    value: str
-    runs: int
-    mean: float
-    std: float  # sample standard deviation; NaN for a single run
-    ci_low: float  # 95% confidence interval of the mean (Student's t); NaN for a single run
-    ci_high: float
 
 
 def existing_store(uri: str | None = None) -> str:
@@ -96,31 +78,6 @@ def order_clause(sort: str, ascending: bool) -> str:
     key = sort if sort.split(".", 1)[0] in ("metrics", "params", "tags", "attributes") else f"metrics.{sort}"
     return f"{key} {'ASC' if ascending else 'DESC'}"
 
-
-def list_runs(uri: str | None = None, *, experiment: str | None = None, filter_string: str = "",
-              sort: str | None = None, ascending: bool = False, limit: int = 100) -> list[RunRow]:
-    """Runs, newest first (or by ``sort``), matching ``filter_string`` (MLflow search syntax)."""
-    resolved = existing_store(uri)
-    db = local_store_path(resolved)
-    if db is not None and not filter_string and not sort:
-        rows = list_local_runs(db, experiment, limit)
-        if rows is not None:
-            return rows
-    with reading(resolved):
-        client = client_for(resolved)
-        return [with_epochs_done(client, r) for r in search_runs(client, experiment, filter_string, sort, ascending,
-                                                                 limit)]
-
-
-def with_epochs_done(client: Any, row: RunRow) -> RunRow:
-    """A training run that did not end (killed, failed, running) with the epochs it recorded; others as they are."""
-    from dataclasses import replace
-
-    if "epochs_run" in row.metrics or row.tags.get("job", "train") not in ("train", "trial"):
-        return row
-    return replace(row, epochs_done=len(client.get_metric_history(row.mlflow_id, EPOCH_METRIC)))
-
-
 def search_runs(client: Any, experiment: str | None, filter_string: str, sort: str | None, ascending: bool,
                 limit: int) -> list[RunRow]:
     from mlflow.exceptions import MlflowException
@@ -155,120 +112,42 @@ def row_of(run: Any, experiment: str) -> RunRow:
                   tags=tags, end_ms=run.info.end_time or None)
 
 
-_LOCAL_RUNS = """
-    SELECT r.run_uuid, r.status, r.start_time, e.name, r.end_time FROM runs r JOIN experiments e USING (experiment_id)
-    WHERE r.lifecycle_stage = 'active' AND e.lifecycle_stage = 'active' {where}
-    ORDER BY r.start_time DESC, r.run_uuid LIMIT ?"""
-
-
-def list_local_runs(db: Path, experiment: str | None, limit: int) -> list[RunRow] | None:
-    """The newest runs of a local store, read-only; None when the store is not what this reader knows."""
+def run_folder(ref: str | Path, runs_dir: Path, tracking_uri: str | None = None) -> Path | None:
+    """The run folder a reference names on this machine: the folder itself, or a run id under ``runs_dir``;
+    given a tracking URI, also any reference the record resolves (an MLflow run id, models:/NAME@ALIAS) to a run
+    whose folder is under ``runs_dir``."""
+    found = next((f for f in (Path(ref), Path(runs_dir) / str(ref)) if f.is_dir()), None)
+    if found is not None or tracking_uri is None:
+        return found
     try:
-        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=20) as con:
-            if experiment is not None and not con.execute(
-                    "SELECT 1 FROM experiments WHERE name = ? AND lifecycle_stage = 'active'", (experiment,)).fetchone():
-                return None  # MLflow's path says which experiments exist
-            args: tuple[Any, ...] = (experiment, limit) if experiment is not None else (limit,)
-            found = con.execute(_LOCAL_RUNS.format(where="AND e.name = ?" if experiment else ""), args).fetchall()
-            ids = [row[0] for row in found]
-            marks = ",".join("?" * len(ids))
-            per_run: dict[str, dict[str, dict[str, Any]]] = {i: {"params": {}, "metrics": {}, "tags": {}} for i in ids}
-            for table, column in (("params", "value"), ("tags", "value"),
-                                  ("latest_metrics", "CASE WHEN is_nan THEN 'nan' ELSE value END")):
-                query = f"SELECT run_uuid, key, {column} FROM {table} WHERE run_uuid IN ({marks})"
-                for run_uuid, key, value in con.execute(query, ids):
-                    kind = "metrics" if table == "latest_metrics" else table
-                    per_run[run_uuid][kind][key] = float(value) if kind == "metrics" else value
-            epochs = dict(con.execute(f"SELECT run_uuid, step FROM latest_metrics WHERE key = '{EPOCH_METRIC}' "
-                                      f"AND run_uuid IN ({marks})", ids).fetchall())
-    except sqlite3.Error:
-        return None  # a damaged or unfamiliar store: MLflow's own client reads it, or says what is wrong
-    rows = []
-    for run_uuid, status, start_ms, experiment_name, end_ms in found:
-        data = per_run[run_uuid]
-        tags = {k: v for k, v in data["tags"].items() if not k.startswith("mlflow.")}
-        rows.append(RunRow(run_id=data["tags"].get(RUN_ID_TAG, run_uuid), mlflow_id=run_uuid,
-                           experiment=experiment_name, status=effective_status(status, tags), start_ms=start_ms or 0,
-                           params=data["params"], metrics=data["metrics"], tags=tags,
-                           epochs_done=epochs.get(run_uuid, 0), end_ms=end_ms or None))
-    return rows
+        row = Record(tracking_uri).run(str(ref))
+    except TrainlabError:  # no such store or run, or unreachable: the caller says the reference names nothing
+        return None
+    folder = Path(runs_dir) / row.run_id
+    return folder if folder.is_dir() else None
 
 
-def group_runs(rows: Sequence[RunRow], param: str, metric: str) -> list[GroupStats]:
-    """``metric`` summarised for each value of ``param``, over training runs (evaluation runs of `trainlab test
-    --record` would count a model twice; sweeps and comparisons train nothing; runs without the metric are skipped)."""
-    groups: dict[str, list[float]] = {}
-    for row in rows:
-        if row.tags.get("job", "train") not in ("train", "trial"):
-            continue
-        value = row.metrics.get(metric)
-        if value is not None and not math.isnan(value):
-            groups.setdefault(row.params.get(param, "(unset)"), []).append(value)
-    loss = "loss" in metric
-    return [group_stats(key, vals, loss) for key, vals in sorted(groups.items(), key=lambda kv: -statistics.fmean(kv[1]))]
-
-
-def group_stats(value: str, values: Sequence[float], value_is_loss: bool = False) -> GroupStats:
-    """Count, mean, sample std and the t-based 95% interval of the mean (the runs as a sample of seeds)."""
-    from scipy import stats
-
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return GroupStats(value, len(values), mean, math.nan, math.nan, math.nan)
-    std = statistics.stdev(values)
-    if std == 0:
-        return GroupStats(value, len(values), mean, 0.0, mean, mean)
-    low, high = stats.t.interval(0.95, len(values) - 1, loc=mean, scale=std / math.sqrt(len(values)))
-    if 0 <= min(values) and max(values) <= 1 and not value_is_loss:
-        low, high = max(low, 0.0), min(high, 1.0)  # a share (accuracy, F1, AUROC) cannot leave [0, 1]
-    return GroupStats(value, len(values), mean, std, float(low), float(high))
-
-
-def newest_experiment(uri: str) -> str | None:
-    """The id of the experiment that holds the newest run (None for a store with no run)."""
-    with reading(uri):
-        client = client_for(uri)
-        ids = [e.experiment_id for e in client.search_experiments()]
-        newest = client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"]) if ids else []
-    return newest[0].info.experiment_id if newest else None
-
-
-def run_details(ref: str, uri: str | None = None) -> dict[str, Any]:
-    """Config (params), final metrics, tags and artifact paths of one run."""
-    record = Record(uri)
-    row = record.run(ref)
-    with reading(record.uri):
-        artifacts: list[tuple[str, int]] = []
-
-        def walk(path: str | None = None) -> None:
-            for item in record.client.list_artifacts(row.mlflow_id, path):
-                walk(item.path) if item.is_dir else artifacts.append((item.path, item.file_size or 0))
-
-        walk()
-        end_ms = record.client.get_run(row.mlflow_id).info.end_time
-    return {
-        "run_id": row.run_id,
-        "mlflow_id": row.mlflow_id,
-        "experiment": row.experiment,
-        "status": row.status,
-        "start_ms": row.start_ms,
-        "end_ms": end_ms,
-        "params": dict(sorted(row.params.items())),
-        "metrics": dict(sorted(row.metrics.items())),
-        "tags": dict(sorted(row.tags.items())),
-        "artifacts": artifacts,
-    }
+def local_checkpoint(ref: str | Path, runs_dir: Path, which: str = BEST) -> Path:
+    """A .pt path, a run folder, or a run id (a folder name under ``runs_dir``) -> checkpoint path."""
+    if Path(ref).is_file():
+        return Path(ref)
+    folder = run_folder(ref, runs_dir)
+    if folder is None:
+        raise CheckpointError(f"{str(ref)!r} is not a checkpoint file, a run folder, or a run id under "
+                              f"{str(runs_dir)!r}; list runs with `ls runs/`")
+    candidate = folder / "checkpoints" / which
+    if not candidate.is_file():
+        raise CheckpointError(f"run {str(folder)!r} has no {which} checkpoint; it did not finish an epoch")
+    return candidate
 
 
 def locate_checkpoint(ref: str, runs_dir: Path, tracking_uri: str | None = None) -> Path:
     """A checkpoint file, run folder or run id; a run only in MLflow has its best model downloaded."""
-    from trainlab.checkpoint import resolve_checkpoint
-
     try:
-        return resolve_checkpoint(ref, runs_dir)
+        return local_checkpoint(ref, runs_dir)
     except CheckpointError as local_error:
         # nothing by that name here is a run not found; a run folder without a checkpoint stays a CheckpointError
-        missing = CheckpointError if Path(ref).exists() or (Path(runs_dir) / ref).exists() else RunNotFound
+        missing = CheckpointError if Path(ref).exists() or run_folder(ref, runs_dir) else RunNotFound
         uri = resolve_tracking_uri(tracking_uri)
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
             raise missing(str(local_error)) from None

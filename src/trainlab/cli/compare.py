@@ -112,7 +112,7 @@ def side_line(tag: str, side: Side) -> str:
 
 def settings(params: dict) -> str:
     """'model.arch=fast, lr=0.01'; a nested value (a list of layers) as short JSON."""
-    from trainlab.experiments.page import short
+    from trainlab.pages.page import short
 
     return ", ".join(f"{k}={short(v, 48)}" for k, v in params.items())
 

@@ -44,7 +44,7 @@ def runs(
     if ctx.invoked_subcommand:
         return
     with user_errors():
-        from trainlab.runs import KEY_METRICS, group_runs, list_runs
+        from trainlab.run_listing import KEY_METRICS, group_runs, list_runs
 
         rows = list_runs(tracking_uri, experiment=experiment, filter_string=filter_string, sort=sort,
                          ascending=ascending, limit=limit)
@@ -100,7 +100,7 @@ def runs_show(
 ) -> None:
     """One run: config, final metrics, tags and artifacts."""
     with user_errors():
-        from trainlab.runs import run_details
+        from trainlab.run_listing import run_details
 
         info = run_details(run, tracking_uri)
         if as_json:

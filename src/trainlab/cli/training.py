@@ -116,7 +116,7 @@ def train(
 
 
 def resume_run(ref: str, quiet: bool, log_interval: float) -> None:
-    from trainlab.experiment import resume_experiment, resume_target
+    from trainlab.resume import resume_experiment, resume_target
 
     target = resume_target(ref, Path("runs"))
     if target.finished:

@@ -17,7 +17,8 @@ def ui(
     """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
     with user_errors():
         from trainlab.redaction import redact
-        from trainlab.runs import existing_store, newest_experiment
+        from trainlab.run_listing import newest_experiment
+        from trainlab.runs import existing_store
         from trainlab.tracking.mlflow_ui import start_ui
 
         uri = existing_store(tracking_uri)

@@ -23,8 +23,8 @@ from urllib.parse import quote
 import numpy as np
 
 from trainlab.errors import ConfigError, TrainlabError
-from trainlab.experiments.page import REPORT, Figure, Page, Section, Table, write_page
-from trainlab.experiments.run_page import RunView, run_page, test_images, view_from_record
+from trainlab.pages.page import REPORT, Figure, Page, Section, Table, write_page
+from trainlab.pages.run_page import RunView, run_page, test_images, view_from_record
 
 if TYPE_CHECKING:
     from trainlab.experiments.compare import Comparison

@@ -217,7 +217,7 @@ def record_ranking(run: Run, sweep: Sweep, study: optuna.Study) -> tuple[list[Tr
 def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
     from trainlab.errors import RunNotFound
-    from trainlab.runs import list_runs
+    from trainlab.run_listing import list_runs
 
     found = list_runs(uri, filter_string=f"tags.{SWEEP_TAG} = '{sweep_id}'", limit=50_000)
     parent = next((r for r in found if r.tags.get("job") == "sweep"), None)

@@ -358,7 +358,7 @@ class MlflowTracker(Tracker):
         if "input_shape" in metadata:  # also as an MLflow model: runs:/<id>/model, the registry, serving
             import numpy as np
 
-            from trainlab.mlflow_model import log_pyfunc
+            from trainlab.tracking.mlflow_pyfunc import log_pyfunc
 
             log_pyfunc(self.client, self.run_id, Path(path), list(metadata["class_names"]),
                        tuple(metadata["input_shape"]), np.asarray(metadata.get("example", []), dtype=np.uint8))

@@ -65,7 +65,7 @@ def render(page: Page) -> str:
     from jinja2 import Environment, PackageLoader
 
     # every value on a page comes from a record someone else may have written: always escaped
-    env = Environment(loader=PackageLoader("trainlab.experiments", "templates"), autoescape=True)
+    env = Environment(loader=PackageLoader("trainlab.pages", "templates"), autoescape=True)
     return env.get_template("report.html.j2").render(page=page)
 
 

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.errors import ArtifactNotFound, TrainlabError
-from trainlab.experiments.page import Figure, Gallery, Page, Section, Table
+from trainlab.pages.page import Figure, Gallery, Page, Section, Table
 
 if TYPE_CHECKING:
     from trainlab.config import Config
     from trainlab.data import Splits
     from trainlab.evaluate import Evaluation
-    from trainlab.experiment import RunDocuments
+    from trainlab.run_documents import RunDocuments
     from trainlab.runs import Record, RunRow
     from trainlab.tracking import Run, Tracker
     from trainlab.train import TrainResult
@@ -307,7 +307,7 @@ def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, do
     import time
 
     from trainlab.config import recorded_config
-    from trainlab.experiments.page import REPORT, write_page
+    from trainlab.pages.page import REPORT, write_page
 
     mlflow = next((t for t in trackers if t.name == "mlflow"), None)
     system: dict[str, tuple[list[float], list[float]]] = {}
