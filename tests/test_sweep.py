@@ -313,17 +313,33 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_configuration_once() -> Non
     assert killed.returncode == -9
     sid = sweep_id_of(killed)
     _, trials = sweep_runs(client(), sid)
-    assert len(trials) == 3  # two finished, the third killed in its second epoch
+    assert len(trials) == 3  # two trained, the third killed in its second epoch
+    # a trial's record ends in the background while the next one trains, and the study is told its result only
+    # then: a trial trained but not yet told when the kill came is trained again (a kill must not leave a trial
+    # complete with its record cut). How many were told is a matter of timing; the outcome is not
+    told = told_complete(sid)
+    assert told <= 2
     resumed = trainlab("sweep", "--resume", sid)
     assert resumed.returncode == 0, resumed.stderr
     assert "marked killed and queued again" in resumed.stderr
     parent, trials = sweep_runs(client(), sid)
     finished = Counter(t.data.params["train.optimizer.lr"] for t in trials if t.info.status == "FINISHED")
     assert finished == Counter({"0.001": 1, "0.002": 1, "0.003": 1, "0.004": 1})
-    assert len(trials) == 5  # the killed attempt stays on record, shown as killed
-    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_killed"] == 1
+    killed_attempts = 3 - told  # each stays on record, shown as killed
+    assert len(trials) == 4 + killed_attempts
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_killed"] == killed_attempts
     shown = json.loads(trainlab("sweep", "show", sid, "--json").stdout)
-    assert Counter(r["state"] for r in shown["trials"]) == Counter({"complete": 4, "killed": 1})
+    assert Counter(r["state"] for r in shown["trials"]) == Counter({"complete": 4, "killed": killed_attempts})
+
+
+def told_complete(sweep_id: str) -> int:
+    """Trials the sweep's study (its journal) holds as complete."""
+    import optuna
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+        str(Path("runs") / sweep_id / "study.journal")))
+    study = optuna.load_study(study_name=sweep_id, storage=storage)
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 @pytest.mark.slow
