@@ -33,6 +33,8 @@ from trainlab.errors import (
     TrackingError,
     TrackingUnavailable,
 )
+from trainlab.experiments.pair import environment_diff
+from trainlab.experiments.sides import Side
 
 runner = CliRunner()
 ERRORS_PY = Path(errors.__file__)
@@ -136,7 +138,6 @@ def store(tmp_path: Path):  # noqa: ANN201
 
 
 def test_a_store_without_the_run_is_run_not_found_and_a_missing_file_artifact_not_found(store) -> None:  # noqa: ANN001
-    from trainlab.experiments.compare import Side, environment_diff
     from trainlab.experiments.reproduce import plan
     from trainlab.mlflow_model import register
 

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from trainlab.cli import app
 from trainlab.experiment import run_experiment
+from trainlab.experiments.pair import Comparison
+from trainlab.experiments.sides import Side
 from trainlab.tracking.mlflow_backend import resolve_tracking_uri
 
 runner = CliRunner()
@@ -386,7 +388,6 @@ def test_a_run_recorded_without_process_memory_says_so() -> None:
 
 def seed_group(name: str, seeds: int = 2):  # noqa: ANN201
     """A side of seed repeats, as `side_of` makes one for a sweep trial SWEEP#N."""
-    from trainlab.experiments.compare import Side
     from trainlab.runs import RunRow
 
     stem = name.replace("#", "-t")
@@ -395,7 +396,6 @@ def seed_group(name: str, seeds: int = 2):  # noqa: ANN201
 
 
 def group_comparison(a: str, b: str):  # noqa: ANN201
-    from trainlab.experiments.compare import Comparison
     from trainlab.experiments.significance import Difference
 
     d = Difference("test_accuracy", 0.90, 0.92, 0.02, 0.01, 0.03, 0.01, "permutation test over 2 + 2 seeds")

@@ -14,8 +14,9 @@ from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackerOption, TrackingUriOption, fmt, print_where, tracker_names, user_errors, warn
 
 if TYPE_CHECKING:
-    from trainlab.experiments.compare import Comparison, Side
+    from trainlab.experiments.pair import Comparison
     from trainlab.experiments.ranking import Ranking
+    from trainlab.experiments.sides import Side
     from trainlab.experiments.significance import Difference
 
 
@@ -47,8 +48,10 @@ def compare(
     """Is B really better than A? Paired tests on the shared test split, seed groups, Holm for many."""
     with user_errors():
         from trainlab.errors import ConfigError
-        from trainlab.experiments import compare as cmp
+        from trainlab.experiments import pair
+        from trainlab.experiments.comparison_run import record_comparison
         from trainlab.experiments.ranking import candidates_of, rank_many
+        from trainlab.experiments.sides import side_from_filter, side_of
         from trainlab.runs import Record
 
         refs = refs or []
@@ -66,28 +69,27 @@ def compare(
         options: dict[str, Any] = {"metric": metric, "alpha": alpha, "resamples": resamples, "seed": seed}
         result: Comparison | Ranking
         if a is not None and b is not None:
-            result = cmp.compare_pair(store, cmp.side_from_filter(store, a, option="--a", pool=pool),
-                                      cmp.side_from_filter(store, b, option="--b", pool=pool), **options)
+            result = pair.compare_pair(store, side_from_filter(store, a, option="--a", pool=pool),
+                                       side_from_filter(store, b, option="--b", pool=pool), **options)
         elif len(refs) == 2 and not filter_string:
-            result = cmp.compare_pair(store, cmp.side_of(store, refs[0]), cmp.side_of(store, refs[1]), **options)
+            result = pair.compare_pair(store, side_of(store, refs[0]), side_of(store, refs[1]), **options)
         else:
             sides, left_out = candidates_of(store, refs, filter_string)
             result = rank_many(store, sides, progress=fetching(as_json), **options)
             result.notes.extend(left_out)
         if as_json:
             print(json.dumps(result.as_dict(), indent=2, default=str))
-        elif isinstance(result, cmp.Comparison):
+        elif isinstance(result, pair.Comparison):
             show_pair(result)
         else:
             show_ranking(result)
-        if report and isinstance(result, cmp.Comparison):
+        if report and isinstance(result, pair.Comparison):
             from trainlab.experiments.report import write_pair_report
 
             path, _ = write_pair_report(store, result)
             console.print(f"report: {path} (open it in any browser, offline)", highlight=False, markup=False)
         if record:
-            kept = cmp.record_comparison(result, store, trackers=tracker_names(tracker) or ("mlflow", "wandb"),
-                                         warn=warn)
+            kept = record_comparison(result, store, trackers=tracker_names(tracker) or ("mlflow", "wandb"), warn=warn)
             print_where(kept.run_id, kept.where, kept.tracking_failures, quiet=as_json)
 
 
@@ -122,8 +124,8 @@ def split_line(split: dict) -> str:
 
 
 def show_pair(c: Comparison) -> None:
-    from trainlab.experiments.compare import amount, interval, label, p_text
     from trainlab.experiments.significance import GroupDifference
+    from trainlab.experiments.wording import amount, interval, label, p_text
 
     for line in (side_line("A", c.a), side_line("B", c.b), split_line(c.split)):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -170,7 +172,7 @@ def diff_table(title: str, diff: dict[str, list[str]], same: str) -> None:
 
 
 def show_ranking(r: Ranking) -> None:
-    from trainlab.experiments.compare import amount, interval, label, p_text
+    from trainlab.experiments.wording import amount, interval, label, p_text
 
     console.print(split_line(r.split), highlight=False, markup=False, soft_wrap=True)
     table = Table(title=f"ranked on {label(r.metric)}, each against the best", title_justify="left")

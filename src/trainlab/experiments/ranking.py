@@ -16,16 +16,12 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import ConfigError
-from trainlab.experiments.compare import (
-    ALPHA,
+from trainlab.experiments.seed_groups import group_difference
+from trainlab.experiments.sides import (
     NOT_CONFIG,
     Side,
     check_same_examples,
-    few_seeds_note,
     finished,
-    label,
-    metric_name,
-    predictions_note,
     saved_predictions,
     seeds_of,
     shared_split,
@@ -34,8 +30,8 @@ from trainlab.experiments.compare import (
     trial_params,
     values_of,
 )
-from trainlab.experiments.seed_groups import group_difference
 from trainlab.experiments.significance import (
+    ALPHA,
     METRICS,
     RESAMPLES,
     Difference,
@@ -44,6 +40,7 @@ from trainlab.experiments.significance import (
     lower_is_better,
     paired_differences,
 )
+from trainlab.experiments.wording import few_seeds_note, label, metric_name, predictions_note
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow

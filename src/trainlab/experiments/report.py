@@ -23,11 +23,13 @@ from urllib.parse import quote
 import numpy as np
 
 from trainlab.errors import ConfigError, TrainlabError
+from trainlab.experiments.pair import Comparison, compare_pair
+from trainlab.experiments.sides import side_of
+from trainlab.experiments.wording import amount, interval, label, p_text
 from trainlab.pages.page import REPORT, Figure, Page, Section, Table, write_page
 from trainlab.pages.run_page import RunView, run_page, test_images, view_from_record
 
 if TYPE_CHECKING:
-    from trainlab.experiments.compare import Comparison
     from trainlab.experiments.sweep_run import SweepOutcome
     from trainlab.runs import Record, RunRow
 
@@ -263,8 +265,6 @@ def _log_scaled(rows: Sequence[Any], key: str) -> bool:
 
 def report_for_pair(record: Record, ref_a: str, ref_b: str, out: Path | None = None) -> tuple[Path, float]:
     """Both runs side by side, with the verdict of `trainlab compare`."""
-    from trainlab.experiments.compare import compare_pair, side_of
-
     started = time.perf_counter()
     path, _ = write_pair_report(record, compare_pair(record, side_of(record, ref_a), side_of(record, ref_b)), out)
     return path, time.perf_counter() - started
@@ -303,7 +303,6 @@ def pair_path(c: Comparison, folder: Path = Path("reports")) -> Path:
 
 
 def pair_page(c: Comparison, views: list[RunView | None]) -> Page:
-    from trainlab.experiments.compare import amount, interval, label, p_text
     from trainlab.plots import confusion_pair_figure, overlaid_curves_figure, png_data_uri
 
     sections = []

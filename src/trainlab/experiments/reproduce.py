@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.errors import CannotReproduce, ConfigError, TrainlabError
+from trainlab.experiments.sides import seed_repeats_spread
 from trainlab.provenance import IMAGE_DIRTY, untracked_advice
 
 if TYPE_CHECKING:
@@ -265,8 +266,6 @@ def compare_with_record(record: Record, p: Plan, folder: Path, rtol: float = RTO
 
 def seed_spread(record: Record, row: RunRow, metrics: list[str]) -> dict[str, tuple[float, int]]:
     """metric -> (std, runs) over the recorded seed repeats of this run's config (when it has at least 3)."""
-    from trainlab.experiments.compare import seed_repeats_spread
-
     found = {}
     for metric in metrics:
         std, runs, _ = seed_repeats_spread(record, [row], metric)

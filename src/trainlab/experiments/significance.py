@@ -30,6 +30,7 @@ import numpy as np
 METRICS = ("accuracy", "macro_f1", "auroc", "log_loss")
 LOWER_IS_BETTER = frozenset({"log_loss", "loss"})
 SHARES = ("accuracy", "f1", "auroc", "precision", "recall")  # metrics in [0, 1], by how their names end
+ALPHA = 0.05  # the significance level a verdict is given at, unless --alpha says otherwise
 RESAMPLES = 2000
 BATCH = 100  # resamples scored at once: (BATCH, examples) weights in memory
 MIN_SEEDS = 3  # runs a side for a t-test over seeds to mean anything (2 runs: 1 degree of freedom)
