@@ -90,4 +90,5 @@ clean:
 check: $(STAMP)
 	$(BIN)/ruff check src tests bench notebooks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n $(WORKERS) -m "not slow and not container" $(PYTEST_ARGS)

@@ -1,51 +1,78 @@
-"""trainlab's layers import only downward: core, then tracking, then the run record, then experiments, then the
-command line. Every import of a trainlab module counts, at module level or inside a function."""
+"""The architecture holds: import-linter's contracts (.importlinter: the layers import only downward, no import
+cycle), and a trainlab module imported inside a function only to defer a heavy third-party import."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "trainlab"
-LAYERS = {  # a module's layer: its package's (first match), else core (0)
-    "trainlab.cli": 4, "trainlab.__main__": 4,
-    "trainlab.experiments": 3,
-    "trainlab.experiment": 2, "trainlab.runs": 2, "trainlab.predict": 2, "trainlab.evaluation_run": 2,
-    "trainlab.mlflow_model": 2, "trainlab.notebook": 2,
-    "trainlab.tracking": 1,
-}
-# upward imports that remain, each to be removed (issue 25): the test fails when one goes, so the list shrinks
-KNOWN = {
-    ("trainlab.experiment", "trainlab.experiments.run_page"),  # the run's page written at its end
-    ("trainlab.tracking.mlflow_backend", "trainlab.mlflow_model"),  # the pyfunc model logged with a run
-}
+# what `trainlab --help` must not wait for (the command line imports every command module at its start): a module
+# that pulls one in may be imported where it is needed
+HEAVY = frozenset({"torch", "mlflow", "wandb", "optuna", "matplotlib", "scipy", "sklearn", "pandas", "sqlalchemy",
+                   "numpy", "pydantic", "yaml", "PIL", "jinja2", "psutil"})
+# function-level imports of light trainlab modules that remain, each with its reason; none is to be added
+KNOWN_LIGHT: set[tuple[str, str]] = {("trainlab.experiments.study", "trainlab.redaction")}  # the study is being split
 
 
-def layer(module: str) -> int:
-    return next((n for name, n in LAYERS.items() if module == name or module.startswith(name + ".")), 0)
+def test_the_import_contracts_hold() -> None:
+    linter = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(linter), "--config", str(SOURCE.parents[1] / ".importlinter")], cwd=SOURCE.parents[1],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "2 kept, 0 broken" in done.stdout, done.stdout[-3000:]
 
 
-def upward_imports() -> set[tuple[str, str]]:
-    found = set()
-    for path in SOURCE.rglob("*.py"):
-        module = ".".join(("trainlab", *path.relative_to(SOURCE).with_suffix("").parts)).removesuffix(".__init__")
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                # `from trainlab import cli` imports the module trainlab.cli
-                names = [f"trainlab.{a.name}" for a in node.names] if node.module == "trainlab" else [node.module]
-            else:
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
-            found |= {(module, name) for name in names
-                      if name.startswith("trainlab.") and layer(name) > layer(module)}
-    return found
+def module_name(path: Path) -> str:
+    return ".".join(("trainlab", *path.relative_to(SOURCE).with_suffix("").parts)).removesuffix(".__init__")
 
 
-def test_layers_import_only_downward() -> None:
-    found = upward_imports()
-    assert found - KNOWN == set(), "imports up the layers (move the shared piece down instead)"
-    assert KNOWN - found == set(), "a known upward import is gone: take it off KNOWN"
+def imported(node: ast.AST, modules: set[str]) -> list[str]:
+    """The modules an import statement imports (``from trainlab import cli`` imports trainlab.cli)."""
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        children = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules]
+        return children or [node.module]
+    return [a.name for a in node.names] if isinstance(node, ast.Import) else []
 
 
-def test_the_check_sees_an_upward_import() -> None:
-    assert layer("trainlab.tracking.run") == 1 and layer("trainlab.experiments.sweep") == 3
-    assert layer("trainlab.config") == 0 and layer("trainlab.cli.app") == 4 and layer("trainlab.experiment") == 2
+@cache
+def import_map() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, int]]]]:
+    """Each module's imports at its top (outside functions and TYPE_CHECKING), and inside its functions."""
+    paths = {module_name(p): p for p in SOURCE.rglob("*.py")}
+    top: dict[str, set[str]] = {}
+    inner: dict[str, list[tuple[str, int]]] = {}
+    for module, path in paths.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top[module] = {name for node in tree.body if not isinstance(node, ast.If)
+                       for n in ([node] if isinstance(node, (ast.Import, ast.ImportFrom)) else [])
+                       for name in imported(n, set(paths))}
+        inner[module] = [(name, n.lineno) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         for n in ast.walk(f) for name in imported(n, set(paths))]
+    return top, inner
+
+
+def is_heavy(module: str, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether importing ``module`` imports a heavy library, itself or through trainlab modules."""
+    top, _ = import_map()
+    return any(name.split(".")[0] in HEAVY or (name in top and name not in seen and is_heavy(name, seen | {module}))
+               for name in top.get(module, ()))
+
+
+def light_imports_in_functions() -> set[tuple[str, str]]:
+    top, inner = import_map()
+    return {(module, name) for module, found in inner.items() for name, _ in found
+            if name in top and name.startswith("trainlab") and not is_heavy(name)}
+
+
+def test_a_trainlab_module_is_imported_in_a_function_only_to_defer_a_heavy_library() -> None:
+    found = light_imports_in_functions()
+    assert found - KNOWN_LIGHT == set(), "import these at the module's top (they pull in nothing heavy)"
+    assert KNOWN_LIGHT - found == set(), "a known one is gone: take it off KNOWN_LIGHT"
+
+
+def test_the_check_tells_heavy_from_light() -> None:
+    assert is_heavy("trainlab.models") and is_heavy("trainlab.train") and is_heavy("trainlab.config")
+    assert not is_heavy("trainlab.errors") and not is_heavy("trainlab.redaction")

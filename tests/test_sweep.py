@@ -402,6 +402,7 @@ print(len(storage.get_all_studies()))
 def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from trainlab.cli import sweep as sweep_cli
+    from trainlab.experiments import workers
     from trainlab.experiments.study import make_sweep
 
     cfg = load_config(None, ["data.name=digits"])
@@ -409,12 +410,12 @@ def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: 
                         "parameters": {"model.arch": {"values": ["small", "fast"]}}}, cfg.model_dump(mode="json"))
     the_sweep = make_sweep(spec, cfg, "postgresql://optuna:canary-pw-42@127.0.0.1:1/optuna")
     started: list[tuple[list[str], dict[str, str]]] = []
-    monkeypatch.setattr(sweep_cli.subprocess, "Popen", lambda argv, env: started.append((argv, env)))
-    sweep_cli.start_workers(the_sweep, 2, 1)
+    monkeypatch.setattr(workers.subprocess, "Popen", lambda argv, env: started.append((argv, env)))
+    workers.start_workers(the_sweep, 2, 1)
     assert len(started) == 2
     for argv, env in started:
         assert not any("canary-pw-42" in arg for arg in argv)  # /proc/PID/cmdline is readable by any user
-        assert env[sweep_cli.STORAGE_ENV] == the_sweep.storage
+        assert env[workers.STORAGE_ENV] == the_sweep.storage
     sweep_cli.announce(the_sweep, 2, 2, 2)
     said = capsys.readouterr()
     assert "canary-pw-42" not in said.out + said.err and "study postgresql://***@127.0.0.1:1/optuna" in said.out

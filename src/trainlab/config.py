@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from trainlab.catalog import ARCH_NAMES, DATASET_NAMES
 from trainlab.errors import ConfigError, SettingsSyntaxError
+from trainlab.redaction import holds_secret, redact, redact_mapping
 from trainlab.settings_file import parse_settings_text, read_settings_file
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ class _Section(BaseModel):
 
 def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
     """Names that become identifiers (experiment, folders) cannot be masked later: refuse secrets in them."""
-    from trainlab.redaction import holds_secret, redact
 
     if value is not None and holds_secret(str(value)):
         raise ValueError(
@@ -388,7 +388,6 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def recorded_config(cfg: Config) -> dict[str, Any]:
     """The config as every record keeps it (run files, checkpoints, trackers): credentials masked."""
-    from trainlab.redaction import redact_mapping
 
     recorded: dict[str, Any] = redact_mapping(config_to_dict(cfg))
     return recorded

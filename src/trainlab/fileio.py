@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from trainlab.errors import StorageError
+
 PROBE_BYTES = 64 * 1024  # a disk without room for this cannot hold a run's first files
 
 
@@ -52,7 +54,6 @@ def check_writable(folder: Path, what: str) -> None:
     A real probe, not ``os.access``: root passes every permission check but not a read-only
     mount, and a full disk shows only when a file is written. Nothing is left behind.
     """
-    from trainlab.errors import StorageError
 
     folder = Path(folder)
     existing = folder

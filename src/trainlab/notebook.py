@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from trainlab.errors import RunNotFound
+
 MARKERS = ("mlruns", "pyproject.toml", "configs")
 
 
@@ -30,7 +32,6 @@ def enter_project(start: Path | None = None) -> Path:
 
 def latest_training_run(record: object) -> str:
     """The newest finished training run in the store (the notebook's default)."""
-    from trainlab.errors import RunNotFound
 
     rows = [r for r in record.search("attributes.status = 'FINISHED'")  # type: ignore[attr-defined]
             if r.tags.get("job", "train") in ("train", "trial")]

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from trainlab.errors import ConfigError
+from trainlab.provenance import cpu_info, has_vnni
 
 CALIBRATION_IMAGES = 1024
 ENGINE = "x86"
@@ -77,7 +78,6 @@ def label_agreement(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) 
 
 def int8_slower_note(int8_images_per_second: float, fp32_images_per_second: float) -> str | None:
     """A note when int8 did not pay off on this CPU (it needs VNNI; AVX2-only CPUs run it at fp32 speed or less)."""
-    from trainlab.provenance import cpu_info, has_vnni
 
     ratio = int8_images_per_second / fp32_images_per_second if fp32_images_per_second else 0.0
     if ratio >= 1.2:
@@ -90,7 +90,6 @@ def int8_slower_note(int8_images_per_second: float, fp32_images_per_second: floa
 
 def int8_cpu_note() -> str | None:
     """Before quantizing for `predict`: warn when this CPU lacks the instructions that make int8 fast."""
-    from trainlab.provenance import cpu_info, has_vnni
 
     cpu = cpu_info()
     if has_vnni(cpu):

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from trainlab import __version__
+from trainlab.redaction import redact
 
 app = typer.Typer(
     name="trainlab",
@@ -35,7 +36,6 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
     """Train image classifiers and manage the experiments around them."""
     from dotenv import load_dotenv
 
-    from trainlab.redaction import redact
 
     # WANDB_API_KEY and friends; variables already set in the environment win
     load_dotenv(Path.cwd() / ".env", override=False)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from trainlab.cli.app import console, err_console
 from trainlab.errors import RecordIncomplete, RunInterrupted, StorageError, TrainlabError
+from trainlab.redaction import redact
 
 if TYPE_CHECKING:
     from trainlab.config import Config
@@ -83,7 +84,6 @@ def warn(message: str) -> None:
 
 def _say(line: str) -> None:
     """One line on stderr, redacted; a stderr that cannot take it (a file on a full disk) loses it, nothing more."""
-    from trainlab.redaction import redact
 
     try:
         err_console.print(redact(line), markup=False, highlight=False, soft_wrap=True)

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackerOption, TrackingUriOption, fmt, print_where, tracker_names, user_errors, warn
+from trainlab.errors import ConfigError
+from trainlab.pages.page import short
 
 if TYPE_CHECKING:
     from trainlab.experiments.pair import Comparison
@@ -47,7 +49,6 @@ def compare(
 ) -> None:
     """Is B really better than A? Paired tests on the shared test split, seed groups, Holm for many."""
     with user_errors():
-        from trainlab.errors import ConfigError
         from trainlab.experiments import pair
         from trainlab.experiments.comparison_run import record_comparison
         from trainlab.experiments.ranking import candidates_of, rank_many
@@ -114,7 +115,6 @@ def side_line(tag: str, side: Side) -> str:
 
 def settings(params: dict) -> str:
     """'model.arch=fast, lr=0.01'; a nested value (a list of layers) as short JSON."""
-    from trainlab.pages.page import short
 
     return ", ".join(f"{k}={short(v, 48)}" for k, v in params.items())
 

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
+from trainlab.tracking.mlflow_ui import start_model_server
 
 
 @app.command()
@@ -73,7 +74,6 @@ def serve(
     with user_errors():
         from trainlab.mlflow_model import served_model
         from trainlab.runs import Record
-        from trainlab.tracking.mlflow_ui import start_model_server
 
         record = Record(tracking_uri)
         uri, row, example = served_model(record, model)

@@ -8,6 +8,7 @@ import typer
 
 from trainlab.cli.app import app, console
 from trainlab.cli.common import TrackingUriOption, user_errors
+from trainlab.errors import ConfigError
 
 
 @app.command()
@@ -21,7 +22,6 @@ def report(
 ) -> None:
     """Write a report page (one .html file, offline: images and styles inline) from the record."""
     with user_errors():
-        from trainlab.errors import ConfigError
         from trainlab.experiments import report as pages
         from trainlab.runs import Record
 

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackerOption, TrackingUriOption, print_where, tracker_names, user_errors, warn
+from trainlab.errors import ConfigError, TrainlabError
 
 
 @app.command()
@@ -35,7 +36,6 @@ def reproduce(
     Exit 0: identical or within tolerance; 1: different; 2: it cannot be reproduced here.
     """
     with user_errors():
-        from trainlab.errors import ConfigError
         from trainlab.experiments import reproduce as rep
         from trainlab.runs import Record
 
@@ -91,7 +91,6 @@ def show_outcome(o) -> None:  # noqa: ANN001
 
 def check_all(store, rows, repo: Path, dry_run: bool, rtol: float, atol: float, as_json: bool) -> int:  # noqa: ANN001
     """Every run in turn: a table of verdicts; exit 1 if any differs, 2 if any cannot be reproduced."""
-    from trainlab.errors import TrainlabError
     from trainlab.experiments import reproduce as rep
 
     results = []

@@ -21,6 +21,8 @@ from trainlab.cli.common import (
     warn,
 )
 from trainlab.cli.progress import DownloadBar, train_progress
+from trainlab.errors import ConfigError
+from trainlab.redaction import redact
 
 if TYPE_CHECKING:
     from trainlab.config import Config
@@ -31,7 +33,6 @@ LogIntervalOption = typer.Option(30.0, "--log-interval", min=0.0, help="When out
 
 
 def print_dataset(dataset: Any) -> None:
-    from trainlab.redaction import redact
 
     console.print(f"dataset {dataset.name}: {len(dataset.class_names)} classes, images {tuple(dataset.input_shape)}, "
                   f"train {len(dataset.train_y):,}, test {len(dataset.test_y):,}, from {redact(dataset.location)}",
@@ -106,7 +107,6 @@ def train(
     with user_errors():
         if resume:
             if config or overrides or tracker:
-                from trainlab.errors import ConfigError
 
                 raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
                                   "--tracker and overrides")

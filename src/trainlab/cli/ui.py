@@ -6,6 +6,8 @@ import typer
 
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
+from trainlab.redaction import redact
+from trainlab.tracking.mlflow_ui import start_ui
 
 
 @app.command()
@@ -16,10 +18,8 @@ def ui(
 ) -> None:
     """Serve MLflow's own UI for the run store (the local ./mlruns by default)."""
     with user_errors():
-        from trainlab.redaction import redact
         from trainlab.run_listing import newest_experiment
         from trainlab.runs import existing_store
-        from trainlab.tracking.mlflow_ui import start_ui
 
         uri = existing_store(tracking_uri)
         if uri.startswith("http"):

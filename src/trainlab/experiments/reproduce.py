@@ -34,7 +34,7 @@ import numpy as np
 
 from trainlab.errors import CannotReproduce, ConfigError, TrainlabError
 from trainlab.experiments.sides import seed_repeats_spread
-from trainlab.provenance import IMAGE_DIRTY, untracked_advice
+from trainlab.provenance import IMAGE_DIRTY, environment, untracked_advice
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -104,7 +104,6 @@ def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.Complete
 def plan(record: Record, ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
     """Everything checked before training; one line naming the first thing that does not match."""
     from trainlab.config import validate_config
-    from trainlab.provenance import environment
 
     row = record.run(ref)
     if row.tags.get("job", "train") not in ("train", "trial"):

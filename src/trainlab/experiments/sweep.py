@@ -45,6 +45,7 @@ from trainlab.experiments.study import (
 from trainlab.experiments.sweep_spec import apply_params
 from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
 from trainlab.tracking.base import says_disk_full
+from trainlab.tracking.mlflow_backend import mark_killed
 from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks
@@ -178,7 +179,6 @@ class Worker:
         why = "the sweep trains this configuration again: this attempt was killed, or its record cut"
         tracking = validate_config(self.sweep.base).tracking
         if "mlflow" in tracking.trackers:
-            from trainlab.tracking.mlflow_backend import mark_killed
 
             try:
                 mark_killed(tracking.mlflow_uri, run_ids, why)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, recorded_config
+from trainlab.errors import RunNotFound
 from trainlab.experiments.study import (
     CONNECT_TIMEOUT_S,
     FINISHED_ATTR,
@@ -216,7 +217,6 @@ def record_ranking(run: Run, sweep: Sweep, study: optuna.Study) -> tuple[list[Tr
 
 def sweep_ranking(sweep_id: str, uri: str | None = None) -> SweepOutcome:
     """A sweep's ranking from MLflow: its parent run and every trial run (seeds averaged per trial)."""
-    from trainlab.errors import RunNotFound
     from trainlab.run_listing import list_runs
 
     found = list_runs(uri, filter_string=f"tags.{SWEEP_TAG} = '{sweep_id}'", limit=50_000)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab import __version__
+from trainlab.fileio import atomic_write_text
 
 REPORT = "report.html"
 
@@ -71,7 +72,6 @@ def render(page: Page) -> str:
 
 def write_page(page: Page, path: Path) -> tuple[Path, float]:
     """Render and write atomically; returns the path and the seconds it took."""
-    from trainlab.fileio import atomic_write_text
 
     started = time.perf_counter()
     html = render(page)

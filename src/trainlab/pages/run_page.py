@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.errors import ArtifactNotFound, TrainlabError
-from trainlab.pages.page import Figure, Gallery, Page, Section, Table
+from trainlab.pages.page import REPORT, Figure, Gallery, Page, Section, Table, write_page
 
 if TYPE_CHECKING:
     from trainlab.config import Config
@@ -307,7 +307,6 @@ def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, do
     import time
 
     from trainlab.config import recorded_config
-    from trainlab.pages.page import REPORT, write_page
 
     mlflow = next((t for t in trackers if t.name == "mlflow"), None)
     system: dict[str, tuple[list[float], list[float]]] = {}

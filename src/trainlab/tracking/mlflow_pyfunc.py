@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from trainlab import __version__
+
 MODEL_PATH = "model"
 EXAMPLES = 2  # images in the input example
 
@@ -70,7 +72,6 @@ def save_pyfunc(checkpoint: Path, class_names: list[str], input_shape: tuple[int
     from mlflow.models.signature import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    from trainlab import __version__
 
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, *input_shape))]),
                                outputs=Schema([ColSpec("double", name) for name in class_names]))

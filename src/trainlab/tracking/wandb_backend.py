@@ -20,6 +20,7 @@ import yaml
 
 from trainlab.redaction import redact
 from trainlab.tracking.base import MetricPoint, RunInfo, Status, Tracker
+from trainlab.tracking.wandb_file import wait_for_exit_record
 
 if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation
@@ -197,7 +198,6 @@ class WandbTracker(Tracker):
         self._write(f"{artifact_path}/{path.name}" if artifact_path else path.name, path.read_bytes())
 
     def finish(self, status: Status, error: str | None = None) -> None:
-        from trainlab.tracking.wandb_file import wait_for_exit_record
 
         self.run.summary["trainlab_status"] = status
         if error:
