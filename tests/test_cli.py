@@ -31,6 +31,7 @@ def only_run_dir() -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_all_then_test_then_predict_on_digits(tmp_path: Path) -> None:
     result = invoke("all", "train.epochs=3", "threads=1", "--quiet")
     assert result.exit_code == 0, result.output
@@ -103,6 +104,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(args: list[str], messa
     assert not Path("runs").exists()
 
 
+@pytest.mark.slow
 def test_predict_rejects_missing_inputs_and_wrong_idx_shape(tmp_path: Path) -> None:
     assert invoke("train", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
     run_id = only_run_dir().name
@@ -154,6 +156,7 @@ def test_predict_on_a_decompression_bomb_is_one_line(tmp_path: Path) -> None:
     assert "is too large to decode safely (Image size (3600000000 pixels) exceeds limit" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_int8_without_the_training_images_says_so(tiny_npz: Path, tmp_path: Path) -> None:
     assert invoke("train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "threads=1", "--quiet").exit_code == 0
     image = tmp_path / "one.png"
@@ -244,6 +247,7 @@ def test_an_image_folder_as_people_have_it(tmp_path: Path) -> None:
                                     "(20% of folder train/, stratified: no test/ folder) images"), carved.stdout
 
 
+@pytest.mark.slow
 def test_bad_model_files_are_refused_in_one_line(tmp_path: Path) -> None:
     import torch
 

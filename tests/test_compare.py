@@ -67,6 +67,7 @@ def test_identical_models_are_not_distinguishable() -> None:
         assert d.outcome(0.05) == "indistinguishable"
 
 
+@pytest.mark.slow
 def test_300_more_right_of_10000_is_better_and_swapping_mirrors() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 10, 10_000)
@@ -180,6 +181,7 @@ def correct_from_folder(run_dir: Path) -> np.ndarray:
         return np.array([row["true_label"] == row["predicted_label"] for row in csv.DictReader(f)])
 
 
+@pytest.mark.slow
 def test_two_runs_compared_on_their_saved_predictions(four_runs) -> None:
     from mlflow import MlflowClient
 
@@ -213,6 +215,7 @@ def test_two_runs_compared_on_their_saved_predictions(four_runs) -> None:
     assert "verdict:" in shown and "McNemar" in shown and "model.arch" in shown
 
 
+@pytest.mark.slow
 def test_runs_on_different_test_splits_are_refused(fast_config) -> None:
     a = train(fast_config, "seed=0")
     b = train(fast_config, "seed=0", "data.split_seed=1")
@@ -232,6 +235,7 @@ def test_bad_input_is_one_line(fast_config, args: list[str], message: str) -> No
     assert message in out and len(out.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
     from mlflow import MlflowClient
     from scipy import stats
@@ -273,6 +277,7 @@ def test_seed_groups_ranking_record_and_grouped_runs(four_runs) -> None:
     assert f"{low:.4f} to {high:.4f}" in grouped, grouped
 
 
+@pytest.mark.slow
 def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(digits_sweep) -> None:
     sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
                          "parameters:\n  model.arch: {values: [small, fast]}\n")
@@ -289,6 +294,7 @@ def test_a_sweeps_configs_ranked_and_compared_with_their_seeds(digits_sweep) -> 
     assert "no trial 7" in missing
 
 
+@pytest.mark.slow
 def test_a_damaged_prediction_table_is_one_line(fast_config) -> None:
     from urllib.parse import urlparse
 
@@ -408,6 +414,7 @@ def test_the_same_seed_warning_for_pairs_rankings_and_filters(store: FakeStore) 
     assert "fewer than 3 runs" in warnings[0][0]
 
 
+@pytest.mark.slow
 def test_two_seeds_that_cannot_be_told_apart_say_so(store: FakeStore) -> None:
     same = [np.random.default_rng(seed).random(360) < 0.9 for seed in (0, 1)]
     for arch in ("small", "fast"):

@@ -137,6 +137,7 @@ def store(tmp_path: Path):  # noqa: ANN201
     return Record(uri)
 
 
+@pytest.mark.slow
 def test_a_store_without_the_run_is_run_not_found_and_a_missing_file_artifact_not_found(store) -> None:  # noqa: ANN001
     from trainlab.experiments.reproduce import plan
     from trainlab.mlflow_model import register

@@ -95,6 +95,7 @@ def assert_links_resolve(html: str, page: Path) -> list[Path]:
     return targets
 
 
+@pytest.mark.slow
 def test_a_trained_run_writes_its_page_and_it_is_rebuilt_from_mlflow_alone(fast_config, tmp_path: Path) -> None:
     from mlflow import MlflowClient
 

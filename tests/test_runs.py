@@ -124,6 +124,7 @@ def test_runs_without_a_store_says_what_to_do() -> None:
     assert result.exit_code == 2 and "no MLflow store at sqlite:///" in result.stderr
 
 
+@pytest.mark.slow
 def test_test_and_predict_by_run_id_from_mlflow_alone(three_runs, tmp_path: Path) -> None:
     first = three_runs[0]
     shutil.rmtree("runs")  # only the MLflow record is left
@@ -133,6 +134,7 @@ def test_test_and_predict_by_run_id_from_mlflow_alone(three_runs, tmp_path: Path
     assert json.loads(invoke("test", mlflow_id, "--json").stdout)["run_id"] == first.run_id
 
 
+@pytest.mark.slow
 def test_test_record_makes_an_evaluation_run_tagged_with_its_source(three_runs) -> None:
     from mlflow import MlflowClient
 

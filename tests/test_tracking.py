@@ -152,6 +152,7 @@ def test_finish_waits_a_bounded_time_for_a_hung_backend(tmp_path: Path) -> None:
     release.set()
 
 
+@pytest.mark.slow
 def test_ctrl_c_waits_seconds_for_a_hung_backend_and_the_run_folder_ends_last(tmp_path: Path) -> None:
     """The user pressed Ctrl-C: a backend stuck on a dead network gets KILL_WAIT_S, not finish_timeout."""
     from trainlab.tracking.run import KILL_WAIT_S
@@ -228,6 +229,7 @@ def test_every_backend_takes_a_whole_run(backend: Tracker, tracked_config, tmp_p
 # -- MLflow, read back through MlflowClient ----------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mlflow_run_read_back(tracked_config) -> None:
     out = run_experiment(tracked_config("tracking.trackers=[mlflow]"))
     client = local_client()
@@ -258,6 +260,7 @@ def test_mlflow_run_read_back(tracked_config) -> None:
     assert len(table["data"]) == 80 and {"true_label", "predicted_label", "p_nw"} <= set(table["columns"])
 
 
+@pytest.mark.slow
 def test_mlflow_status_killed_and_failed(tracked_config) -> None:
     with pytest.raises(KeyboardInterrupt):
         run_experiment(tracked_config("tracking.trackers=[mlflow]"), callbacks=interrupt_at(2), run_id="ctrl-c")
@@ -272,6 +275,7 @@ def test_mlflow_status_killed_and_failed(tracked_config) -> None:
     assert failed.info.status == "FAILED" and "diverged" in failed.data.tags["error"]
 
 
+@pytest.mark.slow
 def test_resume_relogs_into_the_same_mlflow_run_without_duplicates(tracked_config) -> None:
     cfg = tracked_config("tracking.trackers=[mlflow]")
     with pytest.raises(KeyboardInterrupt):
@@ -391,6 +395,7 @@ def test_wandb_online_failure_leaves_mlflow_recording_and_exits_3(tiny_npz: Path
 CANARY = "canary0123456789abcdef0123456789abcdef42"
 
 
+@pytest.mark.slow
 def test_canary_key_from_dotenv_is_nowhere_in_the_record(tmp_path: Path, tiny_npz: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
