@@ -105,20 +105,22 @@ def test_a_wandb_sweep_file_as_documented_parses_with_trainlab_keys() -> None:
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}},
       "early_stopping": 1}, "unknown sweep key 'early_stopping'; the valid keys are method, metric, parameters"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": []}}},
-     "values is empty"),
+     "sweep parameter model.arch: values = []: list should have at least 1 item, not 0; 1 to 1,000 candidates"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": "small"}}},
-     "sweep parameter model.arch: values is 'small', not a list; give a list, e.g. 'values: [small]'"),
+     "sweep parameter model.arch: values = 'small': input should be a valid list; write it as a list, e.g. 'values: [small]'"),
     ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
       "parameters": {"train.optimizer.lr": {"min": 0.1, "max": 0.001}}}, "min 0.1 is greater than max 0.001"),
     ({"method": "grid", "metric": {"name": "test_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
-     "'test_accuracy' is not a metric the runs log every epoch"),
+     "sweep metric.name = 'test_accuracy': not a metric the runs log every epoch (the test split is for reporting, "
+     "never for choosing"),
     ({"method": "grid", "metric": {"name": "val_accuracy"}, "parameters": {"train.lr": {"values": [0.1]}}},
      "sweep parameter train.lr = 0.1 does not make a valid run config: unknown config key 'train.lr'"),
     ({"method": "random", "metric": {"name": "val_accuracy"}, "parameters": {"model.arch": {"values": ["small"]}}},
      "set run_cap"),
     ({"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
       "parameters": {"train.optimizer.lr": {"values": [i * 1e-6 for i in range(1, 20_001)]}}},
-     "sweep parameter train.optimizer.lr lists 20,000 values; at most 1,000: give a range instead"),
+     "sweep parameter train.optimizer.lr: values = [1e-06, 2e-06, 3e-06, 4e-06, 4.9999999999999996e-06, 6e-06, ... "
+     "(20,000 items): list should have at most 1000 items, not 20000; 1 to 1,000 candidates; for more, give a range"),
     ({"method": "grid", "metric": {"name": "val_accuracy"},
       "parameters": {"data.mirror": {"values": ["https://bob:CANARY-s3cret@mirror.example.com/x"]}}},
      'sweep parameter data.mirror: the value "https://***@mirror.example.com/x" holds a credential (masked here)'),
@@ -130,6 +132,123 @@ def test_bad_sweep_files_fail_with_one_line_and_exit_2(spec: dict[str, Any], mes
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not Path("runs").exists() and "CANARY" not in result.stderr
+
+
+def lr(spec: dict[str, Any], **top: Any) -> dict[str, Any]:
+    """A random sweep of train.optimizer.lr given as ``spec``, with ``top`` added to (or replacing) its top level."""
+    return {"method": "random", "run_cap": 2, "metric": {"name": "val_accuracy"},
+            "parameters": {"train.optimizer.lr": spec}, **top}
+
+
+ARCH = {"model.arch": {"values": ["small"]}}
+
+
+@pytest.mark.parametrize("spec, message", [
+    # the top level
+    ({"metric": "val_accuracy", "parameters": ARCH}, "sweep method is required: one of grid, random, bayes"),
+    ({"method": "hyper", "metric": "val_accuracy", "parameters": ARCH},
+     "sweep method = 'hyper': input should be 'grid', 'random' or 'bayes'; bayes is Optuna's TPE"),
+    ({"method": "grid", "parameters": ARCH},
+     "sweep metric is required; write e.g. 'metric: {name: val_accuracy, goal: maximize}'"),
+    ({"method": "grid", "metric": ["val_loss"], "parameters": ARCH},
+     "sweep metric = ['val_loss']: input should be a valid dictionary; write e.g. 'metric: {name: val_accuracy"),
+    ({"method": "grid", "metric": {"goal": "maximize"}, "parameters": ARCH},
+     "sweep metric.name is required; a validation metric every epoch logs: val_accuracy, val_loss"),
+    ({"method": "grid", "metric": {"name": "accuracy"}, "parameters": ARCH},
+     "sweep metric.name = 'accuracy': not a metric the runs log every epoch; choose one of val_accuracy, val_loss"),
+    ({"method": "grid", "metric": {"name": "val_loss", "goal": "up"}, "parameters": ARCH},
+     "sweep metric.goal = 'up': input should be 'maximize' or 'minimize'"),
+    ({"method": "grid", "metric": {"name": "val_loss", "mode": "min"}, "parameters": ARCH},
+     "unknown key 'mode' in sweep metric; the valid keys are name, goal"),
+    ({"method": "grid", "metric": "val_loss"}, "sweep parameters is required; a mapping of config keys to"),
+    ({"method": "grid", "metric": "val_loss", "parameters": [1]},
+     "sweep parameters = [1]: input should be a valid dictionary; a mapping of config keys to {values: [...]}"),
+    ({"method": "grid", "metric": "val_loss", "parameters": {"train": {"parameters": {}}}},
+     "sweep parameters is empty; name at least one config key to vary, e.g. 'model.arch: {values: [small, fast]}'"),
+    ({"method": "grid", "metric": "val_loss", "parameters": {"train": {"parameters": 5}}},
+     "sweep parameter train: parameters = 5: input should be a valid dictionary; a mapping of config keys to"),
+    ({"method": "grid", "metric": "val_loss", "parameters": {1: {"values": [1]}}},
+     "sweep parameter 1: the name 1 is not text; name a config key, e.g. 'model.arch'"),
+    (lr({"values": [0.1]}, run_cap=0), "sweep run_cap = 0: input should be greater than or equal to 1; a whole number"),
+    (lr({"values": [0.1]}, run_cap=True), "sweep run_cap = True: input should be a valid integer; a whole number"),
+    (lr({"values": [0.1]}, run_cap="3"), "sweep run_cap = '3': input should be a valid integer"),
+    (lr({"values": [0.1]}, seeds=2.0), "sweep seeds = 2.0: input should be a valid integer; a whole number: runs of"),
+    (lr({"values": [0.1]}, seeds=False), "sweep seeds = False: input should be a valid integer"),
+    (lr({"values": [0.1]}, time_budget=0), "sweep time_budget = 0: input should be greater than 0; seconds of trial"),
+    (lr({"values": [0.1]}, time_budget="60"), "sweep time_budget = '60': input should be a valid number; seconds"),
+    (lr({"values": [0.1]}, seed=None), "sweep seed = None: input should be a valid integer; a whole number"),  # crashed
+    (lr({"values": [0.1]}, seed=3.7), "sweep seed = 3.7: input should be a valid integer, got a number with a fracti"),
+    (lr({"values": [0.1]}, pruner="hyperband"), "sweep pruner = 'hyperband': input should be 'none', 'median' or 'asha'"),
+    (lr({"values": [0.1]}, pruner="median", early_terminate={"type": "hyperband"}),
+     "the sweep sets both pruner and early_terminate; keep one"),
+    (lr({"values": [0.1]}, early_terminate="hyperband"), "sweep early_terminate = 'hyperband': input should be a valid "
+     "dictionary; only {type: hyperband, min_iter, max_iter, eta} is supported"),
+    (lr({"values": [0.1]}, early_terminate={"type": "envelope"}), "sweep early_terminate.type = 'envelope': input "
+     "should be 'hyperband'; only {type: hyperband, min_iter, max_iter, eta} is supported"),
+    (lr({"values": [0.1]}, early_terminate={"type": "hyperband", "bands": 1}),
+     "unknown key 'bands' in sweep early_terminate; the valid keys are type, min_iter, max_iter, eta"),
+    (lr({"values": [0.1]}, early_terminate={"type": "hyperband", "eta": 0}),
+     "sweep early_terminate.eta = 0: input should be greater than or equal to 1; a whole number"),
+    (lr({"values": [0.1]}, early_terminate={"type": "hyperband", "min_iter": True}),
+     "sweep early_terminate.min_iter = True: input should be a valid integer; a whole number of epochs"),
+    (lr({"values": [0.1]}, run_cap=None, method="bayes"),
+     "method bayes samples without end: set run_cap (configurations) and/or time_budget (seconds)"),
+    # one parameter
+    ({"method": "grid", "metric": "val_loss", "parameters": {"model.arch": "small"}}, "sweep parameter model.arch = "
+     "'small': input should be a valid dictionary; give it as {values: [...]}, {value: ...} or {min: ..., max: ...}"),
+    (lr({"vals": [0.1]}), "unknown key 'vals' in sweep parameter train.optimizer.lr; the valid keys are values, value, "
+     "min, max, distribution, q, parameters"),
+    (lr({"distribution": "normal", "mu": 0, "sigma": 1}), "sweep parameter train.optimizer.lr: distribution = 'normal': "
+     "not supported (trainlab samples bounded ranges); use one of constant, categorical, int_uniform"),
+    (lr({"distribution": "gauss"}), "sweep parameter train.optimizer.lr: distribution = 'gauss': input should be "
+     "'constant', 'categorical', 'int_uniform'"),
+    (lr({"values": [0.1], "probabilities": [1.0]}), "sweep parameter train.optimizer.lr: probabilities = [1.0]: not "
+     "supported; list a value more than once to favour it"),
+    (lr({"distribution": "constant"}), "sweep parameter train.optimizer.lr: distribution constant needs 'value'"),
+    (lr({"distribution": "categorical", "value": 0.1}),
+     "sweep parameter train.optimizer.lr: distribution categorical needs 'values', a list, e.g. 'values: [small, fast]'"),
+    (lr({"max": 0.1}), "sweep parameter train.optimizer.lr: distribution uniform needs numbers min and max (got "
+     "min=None, max=0.1)"),
+    (lr({"min": "0.1", "max": 1}), "sweep parameter train.optimizer.lr: min = '0.1': input should be a number"),
+    (lr({"min": True, "max": 1}), "sweep parameter train.optimizer.lr: min = True: input should be a number"),
+    (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform"}), "sweep parameter train.optimizer.lr: distribution "
+     "q_uniform needs q, the step values are rounded to (a number above 0)"),
+    (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": 0}),
+     "sweep parameter train.optimizer.lr: q = 0: input should be greater than 0; the step sampled values are rounded to"),
+    (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": -0.5}),
+     "sweep parameter train.optimizer.lr: q = -0.5: input should be greater than 0"),
+    (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": "x"}),
+     "sweep parameter train.optimizer.lr: q = 'x': input should be a number"),
+    (lr({"min": 1, "max": 2.5, "distribution": "int_uniform"}),
+     "sweep parameter train.optimizer.lr: int_uniform needs whole numbers (got 1, 2.5)"),
+    (lr({"min": 0, "max": 0.5, "distribution": "log_uniform_values"}),
+     "sweep parameter train.optimizer.lr: log_uniform_values needs min > 0 (got 0)"),
+    (lr({"min": 0, "max": 0.5, "distribution": "q_log_uniform_values", "q": 0.1}),
+     "sweep parameter train.optimizer.lr: q_log_uniform_values needs min > 0 (got 0)"),
+    (lr({"values": [0.1, -1]}), "sweep parameter train.optimizer.lr = -1 does not make a valid run config: "
+     "train.optimizer.lr = -1: input should be greater than 0"),
+    (lr({"values": "https://bob:CANARY-s3cret@mirror.example.com/x"}),  # masked in the message too (it was not)
+     "sweep parameter train.optimizer.lr: values = 'https://***@mirror.example.com/x': input should be a valid list"),
+    # the grid
+    (lr({"min": 0.001, "max": 0.1}, method="grid", run_cap=None), "sweep parameter train.optimizer.lr: grid search "
+     "needs a finite list of values; give 'values: [...]', or a q_uniform distribution with q"),
+    ({"method": "grid", "metric": "val_loss", "parameters": {"seed": {"min": 0, "max": 2000}}},
+     "the grid has 2,001 configurations; set run_cap, or use method: random or bayes"),
+])
+def test_each_check_of_the_sweep_file_names_the_field_the_value_and_the_fix(spec: dict[str, Any], message: str) -> None:
+    """In-process (the CLI's one line and exit code 2 are checked above): every check, its message in full."""
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+        parse_sweep(spec, base())
+    assert "\n" not in str(raised.value) and "CANARY" not in str(raised.value)
+
+
+def test_every_problem_pydantic_finds_is_on_the_one_line() -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_sweep(lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": 0}, run_cap=0, pruner="all"), base())
+    said = str(raised.value)
+    assert "\n" not in said and said.count(" | ") == 2
+    assert said.startswith("sweep parameter train.optimizer.lr: q = 0") and "sweep run_cap = 0" in said
+    assert "sweep pruner = 'all'" in said
 
 
 @pytest.mark.slow

@@ -229,11 +229,11 @@ def canonical(value: Any) -> str:
 def sweep_file_values(record: Record, parent: RunRow) -> dict[str, list[Any]]:
     """Each categorical parameter's values in the order the sweep file lists them (the sweep.yaml its run logged);
     {} when the run has no readable one."""
-    from trainlab.experiments.sweep_spec import _flatten
+    from trainlab.experiments.sweep_spec import sweep_params
 
     try:
         source = record.json_artifact(parent, "sweep.yaml")
-        return {p.key: list(p.choices) for p in _flatten(source.get("parameters"), "") if p.kind == "choice"}
+        return {p.key: list(p.choices) for p in sweep_params(source.get("parameters")) if p.kind == "choice"}
     except (TrainlabError, AttributeError, TypeError, ValueError):
         return {}
 

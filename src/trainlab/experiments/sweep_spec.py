@@ -32,7 +32,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, Strict, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
 
 from trainlab.config import MONITOR_METRICS, set_dotted, validate_config
 from trainlab.errors import ConfigError
@@ -40,17 +42,20 @@ from trainlab.redaction import redact, redact_mapping
 from trainlab.settings_file import read_settings_file
 
 Method = Literal["grid", "random", "bayes"]
+Distribution = Literal["constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
+                       "log_uniform_values", "q_log_uniform", "q_log_uniform_values"]
 IGNORED_FIELDS = ("program", "command", "project", "entity", "description")  # W&B's, not a sweep's content
 LAUNCHER = ("program", "command")  # how W&B's agent starts a trial; trainlab trains trials in-process
-TOP_LEVEL = ("method", "metric", "parameters", "early_terminate", "run_cap", "name", "seeds", "time_budget",
-             "pruner", "seed", *IGNORED_FIELDS)
-PARAM_FIELDS = ("values", "value", "min", "max", "distribution", "q", "parameters")
-SUPPORTED = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-             "log_uniform_values", "q_log_uniform", "q_log_uniform_values")
+SUPPORTED: tuple[str, ...] = get_args(Distribution)
 UNSUPPORTED = ("inv_log_uniform", "inv_log_uniform_values", "normal", "q_normal", "log_normal", "q_log_normal",
                "beta", "q_beta")
 MAX_GRID_POINTS = 1000
 MAX_VALUES = 1000  # values listed for one parameter (each is checked against the config)
+
+Count = Annotated[int, Strict(), Field(ge=1)]  # strict: a bool, 2.0 or "2" is not a count
+Number = StrictInt | StrictFloat  # an int stays an int: whole-number bounds mean int_uniform
+Step = Annotated[int, Strict(), Field(gt=0)] | Annotated[float, Strict(), Field(gt=0)]
+
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,164 @@ class SweepSpec:
         return min(caps) if caps else None
 
 
+
+# -- the file's structure, as pydantic models -------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metric(_Strict):
+    name: str = Field(description=f"a validation metric every epoch logs: {', '.join(MONITOR_METRICS)}")
+    goal: Literal["maximize", "minimize"] | None = None  # default: minimize val_loss, maximize the others
+    target: Any = Field(None, exclude=True)  # W&B's (stop the sweep at this value): accepted, not used
+
+    @field_validator("name")
+    @classmethod
+    def _logged_every_epoch(cls, name: str) -> str:
+        if name not in MONITOR_METRICS:
+            hint = (" (the test split is for reporting, never for choosing: sweeps select on validation)"
+                    if name.startswith("test_") else "")
+            raise ValueError(f"not a metric the runs log every epoch{hint}; choose one of {', '.join(MONITOR_METRICS)}")
+        return name
+
+
+class Hyperband(_Strict):
+    type: Literal["hyperband"] = Field(description="only {type: hyperband, min_iter, max_iter, eta} is supported")
+    min_iter: Count | None = Field(None, description="a whole number of epochs")
+    max_iter: Count | None = Field(None, description="a whole number of epochs")
+    eta: Count | None = Field(None, description="a whole number: each bracket keeps 1/eta of its trials")
+    s: Any = Field(None, exclude=True)  # W&B's, accepted: Optuna's HyperbandPruner picks the brackets
+    strict: Any = Field(None, exclude=True)
+
+
+class ParamSpec(_Strict):
+    """One entry of ``parameters``: the values a config key may take, or a section of nested ``parameters``."""
+
+    values: list[Any] | None = Field(None, strict=True, min_length=1, max_length=MAX_VALUES, description=(
+        f"1 to {MAX_VALUES:,} candidates; for more, give a range (min, max and a distribution; q for a grid)"))
+    value: Any = None
+    min: Number | None = None
+    max: Number | None = None
+    distribution: Distribution | None = None
+    q: Step | None = Field(None, description="the step sampled values are rounded to")
+    parameters: dict[str, ParamSpec] = Field(default_factory=dict, description=(
+        "a mapping of config keys to {values: [...]} or {min: .., max: ..}"))
+    # W&B's fields for what trainlab refuses: probabilities (below), and the unbounded distributions' parameters
+    probabilities: Any = Field(None, exclude=True)
+    mu: Any = Field(None, exclude=True)
+    sigma: Any = Field(None, exclude=True)
+    a: Any = Field(None, exclude=True)
+    b: Any = Field(None, exclude=True)
+
+    @field_validator("distribution", mode="before")
+    @classmethod
+    def _bounded(cls, distribution: Any) -> Any:
+        if distribution in UNSUPPORTED:
+            raise ValueError(f"not supported (trainlab samples bounded ranges); use one of {', '.join(SUPPORTED)}")
+        return distribution or None  # none given: inferred from the other fields
+
+    @field_validator("probabilities")
+    @classmethod
+    def _no_probabilities(cls, probabilities: Any) -> Any:
+        raise ValueError("not supported; list a value more than once to favour it")
+
+    @property
+    def kind(self) -> str:
+        if self.distribution:
+            return self.distribution
+        if "value" in self.model_fields_set:
+            return "constant"
+        if "values" in self.model_fields_set:
+            return "categorical"
+        return "int_uniform" if _all_int(self.min, self.max) else "uniform"
+
+    @model_validator(mode="after")
+    def _has_what_its_distribution_needs(self) -> ParamSpec:
+        kind, low, high = self.kind, self.min, self.max
+        if "parameters" in self.model_fields_set:
+            return self  # a section: its own parameters are checked one by one
+        if kind == "constant" and "value" not in self.model_fields_set:
+            raise ValueError("distribution constant needs 'value'")
+        if kind == "categorical" and self.values is None:
+            raise ValueError("distribution categorical needs 'values', a list, e.g. 'values: [small, fast]'")
+        if kind in ("constant", "categorical"):
+            return self
+        if low is None or high is None:
+            raise ValueError(f"distribution {kind} needs numbers min and max (got min={low!r}, max={high!r})")
+        if low > high:
+            raise ValueError(f"min {low} is greater than max {high}; swap them")
+        if kind.startswith("q_") and self.q is None:
+            raise ValueError(f"distribution {kind} needs q, the step values are rounded to (a number above 0)")
+        if kind == "int_uniform" and not _all_int(low, high):
+            raise ValueError(f"int_uniform needs whole numbers (got {low}, {high})")
+        if kind in ("log_uniform_values", "q_log_uniform", "q_log_uniform_values") and low <= 0:
+            raise ValueError(f"{kind} needs min > 0 (got {low})")
+        return self
+
+    def params(self, key: str) -> list[Param]:
+        """This entry as trainlab's parameters: itself, or its section's, keys prefixed with ``key``."""
+        if "parameters" in self.model_fields_set:
+            return [p for name, spec in self.parameters.items() for p in spec.params(f"{key}.{name}")]
+        kind, low, high, q = self.kind, self.min, self.max, self.q
+        if kind == "constant":
+            return [Param(key, "fixed", (self.value,))]
+        if kind == "categorical":
+            return [Param(key, "choice", tuple(self.values or ()))]
+        assert low is not None and high is not None  # checked above
+        if kind == "int_uniform":
+            return [Param(key, "int", low=low, high=high)]
+        if kind == "log_uniform":  # W&B: min and max are natural-log exponents
+            return [Param(key, "float", low=math.exp(low), high=math.exp(high), log=True, q=q)]
+        log = kind.startswith(("log", "q_log"))
+        return [Param(key, "float", low=float(low), high=float(high), log=log, q=q)]
+
+
+class SweepFile(_Strict):
+    """A sweep file as written (see the module's docstring); W&B's launcher and project fields are accepted."""
+
+    method: Method = Field(description="bayes is Optuna's TPE")
+    metric: Metric = Field(description="write e.g. 'metric: {name: val_accuracy, goal: maximize}'")
+    parameters: dict[str, ParamSpec] = Field(description=(
+        "a mapping of config keys to {values: [...]} or {min: .., max: ..}, e.g. 'model.arch: {values: [small, fast]}'"))
+    early_terminate: Hyperband | None = Field(None, description=(
+        "only {type: hyperband, min_iter, max_iter, eta} is supported"))
+    run_cap: Count | None = Field(None, description="a whole number: the most configurations (trials) to run")
+    name: Any = None
+    seeds: Count | None = Field(None, description="a whole number: runs of every configuration, one per seed")
+    time_budget: Annotated[float, Strict(), Field(gt=0)] | None = Field(None, description=(
+        "seconds of trial time, summed over workers"))
+    pruner: Literal["none", "median", "asha"] | None = Field(None, description="instead of early_terminate")
+    seed: int = Field(0, description="a whole number: seeds the sampler")
+    program: Any = None
+    command: Any = None
+    project: Any = None
+    entity: Any = None
+    description: Any = None
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _a_name_alone(cls, metric: Any) -> Any:
+        return {"name": metric} if isinstance(metric, str) else metric
+
+    @model_validator(mode="after")
+    def _ends(self) -> SweepFile:
+        if self.pruner is not None and self.early_terminate is not None:
+            raise ValueError("the sweep sets both pruner and early_terminate; keep one")
+        if self.method != "grid" and self.run_cap is None and self.time_budget is None:
+            raise ValueError(f"method {self.method} samples without end: set run_cap (configurations) and/or "
+                             "time_budget (seconds)")
+        return self
+
+
+def _all_int(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+# -- reading and checking a sweep file --------------------------------------------------------------------------------
+
+
 def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
     """Read and validate a sweep file against ``base``, the run config every trial starts from."""
     raw = read_settings_file(path, "sweep file", "start it with 'method:', 'metric:' and 'parameters:'")
@@ -122,44 +285,54 @@ def load_sweep(path: Path, base: dict[str, Any]) -> SweepSpec:
 
 
 def parse_sweep(raw: dict[str, Any], base: dict[str, Any], default_name: str = "sweep") -> SweepSpec:
-    unknown = sorted(set(raw) - set(TOP_LEVEL))
-    if unknown:
-        raise ConfigError(f"unknown sweep key {unknown[0]!r}; the valid keys are {', '.join(TOP_LEVEL)}")
-    method = raw.get("method")
-    if method not in ("grid", "random", "bayes"):
-        raise ConfigError(f"sweep method = {method!r}: must be grid, random or bayes (bayes is Optuna's TPE)")
-    metric, goal = _metric(raw.get("metric"))
-    params = tuple(_flatten(raw.get("parameters"), ""))
+    try:
+        file = SweepFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc)) from None
+    params = tuple(p for key, spec in file.parameters.items() for p in spec.params(key))
     if not params:
         raise ConfigError("sweep parameters is empty; name at least one config key to vary, e.g. "
                           "'model.arch: {values: [small, fast]}'")
     for param in params:
         _check_against_config(param, base)
         _check_no_credential(param)
-    run_cap = _positive_int(raw.get("run_cap"), "run_cap")
-    seeds = _positive_int(raw.get("seeds", 1), "seeds") or 1
-    time_budget = _positive_number(raw.get("time_budget"), "time_budget")
-    pruner, settings = _pruner(raw.get("pruner"), raw.get("early_terminate"))
+    early = file.early_terminate
+    metric = file.metric
     spec = SweepSpec(
-        name=redact(str(raw.get("name") or default_name)), method=method, metric=metric, goal=goal, params=params,
-        run_cap=run_cap, time_budget=time_budget, seeds=seeds, pruner=pruner, pruner_settings=settings,
-        sampler_seed=int(raw.get("seed", 0)), ignored=tuple(k for k in IGNORED_FIELDS if k in raw),
+        name=redact(str(file.name or default_name)), method=file.method, metric=metric.name,
+        goal=metric.goal or ("minimize" if metric.name == "val_loss" else "maximize"), params=params,
+        run_cap=file.run_cap, time_budget=file.time_budget, seeds=file.seeds or 1,
+        pruner="hyperband" if early else file.pruner or "none",
+        pruner_settings=early.model_dump(include={"min_iter", "max_iter", "eta"}, exclude_none=True) if early else {},
+        sampler_seed=file.seed, ignored=tuple(k for k in IGNORED_FIELDS if k in raw),
         # as stored in the study, the sweep's run and W&B: W&B's launcher fields left out (their argv may hold
         # a token), a credential in any other field masked
         source={k: v if k == "parameters" else redact_mapping(v, k) for k, v in raw.items() if k not in LAUNCHER},
     )
-    if method == "grid":
-        for p in params:
-            if p.kind == "float" and p.q is None:
-                raise ConfigError(f"sweep parameter {p.key}: grid search needs a finite list of values; give "
-                                  "'values: [...]', or a q_uniform distribution with q")
-        if (spec.grid_size or 0) > MAX_GRID_POINTS and run_cap is None:
-            raise ConfigError(f"the grid has {spec.grid_size:,} configurations; set run_cap, or use "
-                              "method: random or bayes")
-    elif run_cap is None and time_budget is None:
-        raise ConfigError(f"method {method} samples without end: set run_cap (configurations) and/or "
-                          "time_budget (seconds)")
+    _check_grid(spec)
     return spec
+
+
+def sweep_params(parameters: Any) -> list[Param]:
+    """A sweep file's ``parameters`` section as trainlab's parameters (not checked against a run config)."""
+    try:
+        section = ParamSpec.model_validate({"parameters": parameters})  # errors located as in a whole file
+    except ValidationError as exc:
+        raise ConfigError(one_line(exc)) from None
+    return [p for key, spec in section.parameters.items() for p in spec.params(key)]
+
+
+def _check_grid(spec: SweepSpec) -> None:
+    """A grid is walked point by point: every parameter needs a finite list, and a huge grid a cap."""
+    if spec.method != "grid":
+        return
+    for p in spec.params:
+        if p.kind == "float" and p.q is None:
+            raise ConfigError(f"sweep parameter {p.key}: grid search needs a finite list of values; give "
+                              "'values: [...]', or a q_uniform distribution with q")
+    if (spec.grid_size or 0) > MAX_GRID_POINTS and spec.run_cap is None:
+        raise ConfigError(f"the grid has {spec.grid_size:,} configurations; set run_cap, or use "
+                          "method: random or bayes")
 
 
 def _check_no_credential(param: Param) -> None:
@@ -170,6 +343,7 @@ def _check_no_credential(param: Param) -> None:
             raise ConfigError(f"sweep parameter {param.key}: the value {shown} holds a credential (masked here); a "
                               "swept value is stored in the study and shown with every trial: put the credential in "
                               "the base config or the environment, where every record masks it")
+
 
 
 def sweep_id(spec: SweepSpec, base: dict[str, Any]) -> str:
@@ -196,100 +370,6 @@ def apply_params(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]
     return raw
 
 
-def _metric(metric: Any) -> tuple[str, Literal["maximize", "minimize"]]:
-    if isinstance(metric, str):
-        metric = {"name": metric}
-    if not isinstance(metric, dict) or "name" not in metric:
-        raise ConfigError("sweep metric is missing; write e.g. 'metric: {name: val_accuracy, goal: maximize}'")
-    extra = sorted(set(metric) - {"name", "goal", "target"})
-    if extra:
-        raise ConfigError(f"unknown key {extra[0]!r} in sweep metric; the valid keys are name, goal")
-    name = metric["name"]
-    if name not in MONITOR_METRICS:
-        hint = (" (the test split is for reporting, never for choosing: sweeps select on validation)"
-                if str(name).startswith("test_") else "")
-        raise ConfigError(f"sweep metric {name!r} is not a metric the runs log every epoch{hint}; choose one of "
-                          f"{', '.join(MONITOR_METRICS)}")
-    goal = metric.get("goal") or ("minimize" if name == "val_loss" else "maximize")
-    if goal not in ("maximize", "minimize"):
-        raise ConfigError(f"sweep metric goal = {goal!r}: must be maximize or minimize")
-    return str(name), "maximize" if goal == "maximize" else "minimize"
-
-
-def _flatten(parameters: Any, prefix: str) -> list[Param]:
-    if not isinstance(parameters, dict):
-        raise ConfigError(f"sweep parameters{' of ' + prefix.rstrip('.') if prefix else ''} must be a mapping of "
-                          "config keys to {values: [...]} or {min: .., max: ..}")
-    out: list[Param] = []
-    for name, spec in parameters.items():
-        key = f"{prefix}{name}"
-        if not isinstance(spec, dict):
-            raise ConfigError(f"sweep parameter {key} = {spec!r}: give it as {{values: [...]}}, {{value: ...}} or "
-                              "{min: ..., max: ...}")
-        unknown = sorted(set(spec) - set(PARAM_FIELDS) - {"probabilities", "mu", "sigma", "a", "b"})
-        if unknown:
-            raise ConfigError(f"unknown key {unknown[0]!r} in sweep parameter {key}; the valid keys are "
-                              f"{', '.join(PARAM_FIELDS)}")
-        if "parameters" in spec:
-            out += _flatten(spec["parameters"], f"{key}.")
-        else:
-            out.append(_param(key, spec))
-    return out
-
-
-def _param(key: str, spec: dict[str, Any]) -> Param:
-    kind = spec.get("distribution") or ("constant" if "value" in spec else "categorical" if "values" in spec
-                                        else "int_uniform" if _all_int(spec.get("min"), spec.get("max"))
-                                        else "uniform")
-    if kind in UNSUPPORTED:
-        raise ConfigError(f"sweep parameter {key}: distribution {kind!r} is not supported (trainlab samples bounded "
-                          f"ranges); use one of {', '.join(SUPPORTED)}")
-    if kind not in SUPPORTED:
-        raise ConfigError(f"sweep parameter {key}: unknown distribution {kind!r}; use one of {', '.join(SUPPORTED)}")
-    if "probabilities" in spec:
-        raise ConfigError(f"sweep parameter {key}: probabilities are not supported; list a value more than once "
-                          "to favour it")
-    if kind == "constant":
-        if "value" not in spec:
-            raise ConfigError(f"sweep parameter {key}: distribution constant needs 'value'")
-        return Param(key, "fixed", (spec["value"],))
-    if kind == "categorical":
-        values = spec.get("values")
-        if not isinstance(values, list):
-            raise ConfigError(f"sweep parameter {key}: values is {values!r}, not a list; give a list, e.g. "
-                              f"'values: [{values}]'")
-        if not values:
-            raise ConfigError(f"sweep parameter {key}: values is empty; list at least one value")
-        if len(values) > MAX_VALUES:
-            raise ConfigError(f"sweep parameter {key} lists {len(values):,} values; at most {MAX_VALUES:,}: give a "
-                              "range instead (min, max and a distribution; q for a grid)")
-        return Param(key, "choice", tuple(values))
-    low, high = spec.get("min"), spec.get("max")
-    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)) or isinstance(low, bool):
-        raise ConfigError(f"sweep parameter {key}: distribution {kind} needs numbers min and max (got min={low!r}, "
-                          f"max={high!r})")
-    if low > high:
-        raise ConfigError(f"sweep parameter {key}: min {low} is greater than max {high}; swap them")
-    q = spec.get("q")
-    if kind.startswith("q_") and (not isinstance(q, (int, float)) or q <= 0):
-        raise ConfigError(f"sweep parameter {key}: distribution {kind} needs a positive q (got {q!r})")
-    if kind == "int_uniform":
-        if not _all_int(low, high):
-            raise ConfigError(f"sweep parameter {key}: int_uniform needs whole numbers (got {low}, {high})")
-        return Param(key, "int", low=low, high=high)
-    if kind == "log_uniform":  # W&B: min and max are natural-log exponents
-        return Param(key, "float", low=math.exp(low), high=math.exp(high), log=True, q=q)
-    if kind.startswith(("log", "q_log")):
-        if low <= 0:
-            raise ConfigError(f"sweep parameter {key}: {kind} needs min > 0 (got {low})")
-        return Param(key, "float", low=float(low), high=float(high), log=True, q=q)
-    return Param(key, "float", low=float(low), high=float(high), q=q)
-
-
-def _all_int(*values: Any) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
-
-
 def _check_against_config(param: Param, base: dict[str, Any]) -> None:
     """Every candidate (each choice, both ends of a range) must give a valid run config."""
     candidates = param.choices if param.kind in ("fixed", "choice") else (param.low, param.high)
@@ -303,40 +383,69 @@ def _check_against_config(param: Param, base: dict[str, Any]) -> None:
                               f"{detail}") from None
 
 
-def _positive_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"sweep {name} = {value!r}: must be a whole number of at least 1")
-    return value
+
+# -- pydantic's report as one line -------------------------------------------------------------------------------------
+
+_PARAM_HINT = "give it as {values: [...]}, {value: ...} or {min: ..., max: ...}"
+_NUMBER_BRANCHES = ("int", "float", "constrained-int", "constrained-float")  # pydantic's names for Number's, Step's
 
 
-def _positive_number(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"sweep {name} = {value!r}: must be a number of seconds above 0")
-    return float(value)
+def one_line(exc: ValidationError) -> str:
+    """Every problem pydantic found, on one line: the field (a parameter by its dotted config key), the value seen
+    (credentials masked, long values cut), and what is allowed or the fix."""
+    by_loc: dict[tuple[str, ...], list[Any]] = {}
+    for err in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in err["loc"])
+        if len(loc) > 1 and loc[-1] in _NUMBER_BRANCHES and loc[-2] in ("min", "max", "q"):
+            loc = loc[:-1]  # one branch of Number: say it once, as "a number"
+            if err["type"] in ("int_type", "float_type"):
+                err = {**err, "msg": "Input should be a number"}
+        by_loc.setdefault(loc, []).append(err)
+    problems: list[str] = []
+    for loc, errs in by_loc.items():
+        # of a union's branches, the error of the branch of the right type (0 for q: "greater than 0")
+        for err in [e for e in errs if not e["type"].endswith("_type")] or errs[:1]:
+            if (text := _problem(loc, err)) not in problems:
+                problems.append(text)
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return " | ".join(problems[:3]) + more
 
 
-def _pruner(pruner: Any, early_terminate: Any) -> tuple[Literal["none", "median", "asha", "hyperband"], dict]:
-    if pruner is not None and early_terminate is not None:
-        raise ConfigError("the sweep sets both pruner and early_terminate; keep one")
-    if early_terminate is not None:
-        if not isinstance(early_terminate, dict) or early_terminate.get("type") != "hyperband":
-            raise ConfigError(f"early_terminate = {early_terminate!r}: only {{type: hyperband, min_iter, max_iter, "
-                              "eta}} is supported")
-        extra = sorted(set(early_terminate) - {"type", "min_iter", "max_iter", "eta", "s", "strict"})
-        if extra:
-            raise ConfigError(f"unknown key {extra[0]!r} in early_terminate; the valid keys are type, min_iter, "
-                              "max_iter, eta")
-        settings = {k: early_terminate[k] for k in ("min_iter", "max_iter", "eta") if k in early_terminate}
-        for k, v in settings.items():
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ConfigError(f"early_terminate {k} = {v!r}: must be a whole number of at least 1 (epochs)")
-        return "hyperband", settings
-    if pruner is None:
-        return "none", {}
-    if pruner not in ("none", "median", "asha"):
-        raise ConfigError(f"sweep pruner = {pruner!r}: must be median, asha or none")
-    return pruner, {}
+def _problem(loc: tuple[str, ...], err: Any) -> str:
+    keys: list[str] = []  # a parameter's dotted key, nested sections joined
+    rest = loc
+    while len(rest) >= 2 and rest[0] == "parameters":
+        keys, rest = [*keys, rest[1]], rest[2:]
+    model: type[BaseModel] = (ParamSpec if keys else Metric if rest[:1] == ("metric",) and len(rest) > 1
+                              else Hyperband if rest[:1] == ("early_terminate",) and len(rest) > 1 else SweepFile)
+    where = f"sweep parameter {'.'.join(keys)}" if keys else "sweep"
+    if rest == ("[key]",):  # YAML read `1:` or `null:` as a name
+        return f"{where}: the name {_shown(err['input'])} is not text; name a config key, e.g. 'model.arch'"
+    if err["type"] == "extra_forbidden":
+        valid = ", ".join(name for name, f in model.model_fields.items() if not f.exclude)
+        inside = " ".join([where, ".".join(rest[:-1])]).strip()
+        said = f"unknown sweep key {rest[-1]!r}" if inside == "sweep" else f"unknown key {rest[-1]!r} in {inside}"
+        return f"{said}; the valid keys are {valid}"
+    subject = f"{where}: {'.'.join(rest)}" if keys and rest else f"{where} {'.'.join(rest)}" if rest else where
+    msg = re.sub(r" or instance of \w+| after validation", "", err["msg"].removeprefix("Value error, "))
+    if err["type"] == "value_error":  # ours: the message names the problem and the fix
+        return f"{subject} = {_shown(err['input'])}: {msg}" if rest else f"{subject}: {msg}" if keys or rest else msg
+    info = model.model_fields.get(rest[-1]) if rest else None
+    hint = _PARAM_HINT if keys and not rest else info.description if info and info.description else ""
+    if err["type"] == "list_type":
+        hint = f"write it as a list, e.g. '{rest[-1]}: [{_shown(err['input']).strip(chr(39))}]'"
+    hint = f"; {hint}" if hint else ""
+    if err["type"] == "missing":
+        allowed = get_args(info.annotation) if info and get_origin(info.annotation) is Literal else ()
+        return f"{subject} is required{': one of ' + ', '.join(allowed) if allowed else ''}{hint}"
+    return f"{subject} = {_shown(err['input'])}: {msg[:1].lower()}{msg[1:]}{hint}"
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message shows it: credentials masked (before cutting: a cut could split one), at most ~80
+    characters."""
+    text = redact(repr(value))
+    if len(text) <= 80:
+        return text
+    count = f" ({len(value):,} items)" if isinstance(value, (list, dict)) else ""
+    return f"{text[:60]}...{count}"
