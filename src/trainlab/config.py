@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from trainlab.catalog import ARCH_NAMES, DATASET_NAMES
+from trainlab.config_errors import format_validation_error
+from trainlab.config_layers import LayerSpec, Section
 from trainlab.errors import ConfigError, SettingsSyntaxError
 from trainlab.redaction import holds_secret, redact, redact_mapping
 from trainlab.settings_file import parse_settings_text, read_settings_file
@@ -27,9 +29,6 @@ else:  # the choices come from the catalog, listed once; pydantic's message name
 MONITOR_METRICS = ("val_accuracy", "val_loss", "val_macro_f1", "val_auroc")
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
     """Names that become identifiers (experiment, folders) cannot be masked later: refuse secrets in them."""
@@ -42,7 +41,7 @@ def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     name: DatasetName = Field(
         "digits", description="Dataset. digits is bundled with scikit-learn and works offline."
     )
@@ -92,39 +91,7 @@ class DataConfig(_Section):
         return (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-class ConvLayer(_Section):
-    type: Literal["conv"]
-    out: int = Field(gt=0, description="Output channels.")
-    kernel: int = Field(3, gt=0, description="Kernel size in pixels.")
-    stride: int = Field(1, gt=0)
-    padding: int | Literal["same"] = Field("same", description="Pixels of zero padding, or 'same'.")
-
-
-class LinearLayer(_Section):
-    type: Literal["linear"]
-    out: int = Field(gt=0, description="Output features.")
-
-
-class PoolLayer(_Section):
-    type: Literal["maxpool", "avgpool"]
-    kernel: int = Field(2, gt=0, description="Window (and stride) in pixels.")
-
-
-class DropoutLayer(_Section):
-    type: Literal["dropout"]
-    p: float = Field(0.5, ge=0.0, lt=1.0, description="Probability of zeroing an activation.")
-
-
-class PlainLayer(_Section):
-    type: Literal["relu", "gelu", "batchnorm", "flatten", "global_avgpool"]
-
-
-LayerSpec = Annotated[
-    ConvLayer | LinearLayer | PoolLayer | DropoutLayer | PlainLayer, Field(discriminator="type")
-]
-
-
-class ModelConfig(_Section):
+class ModelConfig(Section):
     arch: ArchName = Field(
         "small", description="A named CNN, or custom to use the declared layers."
     )
@@ -155,7 +122,7 @@ class ModelConfig(_Section):
         return data
 
 
-class OptimizerConfig(_Section):
+class OptimizerConfig(Section):
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0.0, description="Learning rate (peak rate for onecycle).")
     weight_decay: float = Field(0.0, ge=0.0, description="L2 penalty (decoupled for adamw).")
@@ -163,7 +130,7 @@ class OptimizerConfig(_Section):
     nesterov: bool = Field(False, description="sgd only.")
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     name: Literal["constant", "step", "cosine", "onecycle"] = "constant"
     step_size: int = Field(1, gt=0, description="step: epochs between decays.")
     gamma: float = Field(0.7, gt=0.0, le=1.0, description="step: factor applied at each decay.")
@@ -173,7 +140,7 @@ class ScheduleConfig(_Section):
     pct_start: float = Field(0.25, gt=0.0, lt=1.0, description="onecycle: share of steps spent rising.")
 
 
-class LossConfig(_Section):
+class LossConfig(Section):
     name: Literal["cross_entropy", "binary_cross_entropy"] = Field(
         "cross_entropy", description="binary_cross_entropy is for exactly two classes (one sigmoid output)."
     )
@@ -185,7 +152,7 @@ class LossConfig(_Section):
     )
 
 
-class EarlyStopConfig(_Section):
+class EarlyStopConfig(Section):
     patience: int | None = Field(
         None, gt=0, description="Epochs without improvement of train.monitor before stopping. None = off."
     )
@@ -195,7 +162,7 @@ class EarlyStopConfig(_Section):
     )
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(64, gt=0, description="Images per optimizer step.")
     eval_batch_size: int = Field(
@@ -224,7 +191,7 @@ class TrainConfig(_Section):
         return self
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     trackers: tuple[Literal["mlflow", "wandb"], ...] = Field(
         ("mlflow", "wandb"),
         description="Backends that record the run besides the run folder (always written). [] = none.",
@@ -254,7 +221,7 @@ class TrackingConfig(_Section):
     )
 
 
-class Config(_Section):
+class Config(Section):
     name: str = Field("default", description="Experiment name; runs with the same name are grouped.")
     seed: int = Field(0, description="Seeds weight init, shuffling and dropout.")
     device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="auto = cuda when available.")
@@ -295,7 +262,7 @@ def validate_config(raw: dict[str, Any]) -> Config:
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, raw)) from None
+        raise ConfigError(format_validation_error(exc, Config)) from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -331,54 +298,6 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
             raise ConfigError(f"override {key!r}: {prefix!r} is a value ({child!r}), not a section")
         node = child
     node[parts[-1]] = value
-
-
-def format_validation_error(exc: ValidationError, raw: dict[str, Any]) -> str:
-    """One line per problem, joined: field, value seen, what is allowed."""
-    problems = []
-    for err in exc.errors(include_url=False):
-        raw_loc = err["loc"]
-        loc = [str(p) for i, p in enumerate(raw_loc) if not (i and isinstance(raw_loc[i - 1], int) and _is_union_tag(p))]
-        field = ".".join(loc) or "config"
-        if err["type"] == "extra_forbidden":
-            valid = ", ".join(_valid_keys(loc[:-1]))
-            problems.append(f"unknown config key {field!r}; valid keys there: {valid}")
-            continue
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "union_tag_invalid":
-            problems.append(
-                f"{field}.type = {err['ctx']['tag']!r}: must be one of {err['ctx']['expected_tags']}"
-            )
-        elif err["type"] == "value_error":
-            problems.append(msg if not loc or loc[-1] in msg else f"{field}: {msg}")
-        elif err["type"] == "missing":
-            problems.append(f"{field} is required")
-        else:
-            problems.append(f"{field} = {err['input']!r}: {msg[0].lower()}{msg[1:]}")
-    return "invalid config: " + "; ".join(problems)
-
-
-_LAYER_TYPES = frozenset(
-    t for cls in (ConvLayer, LinearLayer, PoolLayer, DropoutLayer, PlainLayer)
-    for t in get_args(cls.model_fields["type"].annotation)
-)
-
-
-def _is_union_tag(part: Any) -> bool:
-    # pydantic puts the discriminator value (e.g. 'conv') into error locations, after the layer's index
-    return part in _LAYER_TYPES
-
-
-def _valid_keys(loc: list[str]) -> list[str]:
-    model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            break
-    return list(model.model_fields)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
