@@ -31,7 +31,7 @@ from trainlab.experiments.significance import (
     lower_is_better,
     paired_differences,
 )
-from trainlab.experiments.study import SWEEP_TAG
+from trainlab.tracking.base import SWEEP_TAG
 
 if TYPE_CHECKING:
     from trainlab.experiments.ranking import Ranking
@@ -140,7 +140,7 @@ def trial_params(row: RunRow) -> dict[str, str]:
     """What a sweep set for this run's trial ({} for a run outside a sweep)."""
     import json
 
-    from trainlab.experiments.study import PARAMS_TAG
+    from trainlab.tracking.base import PARAMS_TAG
 
     return json.loads(row.tags.get(PARAMS_TAG, "{}"))
 
