@@ -118,7 +118,7 @@ def test_a_run_folder_without_a_checkpoint_is_still_a_checkpoint_error() -> None
 
 
 def test_a_sweep_with_no_study_is_run_not_found() -> None:
-    from trainlab.experiments.study import stored_sweep
+    from trainlab.experiments.study_open import stored_sweep
 
     with pytest.raises(RunNotFound, match="no sweep 'sweep-nosuch-1a2b3c4d'"):
         stored_sweep("sweep-nosuch-1a2b3c4d", str(Path("runs/sweeps/journal.log")))

@@ -15,7 +15,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "trainlab"
 HEAVY = frozenset({"torch", "mlflow", "wandb", "optuna", "matplotlib", "scipy", "sklearn", "pandas", "sqlalchemy",
                    "numpy", "pydantic", "yaml", "PIL", "jinja2", "psutil"})
 # function-level imports of light trainlab modules that remain, each with its reason; none is to be added
-KNOWN_LIGHT: set[tuple[str, str]] = {("trainlab.experiments.study", "trainlab.redaction")}  # the study is being split
+KNOWN_LIGHT: set[tuple[str, str]] = set()
 
 
 def test_the_import_contracts_hold() -> None:

@@ -438,7 +438,7 @@ def fake_sweep(monkeypatch: pytest.MonkeyPatch, key: str, file_values: list, tri
     from types import SimpleNamespace
 
     from trainlab.experiments import sweep_run
-    from trainlab.experiments.study import TrialRow
+    from trainlab.experiments.study_ranking import TrialRow
 
     rows = sorted((TrialRow(n, "complete", {key: v, "train.optimizer.lr": 0.001 * (n + 1)}, value, [value], 2,
                             run_ids=[f"sweep-x-t{n:03d}"]) for n, v, value in tried), key=lambda r: -r.value)

@@ -497,7 +497,7 @@ def test_a_journal_lock_left_by_a_killed_process_is_taken_over_after_its_grace_p
 import os, sys
 from pathlib import Path
 from trainlab.config import load_config
-from trainlab.experiments.study import make_sweep, storage_for
+from trainlab.experiments.study_storage import make_sweep, storage_for
 from trainlab.experiments.sweep_spec import parse_sweep
 cfg = load_config(None, ["data.name=digits"])
 spec = parse_sweep({"method": "grid", "metric": {"name": "val_accuracy"},
@@ -522,7 +522,7 @@ def test_a_storage_password_is_never_printed_nor_in_a_workers_argv(monkeypatch: 
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from trainlab.cli import sweep as sweep_cli
     from trainlab.experiments import workers
-    from trainlab.experiments.study import make_sweep
+    from trainlab.experiments.study_storage import make_sweep
 
     cfg = load_config(None, ["data.name=digits"])
     spec = parse_sweep({"method": "grid", "metric": {"name": "val_accuracy"},

@@ -117,7 +117,7 @@ def test_two_machines_join_one_sweep_on_postgresql_and_run_every_trial_once(
 
 def test_a_sweeps_lead_on_postgresql_is_one_holders_advisory_lock_freed_when_its_process_is_killed(
         postgres: str) -> None:
-    from trainlab.experiments.study import Sweep
+    from trainlab.experiments.study_storage import Sweep
     from trainlab.experiments.sweep_run import _advisory_lead, lead_lock_key
 
     storage = postgres.replace("/mlflow", "/optuna")

@@ -30,7 +30,8 @@ from trainlab.tracking.process import HOST_TAG, PID_TAG
 if TYPE_CHECKING:
     import optuna
 
-    from trainlab.experiments.study import Sweep, TrialRow
+    from trainlab.experiments.study_ranking import TrialRow
+    from trainlab.experiments.study_storage import Sweep
     from trainlab.experiments.sweep_run import SweepOutcome
 
 
@@ -91,7 +92,8 @@ def resolve_sweep(target: str | None, overrides: list[str] | None, config: Path 
                   tracker: list[str] | None, storage: str | None, resume: str | None,
                   new: bool = False) -> tuple[Sweep, Any]:
     from trainlab.config import validate_config
-    from trainlab.experiments.study import JOURNAL, fresh_sweep, make_sweep, stored_sweep
+    from trainlab.experiments.study_open import fresh_sweep, stored_sweep
+    from trainlab.experiments.study_storage import JOURNAL, make_sweep
     from trainlab.experiments.sweep_spec import load_sweep, parse_sweep
 
     if resume is not None and new:
@@ -193,7 +195,7 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
 
 def sweep_display(the_sweep: Sweep, quiet: bool) -> Any:
     """The live table on a terminal (refreshed at each epoch and trial end); a line per ended trial in logs."""
-    from trainlab.experiments.study import trial_rows
+    from trainlab.experiments.study_ranking import trial_rows
     from trainlab.experiments.sweep import SweepCallbacks
 
     class SweepDisplay(SweepCallbacks):

@@ -7,7 +7,7 @@ process to write appends to it, and from then on Optuna cannot read the journal
 at all. So a journal is checked, under Optuna's own lock (no other process writes
 meanwhile), each time a sweep opens it: the first line that is cut, not UTF-8 or
 not a JSON record is damage. A damaged journal is moved aside whole (nothing is
-deleted) and the study is rebuilt from its trials' run records (``study.py``).
+deleted) and the study is rebuilt from its trials' run records (``study_open.py``).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ from trainlab.experiments.significance import (
     paired_differences,
 )
 from trainlab.experiments.wording import few_seeds_note, label, metric_name, predictions_note
+from trainlab.tracking.base import TRIAL_TAG
 
 if TYPE_CHECKING:
     from trainlab.runs import Record, RunRow
@@ -83,8 +84,6 @@ def candidates_of(record: Record, refs: Sequence[str], filter_string: str | None
     if filter_string:
         return [Side(r.run_id, [r]) for r in finished(training_runs(record.search(filter_string)), filter_string)], []
     if len(refs) == 1:
-        from trainlab.experiments.study import TRIAL_TAG
-
         runs = training_runs(record.runs(refs[0]))
         finished(runs, refs[0])  # one line when nothing finished
         trials: dict[str, list[RunRow]] = {}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.errors import ArtifactNotFound, ConfigError
 from trainlab.experiments.significance import MIN_SEEDS
-from trainlab.experiments.study import PARAMS_TAG, SWEEP_TAG
+from trainlab.tracking.base import PARAMS_TAG, SWEEP_TAG
 
 if TYPE_CHECKING:
     from trainlab.runs import Predictions, Record, RunRow

@@ -5,8 +5,10 @@
 Trials run in the worker process, so the dataset, the imported libraries and the
 tracking clients are loaded once per worker, not once per trial; a trial's record
 ends in the background while the next trial starts. Selection reads only the
-validation metric; the test metrics are reported beside it. The study itself
-(storage, queue, budget, ranking) is ``study.py``.
+validation metric; the test metrics are reported beside it. The study itself is
+``study_storage.py`` (where it lives), ``study_open.py`` (creating, joining,
+rebuilding it), ``study_queue.py`` (the queue and budget), ``search_space.py``
+(the parameters in Optuna's terms) and ``study_ranking.py`` (its ranking).
 """
 
 from __future__ import annotations
@@ -24,27 +26,22 @@ from typing import TYPE_CHECKING, Any
 from trainlab import failpoints
 from trainlab.config import Config, validate_config
 from trainlab.errors import StorageError, TrainingError
-from trainlab.experiments.study import (
-    PARAMS_TAG,
+from trainlab.experiments.search_space import suggest
+from trainlab.experiments.study_queue import (
     RESULT_ATTR,
-    SEED_TAG,
-    SWEEP_TAG,
-    TRIAL_TAG,
     UNUSED,
     WORKER_ATTR,
-    Sweep,
-    TrialRow,
-    Warn,
     asking,
     budget_left,
     from_queue,
     reclaim_dead_trials,
     requeue_killed,
-    suggest,
 )
+from trainlab.experiments.study_ranking import TrialRow
+from trainlab.experiments.study_storage import Sweep, Warn
 from trainlab.experiments.sweep_spec import apply_params
 from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
-from trainlab.tracking.base import says_disk_full
+from trainlab.tracking.base import PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG, says_disk_full
 from trainlab.tracking.mlflow_backend import mark_killed
 from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S

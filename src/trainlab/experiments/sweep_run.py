@@ -24,28 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, recorded_config
 from trainlab.errors import RunNotFound
-from trainlab.experiments.study import (
-    CONNECT_TIMEOUT_S,
-    FINISHED_ATTR,
-    KILLED,
-    PARAMS_TAG,
-    SWEEP_TAG,
-    TRIAL_TAG,
-    WORKER_ATTR,
-    Sweep,
-    TrialRow,
-    asking,
-    best_so_far,
-    budget_left,
-    existing_study,
-    importances,
-    journal_errors,
-    open_study,
-    rank,
-    trial_rows,
-    trials_left,
-)
-from trainlab.experiments.trial_records import trial_state
+from trainlab.experiments.study_open import FINISHED_ATTR, existing_study, open_study
+from trainlab.experiments.study_queue import WORKER_ATTR, asking, budget_left, trials_left
+from trainlab.experiments.study_ranking import TrialRow, best_so_far, importances, rank, trial_rows
+from trainlab.experiments.study_storage import CONNECT_TIMEOUT_S, Sweep, journal_errors
+from trainlab.experiments.trial_records import KILLED, trial_state
+from trainlab.tracking.base import PARAMS_TAG, SWEEP_TAG, TRIAL_TAG
 from trainlab.tracking.process import process_alive, this_process
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the study module imports Optuna: the CLI imports this one at start
-    from trainlab.experiments.study import Sweep
+if TYPE_CHECKING:  # a type only: the CLI imports this module at start
+    from trainlab.experiments.study_storage import Sweep
 
 POLL_S = 2.0
 STORAGE_ENV = "TRAINLAB_SWEEP_STORAGE"  # --storage, also how a sweep hands it to the workers it starts
