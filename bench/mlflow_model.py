@@ -27,8 +27,8 @@ def main() -> None:
 
     from trainlab.config import load_config
     from trainlab.experiment import run_experiment
-    from trainlab.tracking.mlflow_backend import ensure_local_store
     from trainlab.tracking.mlflow_pyfunc import log_pyfunc
+    from trainlab.tracking.mlflow_store import ensure_local_store
 
     os.chdir(tempfile.mkdtemp(prefix="trainlab-bench-model-"))
     uri = f"sqlite:///{Path('mlruns/mlflow.db').resolve()}"

@@ -37,7 +37,7 @@ def make_store(folder: Path, runs: int) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
     from trainlab.config import flatten_config, load_config
-    from trainlab.tracking.mlflow_backend import RUN_ID_TAG, client_for, experiment_id, resolve_tracking_uri
+    from trainlab.tracking.mlflow_store import RUN_ID_TAG, client_for, experiment_id, resolve_tracking_uri
 
     os.chdir(folder)
     uri = resolve_tracking_uri()

@@ -21,7 +21,7 @@ from trainlab.experiments.significance import (
     mcnemar,
     paired_differences,
 )
-from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from trainlab.tracking.mlflow_store import resolve_tracking_uri
 
 runner = CliRunner()
 
@@ -318,7 +318,7 @@ class FakeStore:
     """An MLflow store in the test's folder holding made-up finished runs: predictions on one 360-image split."""
 
     def __init__(self) -> None:
-        from trainlab.tracking.mlflow_backend import client_for, experiment_id
+        from trainlab.tracking.mlflow_store import client_for, experiment_id
 
         uri = resolve_tracking_uri()
         self.client = client_for(uri)

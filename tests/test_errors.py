@@ -128,7 +128,7 @@ def test_a_sweep_with_no_study_is_run_not_found() -> None:
 def store(tmp_path: Path):  # noqa: ANN201
     """A local MLflow store holding one finished run of job `test` (an evaluation: no predictions, no model)."""
     from trainlab.runs import Record
-    from trainlab.tracking.mlflow_backend import RUN_ID_TAG, client_for
+    from trainlab.tracking.mlflow_store import RUN_ID_TAG, client_for
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = client_for(uri)
@@ -173,7 +173,8 @@ def test_a_server_that_does_not_answer_is_tracking_unavailable() -> None:
 
 def test_ctrl_c_in_a_run_is_run_interrupted_and_a_run_another_process_records_is_run_locked(
         fast_config, tiny_npz: Path) -> None:
-    from trainlab.experiment import run_experiment, run_lock
+    from trainlab.experiment import run_experiment
+    from trainlab.run_setup import run_lock
 
     cfg = fast_config("data.name=npz", f"data.path={tiny_npz}", "train.epochs=3")
     with pytest.raises(RunInterrupted) as first:

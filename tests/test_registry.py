@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from trainlab.cli import app
 from trainlab.experiment import run_experiment
-from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from trainlab.tracking.mlflow_store import resolve_tracking_uri
 
 runner = CliRunner()
 

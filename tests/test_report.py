@@ -18,7 +18,7 @@ from trainlab.cli import app
 from trainlab.experiment import run_experiment
 from trainlab.experiments.pair import Comparison
 from trainlab.experiments.sides import Side
-from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from trainlab.tracking.mlflow_store import resolve_tracking_uri
 
 runner = CliRunner()
 CHROMIUM = Path("/usr/bin/chromium")

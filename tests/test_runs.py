@@ -218,7 +218,7 @@ def test_the_fast_listing_reads_mlflows_schema_as_the_client_does(shared_runs) -
 
     from trainlab.run_listing import list_local_runs
     from trainlab.runs import search_runs
-    from trainlab.tracking.mlflow_backend import client_for, local_store_path, resolve_tracking_uri
+    from trainlab.tracking.mlflow_store import client_for, local_store_path, resolve_tracking_uri
 
     uri = resolve_tracking_uri(None)
     fast = list_local_runs(local_store_path(uri), None, 100)

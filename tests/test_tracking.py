@@ -29,7 +29,7 @@ from trainlab.tracking import (
     WandbTracker,
     read_run_record,
 )
-from trainlab.tracking.mlflow_backend import RUN_ID_TAG
+from trainlab.tracking.mlflow_store import RUN_ID_TAG
 
 EPOCH_KEYS = {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_macro_f1", "val_auroc", "lr",
               "epoch_seconds", "images_per_second"}

@@ -14,7 +14,8 @@ from trainlab.data import Dataset, create_dataset, data_fingerprint
 from trainlab.data.fetch import DownloadProgress
 from trainlab.errors import CheckpointError
 from trainlab.evaluate import Evaluation, evaluate, evaluate_int8
-from trainlab.experiment import check_storage, configure_torch, new_run_id
+from trainlab.experiment import configure_torch
+from trainlab.run_setup import check_storage, new_run_id
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.process import this_process
 

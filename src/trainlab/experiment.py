@@ -9,13 +9,11 @@ from __future__ import annotations
 import errno
 import functools
 import os
-import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +21,22 @@ import torch
 
 from trainlab import __version__, failpoints
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
-from trainlab.config import Config, LossConfig, recorded_config, validate_config
+from trainlab.config import Config, LossConfig, recorded_config
 from trainlab.data import Dataset, Splits, load_data
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
 from trainlab.errors import (
     ConfigError,
     RunInterrupted,
-    RunLocked,
     StorageError,
     TrainlabError,
 )
 from trainlab.evaluate import Evaluation, evaluate
-from trainlab.fileio import check_writable
 from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, untracked_advice
 from trainlab.run_documents import record_start, run_documents
+from trainlab.run_setup import check_storage, new_run_id, run_lock
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
-from trainlab.tracking.mlflow_backend import local_store_path, resolve_tracking_uri
 from trainlab.tracking.process import this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
 
@@ -100,10 +96,6 @@ class RunOutcome:
         return True
 
 
-def new_run_id() -> str:
-    return f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
 @functools.lru_cache(maxsize=1)
 def process_start_time() -> float:
     """When this process started (time.time() scale): start-up latency is measured from here."""
@@ -138,51 +130,6 @@ def check_loss_fits(loss: LossConfig, dataset: Dataset) -> None:
             f"train.loss.targets is {loss.targets!r} but dataset {dataset.name!r} stores {found}; "
             f"set train.loss.targets: {dataset.label_encoding}"
         )
-
-
-def check_storage(cfg: Config) -> None:
-    """Before any work: every folder the run will write takes a file (exit 2 naming it, nothing created)."""
-    check_writable(Path(cfg.output_dir), "run folder")
-    if "mlflow" in cfg.tracking.trackers and (db := local_store_path(resolve_tracking_uri(cfg.tracking.mlflow_uri))):
-        check_writable(db.parent, "MLflow store folder")
-        if db.is_file() and not os.access(db, os.W_OK):
-            raise StorageError(f"the MLflow store {db} is read-only; fix its permissions or point "
-                               "MLFLOW_TRACKING_URI elsewhere")
-    if "wandb" in cfg.tracking.trackers and cfg.tracking.wandb_mode != "disabled":
-        check_writable(Path("wandb"), "W&B folder")
-
-
-@contextmanager
-def job_run(job: str, experiment: str, mlflow_uri: str, trackers: Sequence[str],
-            warn: Callable[[str], None] | None = None) -> Iterator[Run]:
-    """A run that trains nothing (a comparison, a reproduction's verdict): recorded in the given store and W&B."""
-    cfg = validate_config({"tracking": {"trackers": list(trackers), "mlflow_uri": mlflow_uri}})
-    check_storage(cfg)
-    created = create_trackers(cfg.tracking)
-    prepare_in_background(created, warn)
-    run_id = new_run_id()
-    info = RunInfo(run_id=run_id, run_dir=Path(cfg.output_dir) / run_id, experiment=experiment,
-                   tags={**this_process(), "job": job}, job=job)
-    with Run(info, created, finish_timeout=cfg.tracking.finish_timeout, warn=warn) as run:
-        yield run
-
-
-@contextmanager
-def run_lock(run_dir: Path, run_id: str) -> Iterator[None]:
-    """One process records a run at a time: a second `--resume` of a live run is refused."""
-    from filelock import FileLock, Timeout
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(run_dir / ".lock"), timeout=0)
-    try:
-        lock.acquire()
-    except Timeout:
-        raise RunLocked(f"run {run_id!r} is being recorded by another process right now; wait for it to end "
-                        "(or stop it) before resuming it") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 TRIAL_DISK_ADVICE = ("free some space, then run the same sweep command again: this trial is trained again, the "

@@ -13,7 +13,7 @@ from trainlab.errors import CheckpointError, RunLocked, RunNotFound
 from trainlab.experiment import RunOutcome, run_experiment
 from trainlab.runs import run_folder
 from trainlab.tracking import read_run_record
-from trainlab.tracking.mlflow_backend import resolve_tracking_uri
+from trainlab.tracking.mlflow_store import resolve_tracking_uri
 from trainlab.tracking.process import process_alive
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trainlab.runs import EPOCH_METRIC, Record, RunRow, effective_status, existing_store, reading, search_runs
-from trainlab.tracking.mlflow_backend import RUN_ID_TAG, client_for, local_store_path
+from trainlab.tracking.mlflow_store import RUN_ID_TAG, client_for, local_store_path
 
 KEY_METRICS = ("test_accuracy", "test_macro_f1", "test_auroc")
 

@@ -17,14 +17,7 @@ from trainlab.checkpoint import BEST
 from trainlab.errors import ArtifactNotFound, CheckpointError, ConfigError, RunNotFound, TrackingError, TrainlabError
 from trainlab.redaction import redact
 from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
-from trainlab.tracking.mlflow_backend import (
-    RUN_ID_TAG,
-    client_for,
-    find_run,
-    probe_server,
-    resolve_tracking_uri,
-    store_error,
-)
+from trainlab.tracking.mlflow_store import RUN_ID_TAG, client_for, find_run, probe_server, resolve_tracking_uri, store_error
 from trainlab.tracking.process import process_alive
 
 EPOCH_METRIC = "train_loss"  # logged once per epoch, at step = the epoch

@@ -143,7 +143,7 @@ def all_(
 ) -> None:
     """Download + train + test: the whole pipeline in one command."""
     with user_errors():
-        from trainlab.experiment import check_storage
+        from trainlab.run_setup import check_storage
 
         cfg = load_config(config, overrides, tracker)
         check_storage(cfg)  # before a download, not after it

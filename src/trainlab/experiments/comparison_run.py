@@ -27,7 +27,7 @@ class ComparisonRecord:
 def record_comparison(result: Comparison | Ranking, record: Record, *, trackers: Sequence[str] = ("mlflow", "wandb"),
                       warn: Callable[[str], None] | None = None) -> ComparisonRecord:
     """The comparison as a run of its own (job "compare"): its verdict, both sides' run ids, the full result."""
-    from trainlab.experiment import job_run
+    from trainlab.run_setup import job_run
 
     data = result.as_dict()
     sides = [data["a"], data["b"]] if isinstance(result, Comparison) else data["rows"]

@@ -20,12 +20,8 @@ import csv
 import json
 import math
 import os
-import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainlab.errors import CannotReproduce, ConfigError, TrainlabError
+from trainlab.experiments.rebuild import git, train_recorded_code, worktree
 from trainlab.experiments.sides import seed_repeats_spread
 from trainlab.provenance import IMAGE_DIRTY, environment, untracked_advice
 
@@ -97,10 +94,6 @@ class Outcome:
 # -- step 1: can this run be reproduced here? ------------------------------------------------------------
 
 
-def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True, timeout=120)
-
-
 def plan(record: Record, ref: str, repo: Path = Path("."), threads: int | None = None) -> Plan:
     """Everything checked before training; one line naming the first thing that does not match."""
     from trainlab.config import validate_config
@@ -163,54 +156,6 @@ def check_data(record: Record, row: RunRow, cfg: Any, p: Plan) -> None:
 
 
 # -- step 2: the recorded code, rebuilt ------------------------------------------------------------------
-
-
-@contextmanager
-def worktree(repo: Path, commit: str, diff: str) -> Iterator[Path]:
-    """A detached worktree at ``commit`` with ``diff`` applied; removed afterwards, also on Ctrl-C."""
-    folder = Path(tempfile.mkdtemp(prefix="trainlab-reproduce-"))
-    tree = folder / "code"
-    added = git(repo, "worktree", "add", "--detach", "--quiet", str(tree), commit)
-    if added.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise CannotReproduce(f"git could not check out commit {commit[:12]}: {added.stderr.strip().splitlines()[-1]}")
-    try:
-        if diff.strip():
-            applied = git(tree, "apply", "--whitespace=nowarn", "-", stdin=diff)
-            if applied.returncode != 0:
-                why = (applied.stderr.strip().splitlines() or ["no reason given"])[0]
-                raise CannotReproduce(f"the recorded uncommitted changes do not apply to commit {commit[:12]} "
-                                      f"({why}); the run cannot be rebuilt as it ran")
-        yield tree
-    finally:
-        git(repo, "worktree", "remove", "--force", str(tree))
-        shutil.rmtree(folder, ignore_errors=True)
-        git(repo, "worktree", "prune")
-
-
-def train_recorded_code(tree: Path, p: Plan, out: Path) -> Path:
-    """Train with the recorded code (its own process) into ``out``; the run folder it wrote."""
-    import yaml
-
-    config = out / "config.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {**p.config, "threads": p.threads, "output_dir": str(out / "runs")}
-    if "report" in settings:  # code that writes pages: not this one (a second of drawing); older code has no such key
-        settings["report"] = False
-    config.write_text(yaml.safe_dump(settings))
-    source = tree / "src"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
-           "WANDB_MODE": "disabled"}
-    command = [sys.executable, "-c", "import sys; from trainlab.cli import main; sys.argv[0] = 'trainlab'; main()",
-               "train", "-c", str(config), "tracking.trackers=[]", "-q"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        why = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CannotReproduce(f"the recorded code failed to train (exit {done.returncode}): {why}")
-    folders = [f for f in (out / "runs").iterdir() if (f / "summary.json").is_file()]
-    if len(folders) != 1:
-        raise CannotReproduce(f"the recorded code wrote {len(folders)} finished runs into {out}, expected one")
-    return folders[0]
 
 
 # -- step 3 and 4: compare, and a verdict ------------------------------------------------------------------
@@ -314,7 +259,7 @@ def reproduce(record: Record, ref: str, *, repo: Path = Path("."), threads: int 
     started = time.perf_counter()
     with worktree(repo, p.commit, p.diff) as tree, tempfile.TemporaryDirectory(prefix="trainlab-rerun-") as out:
         on_step("training")
-        folder = train_recorded_code(tree, p, Path(out))
+        folder = train_recorded_code(tree, p.config, p.threads, Path(out))
         seconds = time.perf_counter() - started
         outcome = compare_with_record(record, p, folder, rtol, atol, seconds)
         if record_it:
@@ -327,7 +272,7 @@ def record_reproduction(record: Record, o: Outcome, folder: Path, trackers: tupl
     """A run of job "reproduce" (tag reproduces = the original), and the original tagged with its latest verdict."""
     from datetime import datetime
 
-    from trainlab.experiment import job_run
+    from trainlab.run_setup import job_run
 
     row = o.plan.row
     summary = json.loads((folder / "summary.json").read_text())

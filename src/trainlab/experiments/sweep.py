@@ -42,7 +42,7 @@ from trainlab.experiments.study_storage import Sweep, Warn
 from trainlab.experiments.sweep_spec import apply_params
 from trainlab.experiments.trial_records import KILLED, TrialRecord, trial_records
 from trainlab.tracking.base import PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG, says_disk_full
-from trainlab.tracking.mlflow_backend import mark_killed
+from trainlab.tracking.mlflow_store import mark_killed
 from trainlab.tracking.process import this_process
 from trainlab.tracking.run import KILL_WAIT_S
 from trainlab.train import TrainCallbacks

@@ -140,7 +140,8 @@ def wait_for_parent(study: optuna.Study, timeout: float = 60.0) -> str | None:
 @contextmanager
 def parent_run(sweep: Sweep, cfg: Config, study: optuna.Study, warn: Warn) -> Iterator[Run]:
     """The sweep's own run: started (or taken up again) before the first trial, ended after the last."""
-    from trainlab.experiment import STARTUP_WAIT_S, check_storage, run_lock
+    from trainlab.experiment import STARTUP_WAIT_S
+    from trainlab.run_setup import check_storage, run_lock
     from trainlab.tracking import Run, RunInfo, create_trackers
 
     spec = sweep.spec
