@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -80,3 +80,13 @@ def results_file(script: str, save: bool) -> Iterator[None]:
             sys.stdout = terminal
     partial.replace(RESULTS / f"{script}.txt")
     print(f"saved: {RESULTS / f'{script}.txt'}")
+
+
+def run_main(script: str, main: Callable[[], None]) -> None:
+    """The script's ``main``; given ``--save``, what it prints also goes to bench/results/<script>.txt (the docs
+    include that file), under a header naming the date, the CPU, the commit and the command."""
+    save = "--save" in sys.argv[1:]
+    with results_file(script, save):
+        if save:
+            sys.argv.remove("--save")  # the script's own options parse the rest
+        main()

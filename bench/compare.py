@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_line
+from common import cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,5 +153,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("compare", main)
     sys.exit(0)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_line
+from common import cpu_line, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PODMAN = ["podman", "--runtime", "/usr/sbin/runc"]
@@ -83,4 +83,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("container", main)

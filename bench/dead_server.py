@@ -23,6 +23,8 @@ import threading
 import time
 from pathlib import Path
 
+from common import run_main
+
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 
 
@@ -87,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("dead_server", main)

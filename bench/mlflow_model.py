@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import start
+from common import run_main, start
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,5 +60,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("mlflow_model", main)
     sys.exit(0)

@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_line
+from common import cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
@@ -114,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("report", main)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import start
+from common import run_main, start
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = "import sys; from trainlab.cli import main; sys.argv[0] = 'trainlab'; main()"
@@ -117,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("reproduce", main)

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import run_main
+
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 CASES = {
     "digits, trackers off": ["tracking.trackers=[]"],
@@ -61,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("startup", main)

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from common import run_main
 
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 LR_SPACE = {"train.optimizer.lr": {"min": 0.0003, "max": 0.03, "distribution": "log_uniform_values"}}
@@ -193,4 +194,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("sweep", main)

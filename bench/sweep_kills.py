@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from common import cpu_line
+from common import cpu_line, run_main
 
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 RATES = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
@@ -111,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("sweep_kills", main)

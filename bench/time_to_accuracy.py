@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import run_main
+
 THRESHOLDS = (0.90, 0.91, 0.92, 0.93)
 HERE = Path(__file__).resolve().parent
 
@@ -191,4 +193,4 @@ def main() -> None:
           f"{agree:.2%}, accuracy {change * 100:+.2f} points")
 
 if __name__ == "__main__":
-    main()
+    run_main("time_to_accuracy", main)

@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import run_main
+
 SETTINGS = {"off": "[]", "mlflow": "[mlflow]", "wandb": "[wandb]", "both": "[mlflow, wandb]"}
 VALUES = {"loss": 0.5, "accuracy": 0.9, "f1": 0.88, "lr": 0.001}
 
@@ -187,4 +189,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("tracking_overhead", main)

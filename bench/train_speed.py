@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import run_main
 
 from trainlab.config import load_config
 from trainlab.data import create_dataset, split_dataset
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main("train_speed", main)
