@@ -625,3 +625,19 @@ def test_workers_started_from_a_script_stop_when_their_leader_is_stopped() -> No
         for p in family:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
+
+
+def test_a_trial_failed_by_a_full_disk_is_rebuilt_as_killed_and_one_that_diverged_as_failed(tmp_path: Path) -> None:
+    """A journal rebuilt from the trials' run records: a full disk was the machine's fault, so that trial is
+    trained again; a diverged loss is the configuration's, so that one stays failed."""
+    from trainlab.experiments.trial_records import trial_records
+    from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
+
+    for number, error in ((0, "no space left on device while writing runs/x/checkpoints/last.pt; free some space"),
+                          (1, "the loss diverged (nan) at epoch 1; lower train.optimizer.lr")):
+        folder = tmp_path / f"sweep-s-1a2b3c4d-t{number:03d}"
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"run_id": folder.name, "status": "failed", "error": error,
+                                                     "tags": {SWEEP_TAG: "sweep-s-1a2b3c4d", TRIAL_TAG: str(number)}}))
+    found = trial_records(tmp_path, "sweep-s-1a2b3c4d", "val_accuracy", 1)
+    assert found[0].state == "killed" and found[1].state == "failed"

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trainlab.tracking.base import PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG  # noqa: F401 (named here too)
+from trainlab.tracking.base import PARAMS_TAG, SEED_TAG, SWEEP_TAG, TRIAL_TAG, says_disk_full  # noqa: F401 (named here too)
 from trainlab.tracking.folder_backend import read_history, read_run_record
 from trainlab.tracking.process import process_alive
 
@@ -80,6 +80,8 @@ def _record(number: int, runs: list[tuple[dict[str, Any], Path]], metric: str, s
         status = str(record.get("status", "")).upper()
         if status == "RUNNING" and process_alive(record.get("tags", {})) is False:
             status = "KILLED"
+        elif status == "FAILED" and says_disk_full(str(record.get("error") or "")):
+            status = "KILLED"  # a full disk is the machine's fault, not the configuration's: it is trained again
         statuses.append(status)
         summary = _summary(folder)
         summaries.append(summary)
