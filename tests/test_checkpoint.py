@@ -59,3 +59,11 @@ def test_resolve_by_file_folder_or_run_id(tmp_path: Path) -> None:
     assert local_checkpoint("r1", tmp_path / "runs") == ckpt
     with pytest.raises(CheckpointError, match="'r2' is not a checkpoint file, a run folder, or a run id"):
         local_checkpoint("r2", tmp_path / "runs")
+
+
+def test_the_resolver_names_the_best_checkpoint_as_checkpoint_does() -> None:
+    import inspect
+
+    from trainlab.checkpoint import BEST
+
+    assert inspect.signature(local_checkpoint).parameters["which"].default == BEST

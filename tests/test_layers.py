@@ -54,17 +54,20 @@ def import_map() -> tuple[dict[str, set[str]], dict[str, list[tuple[str, int]]]]
     return top, inner
 
 
-def is_heavy(module: str, seen: frozenset[str] = frozenset()) -> bool:
-    """Whether importing ``module`` imports a heavy library, itself or through trainlab modules."""
+def is_heavy(module: str, seen: frozenset[str] = frozenset(), importer: str = "") -> bool:
+    """Whether importing ``module`` (from ``importer``) imports a heavy library: itself, through the packages it
+    is in (Python imports those first, unless the importer is in them too), or through the modules it imports."""
     top, _ = import_map()
+    parents = [p for p in (".".join(module.split(".")[:i]) for i in range(2, module.count(".") + 1))
+               if not importer.startswith(p + ".")]
     return any(name.split(".")[0] in HEAVY or (name in top and name not in seen and is_heavy(name, seen | {module}))
-               for name in top.get(module, ()))
+               for name in [*top.get(module, ()), *parents])
 
 
 def light_imports_in_functions() -> set[tuple[str, str]]:
     top, inner = import_map()
     return {(module, name) for module, found in inner.items() for name, _ in found
-            if name in top and name.startswith("trainlab") and not is_heavy(name)}
+            if name in top and name.startswith("trainlab") and not is_heavy(name, importer=module)}
 
 
 def test_a_trainlab_module_is_imported_in_a_function_only_to_defer_a_heavy_library() -> None:

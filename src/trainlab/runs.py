@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainlab.checkpoint import BEST
 from trainlab.errors import ArtifactNotFound, CheckpointError, ConfigError, RunNotFound, TrackingError, TrainlabError
 from trainlab.redaction import redact
 from trainlab.tracking.base import SWEEP_TAG, TRIAL_TAG
@@ -120,8 +119,9 @@ def run_folder(ref: str | Path, runs_dir: Path, tracking_uri: str | None = None)
     return folder if folder.is_dir() else None
 
 
-def local_checkpoint(ref: str | Path, runs_dir: Path, which: str = BEST) -> Path:
-    """A .pt path, a run folder, or a run id (a folder name under ``runs_dir``) -> checkpoint path."""
+def local_checkpoint(ref: str | Path, runs_dir: Path, which: str = "best.pt") -> Path:
+    """A .pt path, a run folder, or a run id (a folder name under ``runs_dir``) -> checkpoint path (``which``:
+    checkpoint.BEST or LAST; not imported here, as checkpoint.py imports torch and `trainlab runs` must not)."""
     if Path(ref).is_file():
         return Path(ref)
     folder = run_folder(ref, runs_dir)

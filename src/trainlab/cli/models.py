@@ -9,7 +9,6 @@ from rich.table import Table
 
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
-from trainlab.tracking.mlflow_ui import start_model_server
 
 
 @app.command()
@@ -78,6 +77,8 @@ def serve(
         record = Record(tracking_uri)
         uri, row, example = served_model(record, model)
         with tempfile.TemporaryDirectory(prefix="trainlab-serve-") as tmp:
+            from trainlab.tracking.mlflow_ui import start_model_server  # the tracking package: pydantic, MLflow
+
             server = start_model_server(uri, record.uri, host, port, starting=lambda: err_console.print(
                 f"starting MLflow's scoring server for {uri} on port {port} ...", highlight=False, markup=False))
             try:

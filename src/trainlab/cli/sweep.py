@@ -25,7 +25,6 @@ from trainlab.cli.common import (
 from trainlab.errors import ConfigError, RunInterrupted
 from trainlab.experiments.workers import STORAGE_ENV, start_workers, stop_workers, wait_for_workers
 from trainlab.redaction import redact
-from trainlab.tracking.process import HOST_TAG, PID_TAG
 
 if TYPE_CHECKING:
     import optuna
@@ -182,6 +181,8 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
         return
     print_ranking(outcome, quiet)
     if outcome.leader is not None:
+
+        from trainlab.tracking.process import HOST_TAG, PID_TAG  # the tracking package: pydantic
 
         console.print(f"this process joined sweep {outcome.sweep_id} as a worker; the leading process (pid "
                       f"{outcome.leader.get(PID_TAG)} on {outcome.leader.get(HOST_TAG)}) records its ranking",

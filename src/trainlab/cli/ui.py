@@ -7,7 +7,6 @@ import typer
 from trainlab.cli.app import app, console, err_console
 from trainlab.cli.common import TrackingUriOption, user_errors
 from trainlab.redaction import redact
-from trainlab.tracking.mlflow_ui import start_ui
 
 
 @app.command()
@@ -25,6 +24,8 @@ def ui(
         if uri.startswith("http"):
             console.print(f"the runs are on the tracking server {redact(uri)}; open it in a browser", highlight=False)
             return
+        from trainlab.tracking.mlflow_ui import start_ui  # the tracking package: pydantic, MLflow
+
         server = start_ui(uri, host, port, starting=lambda: err_console.print(  # returns once the page answers
             f"starting MLflow's UI on port {port} (its first start on a small machine takes up to a minute) ...",
             highlight=False))
