@@ -1,7 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make run    create .venv from the lock file, train + evaluate + record the default experiment
 #   make test   create .venv from the lock file, run the whole test suite
-# and, for the notebooks: make notebooks (JupyterLab), make notebooks-html (executed, as HTML pages)
+# and, for the notebooks: make notebooks (JupyterLab), make notebooks-html (executed, as HTML pages);
+# while coding: make check (lint, types, layers, the fast tests)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin

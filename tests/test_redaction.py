@@ -29,6 +29,9 @@ runner = CliRunner()
     (f'train --wandb-api-key "{CANARY} x"', "train --wandb-api-key ***"),
     ("train.optimizer.lr=0.01 seed: 3", "train.optimizer.lr=0.01 seed: 3"),  # ordinary values stay
     ("pass --token -v; my-token value", "pass --token -v; my-token value"),
+    # a message quoting a value that holds "key": its words stay (it read "'monkey': *** should be")
+    ("model.arch = 'monkey': input should be 'small'", "model.arch = 'monkey': input should be 'small'"),
+    (f"{{'api_key': '{CANARY}'}}", "{'api_key': '***'}"),
 ])
 def test_redact_masks_credentials_in_text(text: str, masked: str) -> None:
     assert redact(text) == masked

@@ -214,7 +214,8 @@ ARCH = {"model.arch": {"values": ["small"]}}
     (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform"}), "sweep parameter train.optimizer.lr: distribution "
      "q_uniform needs q, the step values are rounded to (a number above 0)"),
     (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": 0}),
-     "sweep parameter train.optimizer.lr: q = 0: input should be greater than 0; the step sampled values are rounded to"),
+     "sweep parameter train.optimizer.lr: q = 0: input should be greater than 0; the step that sampled values are "
+     "rounded to, e.g. q: 0.01"),
     (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": -0.5}),
      "sweep parameter train.optimizer.lr: q = -0.5: input should be greater than 0"),
     (lr({"min": 0.1, "max": 0.5, "distribution": "q_uniform", "q": "x"}),

@@ -29,9 +29,11 @@ SECRET_VARIABLES = (
 MASK = "***"
 _SECRET_NAME = r"[A-Za-z0-9_.-]*(?:key|token|secret|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
-# name=value, name: value, "name": "value" (a query string, an env file, YAML, JSON)
+# name=value, name: value, "name": "value" (a query string, an env file, YAML, JSON); a quoted name takes a
+# quoted value only, so a message quoting a word that holds "key" ('monkey': input should be ...) keeps its words
 _NAMED_VALUE = re.compile(
-    rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)", re.IGNORECASE)
+    rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']\s*[=:]\s*[\"']|\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)",
+    re.IGNORECASE)
 _SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
 _SECRET_FLAG = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
 # a command line written as text: `--token VALUE`, `-password VALUE`

@@ -212,7 +212,7 @@ class Record:
                          else self.client.get_model_version(name, spec.rpartition("/")[2]))
             except MlflowException:
                 raise RunNotFound(f"no model version {ref!r} in the registry at {redact(self.uri)}; list them with "
-                                  "`mlflow models` or the MLflow UI") from None
+                                  "`trainlab models`") from None
             return self.client.get_run(found.run_id)
         if "'" in ref or "\\" in ref:
             return None  # not a run id, and not to be pasted into a search filter

@@ -102,7 +102,7 @@ class ParamSpec(_Strict):
     min: Number | None = None
     max: Number | None = None
     distribution: Distribution | None = None
-    q: Step | None = Field(None, description="the step sampled values are rounded to")
+    q: Step | None = Field(None, description="the step that sampled values are rounded to, e.g. q: 0.01")
     parameters: dict[str, ParamSpec] = Field(default_factory=dict, description=(
         "a mapping of config keys to {values: [...]} or {min: .., max: ..}"))
     # W&B's fields for what trainlab refuses: probabilities (below), and the unbounded distributions' parameters
