@@ -197,11 +197,11 @@ def digits_sweep(tmp_path: Path):  # noqa: ANN201
 
     from trainlab.cli import app
 
-    def run(spec: str) -> str:
+    def run(spec: str, *overrides: str) -> str:
         path = tmp_path / "sweep.yaml"
         path.write_text(spec)
         result = CliRunner().invoke(app, ["sweep", str(path), "data.name=digits", "train.epochs=2", "threads=1",
-                                          "-t", "mlflow", "-q"])
+                                          *overrides, "-t", "mlflow", "-q"])
         assert result.exit_code == 0, result.output
         return next(w for w in result.output.split() if w.startswith("sweep-")).rstrip(":")
 

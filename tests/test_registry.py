@@ -158,3 +158,16 @@ def test_serve_of_a_model_that_is_not_there_is_one_line(trained) -> None:
     assert "no model version 'models:/nobody@champion'" in out and len(out.strip().splitlines()) == 1
     port = invoke("serve", "models:/nobody@champion", "--port", "99999", code=2).output
     assert "Invalid value for '--port'" in port and "65535" in port and "Traceback" not in port
+
+
+@pytest.mark.slow
+def test_a_sweep_with_register_as_registers_its_best_trials_run_once(digits_sweep) -> None:
+    from mlflow import MlflowClient
+
+    sweep = digits_sweep("method: grid\nseeds: 2\nmetric: {name: val_accuracy, goal: maximize}\n"
+                         "parameters:\n  train.optimizer.lr: {values: [0.00001, 0.01]}\n", "register_as=swept")
+    client = MlflowClient(resolve_tracking_uri(None))
+    (version,) = client.search_model_versions("name = 'swept'")  # one version, not one per trial or seed
+    shown = json.loads(invoke("sweep", "show", sweep, "--json").stdout)
+    best = max(shown["trials"], key=lambda t: t["value"] if t["value"] is not None else -1)
+    assert version.tags["trainlab_run_id"] in best["run_ids"] and best["params"]["train.optimizer.lr"] == 0.01

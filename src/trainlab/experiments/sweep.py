@@ -103,6 +103,7 @@ def trial_config(sweep: Sweep, values: dict[str, Any], threads: int | None) -> C
     raw.setdefault("train", {})["monitor"] = sweep.spec.metric  # the best checkpoint is the one selected on
     raw.setdefault("tracking", {})["figures"] = False  # the report draws them from the predictions
     raw["report"] = False  # a page per trial on demand (`trainlab report RUN`): trials stay cheap
+    raw["register_as"] = None  # a sweep registers its best trial's run once, when it has ended (not every trial)
     if threads:
         raw["threads"] = threads
     return validate_config(raw)

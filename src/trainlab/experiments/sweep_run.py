@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from trainlab.config import Config, recorded_config
-from trainlab.errors import RunNotFound
+from trainlab.errors import RunNotFound, TrainlabError
 from trainlab.experiments.study_open import FINISHED_ATTR, existing_study, open_study
 from trainlab.experiments.study_queue import WORKER_ATTR, asking, budget_left, trials_left
 from trainlab.experiments.study_ranking import TrialRow, best_so_far, importances, rank, trial_rows
@@ -291,8 +291,28 @@ def _lead_or_join(sweep: Sweep, cfg: Config, work: Callable[[optuna.Study, str |
             work(study, study.user_attrs.get(PARENT_ATTR) or None)
             wait_for_trials(study, on_poll)
             rows, found = record_ranking(run, sweep, study)
+        where, failures = run.where(), dict(run.failures)
         if not budget_left(study, spec) and not trials_left(study, spec):
             study.set_user_attr(FINISHED_ATTR, True)  # run again, it shows this ranking (`--new` starts afresh)
+            register_best(cfg, spec.goal, rows, where, failures)
     finally:
         release_lead(sweep, study, lead)
-    return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, run.where(), dict(run.failures))
+    return SweepOutcome(sweep.sweep_id, spec.metric, spec.goal, rows, found, where, failures)
+
+
+def register_best(cfg: Config, goal: str, rows: list[TrialRow], where: list[str], failures: dict[str, str]) -> None:
+    """``register_as`` of a sweep: the best trial's best seed run, registered once the sweep has ended."""
+    from trainlab.mlflow_model import register  # MLflow's registry client, imported only when asked for
+    from trainlab.runs import Record
+
+    best = best_so_far(rows)
+    if not cfg.register_as or "mlflow" not in cfg.tracking.trackers or best is None or not best.run_ids:
+        return
+    seeds = list(zip(best.values, best.run_ids))
+    run_id = (max if goal == "maximize" else min)(seeds)[1] if len(seeds) == len(best.run_ids) else best.run_ids[0]
+    try:
+        _, version = register(Record(cfg.tracking.mlflow_uri), run_id, cfg.register_as)
+    except TrainlabError as exc:
+        failures["model registry"] = str(exc)
+        return
+    where.append(f"registered the best trial's run {run_id} (trial {best.number}) as models:/{cfg.register_as}/{version}")
