@@ -220,15 +220,3 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
-
-
-# the longest tests start first, so that over two test processes (pytest-xdist) none of them is left running
-# alone at the end of the suite (the README tour alone takes 3-4 minutes beside another process)
-LONGEST_FIRST = ("test_readme.py::test_make_run_then", "test_containers.py::test_the_compose_wiring",
-                 "test_reliability.py::test_kill_9_at_every_stage", "test_reliability.py::test_eight_trainers",
-                 "test_sweep_faults.py::test_kill_9_of_the_process_group_at_random_moments")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid),
-                                     len(LONGEST_FIRST)))  # stable: every other test keeps its order
