@@ -82,6 +82,9 @@ def _record(number: int, runs: list[tuple[dict[str, Any], Path]], metric: str, s
             status = "KILLED"
         elif status == "FAILED" and says_disk_full(str(record.get("error") or "")):
             status = "KILLED"  # a full disk is the machine's fault, not the configuration's: it is trained again
+        elif status == "FINISHED" and any(says_disk_full(str(why))
+                                          for why in (record.get("tracking_failures") or {}).values()):
+            status = "KILLED"  # a backend's record of it was cut by a full disk: trained again, as settle() does
         statuses.append(status)
         summary = _summary(folder)
         summaries.append(summary)
