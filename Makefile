@@ -70,7 +70,7 @@ $(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
 COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 lock:
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(COMPILE) --extra test --extra notebooks --extra docs -o requirements.lock pyproject.toml
+	$(COMPILE) --extra test --extra notebooks --extra docs --extra pretrained -o requirements.lock pyproject.toml
 	$(COMPILE) --constraint requirements.lock -o requirements-runtime.lock pyproject.toml
 	$(COMPILE) --constraint requirements.lock -o docker/mlflow-server.lock docker/mlflow-server.in
 

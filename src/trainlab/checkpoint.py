@@ -76,6 +76,7 @@ def model_payload(model: Classifier) -> dict[str, Any]:
         "input_shape": list(model.input_shape),
         "num_outputs": model.num_outputs,
         "channels_last": model.channels_last,
+        "tta": model.tta,
         "state_dict": model.state_dict(),
     }
 
@@ -85,7 +86,7 @@ def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
     spec = payload["model"]
     try:
         model = Classifier(spec["layers"], spec["input_shape"], spec["num_outputs"],
-                           channels_last=spec.get("channels_last", True))
+                           channels_last=spec.get("channels_last", True), tta=spec.get("tta", "none"))
         model.load_state_dict(spec["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         first = " ".join(str(exc).split())[:300]

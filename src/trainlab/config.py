@@ -41,6 +41,32 @@ def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+class AugmentConfig(Section):
+    """Random changes to each training batch (never to validation or test images), drawn from the run's seed."""
+
+    flip: bool = Field(
+        False, description="Mirror half the images left-right. Off for digits, letters and other text-like images."
+    )
+    translate: int = Field(
+        0, ge=0, description="Shift each image by up to this many pixels in x and y (a random crop of the image "
+        "padded by this much with its edge pixels). 0 = off."
+    )
+    resized_crop: float = Field(
+        1.0, gt=0.0, le=1.0, description="Random-resized crop: keep a random region of at least this share of the "
+        "image's area (aspect 3/4 to 4/3), scaled back to full size. 1.0 = off; 0.35 suits photos."
+    )
+    color_jitter: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Scale brightness, contrast and saturation by random factors in "
+        "[1 - x, 1 + x]. 0 = off; 0.2 is light."
+    )
+    cutout: int = Field(
+        0, ge=0, description="Fill a random square of this side (pixels) in each image with grey. 0 = off."
+    )
+
+    def active(self) -> bool:
+        return bool(self.flip or self.translate or self.resized_crop < 1.0 or self.color_jitter or self.cutout)
+
+
 class DataConfig(Section):
     name: DatasetName = Field(
         "digits", description="Dataset. digits is bundled with scikit-learn and works offline."
@@ -77,6 +103,19 @@ class DataConfig(Section):
     channels: Literal[1, 3] | None = Field(
         None, description="imagefolder: 1 = grayscale, 3 = RGB. Default: 3 if any image has colour."
     )
+    resize: Literal["squish", "crop", "pad"] = Field(
+        "squish", description="imagefolder: how an image of another shape becomes image_size: squish (stretch to "
+        "it), crop (scale to cover it, cut the centre) or pad (scale to fit inside it, black borders)."
+    )
+    cache: bool = Field(
+        True, description="imagefolder: keep the decoded images in data_dir/cache/, so the next run on the same "
+        "files decodes none (a changed, added or removed file is decoded again; the rest are reused)."
+    )
+    sampler: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="shuffle: every training image once per epoch. balanced: as many draws per epoch, "
+        "each class equally likely (images of rare classes repeat)."
+    )
+    augment: AugmentConfig = AugmentConfig()
     download: bool = Field(True, description="Download missing files from the official sources.")
     mirror: str | None = Field(
         None, description="Base URL tried before the official sources (a company mirror, or a test server). "
@@ -104,6 +143,11 @@ class ModelConfig(Section):
         True,
         description="Keep image activations in NHWC order: oneDNN's convolutions, 1.5x faster to train "
         "and about 3x faster to infer on CPU. Turn off only to compare.",
+    )
+
+    tta: Literal["none", "flip"] = Field(
+        "none", description="Test-time augmentation when evaluating and predicting: flip = average the "
+        "logits of each image and its mirror image (twice the inference time). Stored in the model."
     )
 
     @model_validator(mode="before")
@@ -171,6 +215,10 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     loss: LossConfig = LossConfig()
+    class_weights: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weight each class's loss by n_images / (n_classes * images of the class) "
+        "in the training split, so rare classes count as much as common ones."
+    )
     monitor: Literal["val_accuracy", "val_loss", "val_macro_f1", "val_auroc"] = Field(
         "val_accuracy", description="Validation metric that picks the best checkpoint and drives early stopping."
     )

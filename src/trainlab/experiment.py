@@ -228,7 +228,8 @@ def run_experiment(
             started = time.perf_counter()
             result = train(model, splits, cfg.train, seed=cfg.seed, device=device,
                            checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
-                           tracker=run, callbacks=callbacks, resume=resume)
+                           tracker=run, callbacks=callbacks, resume=resume, augment=cfg.data.augment,
+                           sampler=cfg.data.sampler)
             trained = time.perf_counter()
             best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
             test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)

@@ -35,7 +35,7 @@ class Classifier(nn.Module):
 
     def __init__(self, layers: Sequence[LayerDict], input_shape: Sequence[int], num_outputs: int,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 channels_last: bool = True) -> None:
+                 channels_last: bool = True, tta: str = "none") -> None:
         super().__init__()
         channels = input_shape[0]
         mean_t = torch.tensor(list(mean) if mean is not None else [127.5] * channels, dtype=torch.float32)
@@ -49,10 +49,17 @@ class Classifier(nn.Module):
         self.body, features = _build_body(self.layers, self.input_shape)
         self.head = nn.Linear(features, num_outputs)
         self.channels_last = channels_last
+        self.tta = tta  # "flip": in eval mode, the logits of the image and its mirror image, averaged
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.tta == "flip" and not self.training:
+            both = self._logits(torch.cat([pixels, pixels.flip(3)]))
+            return (both[:len(pixels)] + both[len(pixels):]) / 2
+        return self._logits(pixels)
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
         x = pixels.float() * self.scale - self.shift
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -63,7 +70,7 @@ class Classifier(nn.Module):
 def create_model(cfg: ModelConfig, input_shape: Sequence[int], num_outputs: int,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None) -> Classifier:
     """Build the configured network for images of ``input_shape`` (C, H, W)."""
-    return Classifier(resolve_layers(cfg), input_shape, num_outputs, mean, std, cfg.channels_last)
+    return Classifier(resolve_layers(cfg), input_shape, num_outputs, mean, std, cfg.channels_last, cfg.tta)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from trainlab import failpoints
 from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
-from trainlab.config import LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
+from trainlab.augment import make_augmenter
+from trainlab.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from trainlab.data import Splits
 from trainlab.errors import TrainingError
 from trainlab.metrics import epoch_metrics
@@ -98,22 +99,43 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def make_loss(cfg: LossConfig) -> nn.Module:
+AUGMENT_STREAM = 7_919  # offsets the augmentation's seed from the epoch's, so dropout draws what it drew before
+
+
+def balanced_class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """n / (classes * count) per class, scikit-learn's "balanced" rule; a class with no image gets 0."""
+    counts = torch.bincount(y, minlength=num_classes).double()
+    weights = torch.where(counts > 0, len(y) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float()
+
+
+def epoch_order(y: torch.Tensor, sampler: str, num_classes: int) -> torch.Tensor:
+    """The epoch's sample order (seeded by the caller): a permutation, or class-balanced draws with replacement."""
+    if sampler == "balanced":
+        counts = torch.bincount(y, minlength=num_classes).double()
+        per_image = (1.0 / counts.clamp(min=1))[y]
+        return torch.multinomial(per_image, len(y), replacement=True)
+    return torch.randperm(len(y))
+
+
+def make_loss(cfg: LossConfig, class_weights: torch.Tensor | None = None) -> nn.Module:
     if cfg.name == "binary_cross_entropy":
-        return _SmoothedBCE(cfg.label_smoothing)
-    return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        return _SmoothedBCE(cfg.label_smoothing, class_weights)
+    return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=cfg.label_smoothing)
 
 
 class _SmoothedBCE(nn.Module):
     """Binary cross-entropy on a one-logit head, targets pulled towards 0.5 by ``smoothing``."""
 
-    def __init__(self, smoothing: float) -> None:
+    def __init__(self, smoothing: float, class_weights: torch.Tensor | None = None) -> None:
         super().__init__()
         self.smoothing = smoothing
+        self.class_weights = class_weights
 
     def forward(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         target = y.float() * (1.0 - self.smoothing) + 0.5 * self.smoothing
-        return F.binary_cross_entropy_with_logits(logits[:, 0], target)
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device)[y]
+        return F.binary_cross_entropy_with_logits(logits[:, 0], target, weight=weight)
 
 
 def make_optimizer(cfg: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
@@ -172,11 +194,14 @@ def train(
     tracker: MetricSink | None = None,
     callbacks: TrainCallbacks | None = None,
     resume: dict[str, Any] | None = None,
+    augment: AugmentConfig | None = None,
+    sampler: str = "shuffle",
 ) -> TrainResult:
     """Train ``model`` on ``data``; write best.pt and last.pt into ``checkpoint_dir`` every epoch.
 
     ``checkpoint_meta`` (config, class names, ...) is stored in every checkpoint.
-    ``resume`` is the payload of a last.pt to continue from.
+    ``resume`` is the payload of a last.pt to continue from. ``augment`` changes training batches only;
+    ``sampler`` "balanced" draws every class equally often.
     """
     callbacks = callbacks or TrainCallbacks()
     x_train = torch.from_numpy(data.train_x).to(device)
@@ -186,7 +211,10 @@ def train(
     # a final batch of one sample would break BatchNorm; it is skipped (another sample each epoch)
     steps = n // batch + (1 if n % batch > 1 else 0)
 
-    loss_fn = make_loss(cfg.loss)
+    num_classes = len(data.class_names)
+    weights = balanced_class_weights(y_train.cpu(), num_classes).to(device) if cfg.class_weights == "balanced" else None
+    loss_fn = make_loss(cfg.loss, weights)
+    augmenter = make_augmenter(augment, tuple(data.train_x.shape[1:])) if augment is not None else None
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
     scheduler = make_scheduler(cfg.schedule, optimizer, cfg.epochs, steps)
     state = LoopState()
@@ -205,7 +233,8 @@ def train(
             break
         # reseed from (seed, epoch): the same batches and dropout masks after a resume
         torch.manual_seed(epoch_seed(seed, epoch))
-        order = torch.randperm(n).to(device)
+        order = epoch_order(y_train.cpu(), sampler, num_classes).to(device)
+        draws = torch.Generator().manual_seed(epoch_seed(seed, epoch) + AUGMENT_STREAM)
         model.train()
         started = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -214,6 +243,8 @@ def train(
         for step in range(steps):
             idx = order[step * batch:(step + 1) * batch]
             xb, yb = x_train[idx], y_train[idx]
+            if augmenter is not None:
+                xb = augmenter(xb, draws)
             # forward, backward, update
             logits = model(xb)
             loss = loss_fn(logits, yb)
