@@ -200,7 +200,7 @@ def test_piped_output_says_what_it_trains_and_keeps_talking_inside_long_epochs(t
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     run_id = only_run_dir().name
-    assert lines[0].startswith("npz: 1,152 train / 128 val (10% of train) / 320 test (20% of x, stratified: no x_test) "
+    assert lines[0].startswith("npz: 1,152 train / 128 val (10% of train, stratified) / 320 test (20% of x, stratified: no x_test) "
                                "images of 1x28x28, 4 classes "
                                "(0, 1, 2, 3) · model medium (")
     assert lines[0].endswith(f" parameters) · cpu, 1 thread · run {run_id}")
@@ -243,8 +243,10 @@ def test_an_image_folder_as_people_have_it(tmp_path: Path) -> None:
     carved = runner.invoke(app, ["train", "data.name=imagefolder", f"data.path={tmp_path / 'pets'}", "data.image_size=16",
                                  "train.epochs=1", "threads=1", "--tracker", "none", "output_dir=carved"])
     assert carved.exit_code == 0, carved.output
-    assert carved.stdout.startswith("imagefolder: 43 train (the rest of folder train/) / 5 val (10% of train) / 12 test "
-                                    "(20% of folder train/, stratified: no test/ folder) images"), carved.stdout
+    assert carved.stdout.startswith("imagefolder: 43 train (the rest of folder train/) / 5 val (10% of train, stratified) "
+                                    "/ 12 test (20% of folder train/: 12 of 60 images, stratified: no test/ folder) "
+                                    "images"), carved.stdout
+    assert "images per class (train/val/test): cat 21/3/6, dog 22/2/6" in carved.stdout, carved.stdout
 
 
 @pytest.mark.slow

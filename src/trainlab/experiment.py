@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from trainlab import __version__, failpoints
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
 from trainlab.config import Config, LossConfig, recorded_config
 from trainlab.data import Dataset, Splits, load_data
+from trainlab.data.dataset import rare_classes
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
 from trainlab.errors import (
@@ -63,6 +64,8 @@ class RunStart:
     resumed: bool
     train_source: str = ""  # "folder train/", "the rest of folder train/"; empty: the source's training split
     test_source: str = ""  # "folder test/", "20% of folder train/, stratified: no test/ folder"
+    class_counts: dict[str, list[int]] = field(default_factory=dict)  # split -> images per class
+    ingestion: str = ""  # "cache hit: 2,000 images, none decoded"
 
 
 class RunCallbacks(TrainCallbacks):
@@ -194,12 +197,20 @@ def run_experiment(
     info = RunInfo(run_id=run_id, run_dir=run_dir, experiment=cfg.name, config=recorded_config(cfg),
                    tags={**this_process(), "job": job, **(tags or {})}, resumed=resume is not None, job=job,
                    group=group)
-    val_source = dataset.val_source or f"{cfg.data.val_fraction:.0%} of train"
+    val_source = dataset.val_source or f"{cfg.data.val_fraction:.0%} of train, stratified"
+    counts = splits.class_counts()
     if isinstance(callbacks, RunCallbacks):
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
                                         dataset.input_shape, val_source, cfg.model.arch, count_parameters(model),
                                         device.type, threads, resume is not None, dataset.train_source,
-                                        dataset.test_source))
+                                        dataset.test_source, counts, dataset.ingestion))
+    for notice in dataset.notices:
+        warn(notice)
+    if rare := rare_classes(dataset.class_names, counts["train"]):
+        warn(f"{len(rare)} class{'es have' if len(rare) > 1 else ' has'} under a fifth of the largest class's training "
+             f"images: {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''}; the model will rarely predict "
+             f"{'them' if len(rare) > 1 else 'it'}: add images, or set train.class_weights: balanced or "
+             "data.sampler: balanced")
     if dataset.skipped:
         shown = ", ".join(dataset.skipped[:SHOW_SKIPPED])
         more = f" and {len(dataset.skipped) - SHOW_SKIPPED:,} more" if len(dataset.skipped) > SHOW_SKIPPED else ""

@@ -77,7 +77,8 @@ def expand_folders(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     return files, other
 
 
-def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list[str], np.ndarray, list[Path]]:
+def read_inputs(paths: Sequence[Path], input_shape: Sequence[int],
+                resize: str = "squish") -> tuple[list[str], np.ndarray, list[Path]]:
     """Decode every input (the images in folders) into uint8 (N, C, H, W) at the model's input size; and the
     files in folders that were left out."""
     channels, height, width = input_shape
@@ -97,7 +98,7 @@ def read_inputs(paths: Sequence[Path], input_shape: Sequence[int]) -> tuple[list
             batches.append(arr.astype(np.uint8))
             sources += [f"{path.name}[{i}]" for i in range(len(arr))]
         else:
-            batches.append(load_images([path], channels, (height, width)))
+            batches.append(load_images([path], channels, (height, width), resize))
             sources.append(str(path))
     return sources, np.concatenate(batches), other
 
@@ -111,7 +112,8 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
     """
     payload = load_checkpoint(locate_checkpoint(model_ref, runs_dir, tracking_uri), complete=True)
     model = model_from_checkpoint(payload)
-    sources, pixels, other = read_inputs(paths, model.input_shape)
+    resize = payload["config"].get("data", {}).get("resize", "squish")  # as the model's training images were fitted
+    sources, pixels, other = read_inputs(paths, model.input_shape, resize)
     if invert:
         pixels = 255 - pixels
     notes = [note] if (note := polarity_note(pixels, sources, payload.get("background"), invert)) else []

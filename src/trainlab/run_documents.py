@@ -50,6 +50,9 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
         **({"train_source": dataset.train_source} if dataset.train_source else {}),
         **({"test_source": dataset.test_source} if dataset.test_source else {}),
         "class_names": list(dataset.class_names), "input_shape": list(dataset.input_shape),
+        "class_counts": {split: dict(zip(dataset.class_names, counts, strict=True))
+                         for split, counts in splits.class_counts().items()},
+        **({"ingestion": dataset.ingestion} if dataset.ingestion else {}),
         "skipped_files": list(dataset.skipped),
     }
     return RunDocuments({**flatten_config(cfg), **aliases}, tags, environment(threads), data,

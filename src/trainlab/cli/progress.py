@@ -30,7 +30,8 @@ class DownloadBar:
                                      console=err_console, transient=False)
             self.progress.start()
         if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(f"download {name}", total=total)
+            label = name if name.startswith(("decode ", "read ")) else f"download {name}"
+            self.tasks[name] = self.progress.add_task(label, total=total)
         self.progress.update(self.tasks[name], completed=done)
 
     def close(self) -> None:
@@ -48,7 +49,19 @@ def start_line(start: RunStart) -> str:
     return (f"{start.dataset}: {sizes['train']:,} train{train} / {sizes['val']:,} val ({start.val_source}) / "
             f"{sizes['test']:,} test{test} images of {shape}, {len(start.class_names)} classes ({classes}) · "
             f"model {start.model} ({start.parameters:,} parameters) · {start.device}, {start.threads} "
-            f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}")
+            f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}"
+            + (f" · {start.ingestion}" if start.ingestion else ""))
+
+
+def class_counts_line(start: RunStart, shown: int = 10) -> str:
+    """Images per class per split, one line: "per class: brick 32/4/8, grass 32/4/8 (train/val/test)"."""
+    counts = start.class_counts
+    if not counts:
+        return ""
+    splits = [s for s in ("train", "val", "test") if s in counts]
+    rows = [f"{name} {'/'.join(f'{counts[s][i]:,}' for s in splits)}" for i, name in enumerate(start.class_names)]
+    more = f", ... ({len(rows) - shown} more classes, all in data.json)" if len(rows) > shown else ""
+    return f"images per class ({'/'.join(splits)}): {', '.join(rows[:shown])}{more}"
 
 
 def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> RunCallbacks:
@@ -83,6 +96,8 @@ def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> Run
         def on_run_start(self, start: RunStart) -> None:
             if not quiet:
                 console.print(start_line(start), soft_wrap=True, highlight=False, markup=False)
+                if per_class := class_counts_line(start):
+                    console.print(per_class, soft_wrap=True, highlight=False, markup=False)
 
         def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
             self.epochs, self.steps = epochs, steps_per_epoch

@@ -34,6 +34,8 @@ class Dataset:
     train_source: str = ""  # where train_x came from, when the source is not one file set ("folder train/")
     test_source: str = ""  # where test_x came from, when not the source's own test split ("20% of train, stratified")
     skipped: tuple[str, ...] = ()  # source files that could not be read and were left out
+    ingestion: str = ""  # how the files became pixels, for the start line ("cache hit: 2,000 images, none decoded")
+    notices: tuple[str, ...] = ()  # problems that did not stop loading (a cache that could not be written)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -59,6 +61,22 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_y), "val": len(self.val_y), "test": len(self.test_y)}
+
+    def class_counts(self) -> dict[str, list[int]]:
+        """Images per class (in class_names' order) per split."""
+        n = len(self.class_names)
+        return {split: np.bincount(y, minlength=n).tolist()
+                for split, y in (("train", self.train_y), ("val", self.val_y), ("test", self.test_y))}
+
+
+RARE_CLASS = 5  # a class with fewer than 1/RARE_CLASS of the largest class's training images is warned about
+
+
+def rare_classes(class_names: tuple[str, ...], train_counts: list[int]) -> list[str]:
+    """Classes with under a fifth of the largest class's training images: the model will rarely predict them."""
+    largest = max(train_counts, default=0)
+    return [f"{name} ({count:,})" for name, count in zip(class_names, train_counts, strict=True)
+            if count * RARE_CLASS < largest]
 
 
 Loader = Callable[[DataConfig, "DownloadProgress | None"], Dataset]

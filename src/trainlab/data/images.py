@@ -10,7 +10,9 @@ import numpy as np
 
 from trainlab.config import DataConfig
 from trainlab.data.dataset import Dataset, register_dataset, stratified_indices
+from trainlab.data.decode import decode_image
 from trainlab.data.fetch import DownloadProgress
+from trainlab.data.ingest import ingest
 from trainlab.errors import ConfigError, CorruptDataError, DataError, DataNotFoundError
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -18,45 +20,17 @@ DEFAULT_SIZE = (28, 28)
 VAL_FOLDERS = ("val", "valid", "validation")  # the names people give a validation split
 
 
-def _decode(path: Path, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image as uint8 (C, H, W); raises CorruptDataError naming the file."""
-    from PIL import Image, UnidentifiedImageError
-
-    height, width = size
-    try:
-        with Image.open(path) as opened:
-            img = opened.convert(mode)
-            if img.size != (width, height):
-                img = img.resize((width, height), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.uint8)
-    except Image.DecompressionBombError as exc:  # a few bytes that would decode to gigabytes
-        raise CorruptDataError(f"image {str(path)!r} is too large to decode safely ({exc.args[0].split(',')[0]}); "
-                               "shrink it, or remove it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CorruptDataError(f"image {str(path)!r} cannot be read ({exc}); remove or replace it") from None
-    return arr[None] if mode == "L" else arr.transpose(2, 0, 1)
-
-
-def load_images(paths: Sequence[Path], channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode, convert (L or RGB) and resize images to uint8 (N, C, H, W); an unreadable file is an error."""
-    return decode_images(paths, channels, size, strict=True)[0]
-
-
-def decode_images(paths: Sequence[Path], channels: int, size: tuple[int, int],
-                  strict: bool) -> tuple[np.ndarray, list[Path]]:
-    """Decode every readable image; unless ``strict``, unreadable ones are left out and returned."""
+def load_images(paths: Sequence[Path], channels: int, size: tuple[int, int], resize: str = "squish") -> np.ndarray:
+    """Decode images to uint8 (N, C, H, W) by the dataset rules (trainlab.data.decode); an unreadable file is an error."""
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(paths), channels, *size), dtype=np.uint8)
-    kept, skipped = 0, []
-    for path in paths:
+    for i, path in enumerate(paths):
         try:
-            out[kept] = _decode(path, mode, size)
-            kept += 1
-        except CorruptDataError:
-            if strict:
-                raise
-            skipped.append(path)
-    return out[:kept], skipped
+            content = Path(path).read_bytes()
+        except OSError as exc:
+            raise CorruptDataError(f"image {str(path)!r} cannot be read ({exc.strerror}); check the path") from None
+        out[i] = decode_image(content, str(path), mode, size, resize)
+    return out
 
 
 def border_brightness(x: np.ndarray) -> np.ndarray:
@@ -73,19 +47,6 @@ def background(x: np.ndarray) -> str | None:
     return "light" if light >= 0.9 else "dark" if light <= 0.1 else None
 
 
-def has_colour(paths: Sequence[Path]) -> bool:
-    from PIL import Image
-
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                if img.mode not in ("1", "L", "LA", "I", "I;16", "F"):
-                    return True
-        except (OSError, ValueError):
-            continue  # decode_images skips or reports it with the file name
-    return False
-
-
 def _class_files(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """Image files per class subfolder, and the files that are not images (skipped, and said)."""
     classes, other = {}, []
@@ -100,12 +61,12 @@ def _class_files(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     return classes, other
 
 
-def _manifest_sha256(root: Path, files: Sequence[Path]) -> str:
-    """One digest over every image's relative path and bytes: the folder's data version."""
+def _manifest_sha256(root: Path, files: Sequence[Path], sha256: dict[Path, str]) -> str:
+    """One digest over every image's relative path and content SHA-256: the folder's data version."""
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(hashlib.sha256(f.read_bytes()).digest())
+        digest.update(bytes.fromhex(sha256[f]))
     return digest.hexdigest()
 
 
@@ -140,19 +101,18 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
         return paths, labels
 
     all_paths = [p for split in splits.values() for p in flatten(split)[0]]
-    channels = cfg.channels or (3 if has_colour(all_paths) else 1)
-    size = tuple(cfg.image_size or DEFAULT_SIZE)
-    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    skipped = list(other)
     if other and cfg.strict:
         raise DataError(f"{str(other[0])!r} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); remove it, or "
                         "set data.strict: false to skip such files")
+    size: tuple[int, int] = (cfg.image_size[0], cfg.image_size[1]) if cfg.image_size else DEFAULT_SIZE
+    images = ingest(root, all_paths, cfg, size, progress)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    skipped = list(other) + [p for p in all_paths if p not in images.pixels]
     for split, by_class in splits.items():
         paths, labels = flatten(by_class)
-        x, bad = decode_images(paths, channels, size, cfg.strict)  # type: ignore[arg-type]
-        skipped += bad
-        bad_set = set(bad)
-        arrays[split] = x, np.asarray([y for p, y in zip(paths, labels) if p not in bad_set], dtype=np.int64)
+        kept = [(p, y) for p, y in zip(paths, labels, strict=True) if p in images.pixels]
+        x = np.stack([images.pixels[p] for p, _ in kept]) if kept else np.zeros((0, images.channels, *size), np.uint8)
+        arrays[split] = x, np.asarray([y for _, y in kept], dtype=np.int64)
     train_x, train_y = arrays["train"]
     train_source = "folder train/" if split_folders else "the class folders"
     if "test" in arrays:
@@ -161,18 +121,19 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
     else:
         keep, held = stratified_indices(train_y, cfg.test_fraction, cfg.split_seed)
         train_x, test_x, test_y, train_y = train_x[keep], train_x[held], train_y[held], train_y[keep]
-        test_source = f"{cfg.test_fraction:.0%} of {train_source}, stratified: no test/ folder"
+        test_source = (f"{cfg.test_fraction:.0%} of {train_source}: {len(held):,} of {len(keep) + len(held):,} "
+                       "images, stratified: no test/ folder")
         train_source = f"the rest of {train_source}"
 
     val_x, val_y = arrays.get("val", (None, None))
-    unread = set(skipped)
-    read = [p for p in all_paths if p not in unread]
+    read = [p for p in all_paths if p in images.pixels]
     return Dataset(
         name="imagefolder", class_names=class_names,
         train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-        files={f"{root.name}/ ({len(read)} images)": _manifest_sha256(root, read)},
+        files={f"{root.name}/ ({len(read)} images)": _manifest_sha256(root, read, images.sha256)},
         location=str(root),
         val_x=val_x, val_y=val_y, val_source=f"folder {val_folder}/" if val_x is not None else "",
         train_source=train_source, test_source=test_source,
         skipped=tuple(p.relative_to(root).as_posix() for p in skipped),
+        ingestion=images.summary, notices=tuple(images.problems),
     )

@@ -1,0 +1,152 @@
+"""An image folder's files to decoded pixels: hashed once, decoded once, then served from the cache.
+
+Two passes over the files, each spread over threads (Pillow and hashlib release the GIL): the first reads
+and hashes the files the cache does not know (or whose stat changed) and notes whether they have colour, which
+decides the dataset's channels; the second decodes what the cache does not hold at this size and policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from trainlab.config import DataConfig
+from trainlab.data.decode import decode_image, is_colour
+from trainlab.data.fetch import DownloadProgress
+from trainlab.data.image_cache import DecodedImages, FileStat, ImageCache, stat_of
+from trainlab.errors import CorruptDataError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Ingested:
+    """The decoded images of a folder's files (files that could not be decoded are absent), and how it went."""
+
+    channels: int
+    pixels: dict[Path, np.ndarray] = field(default_factory=dict)
+    sha256: dict[Path, str] = field(default_factory=dict)  # every file's content digest (also the refused ones)
+    decoded: int = 0  # files decoded by this call; the rest came from the cache
+    summary: str = ""  # for the start line: "cache hit: 2,000 images, none decoded"
+    problems: list[str] = field(default_factory=list)  # about the cache: said once, never fatal
+
+
+def ingest(root: Path, paths: Sequence[Path], cfg: DataConfig, size: tuple[int, int],
+           progress: DownloadProgress | None = None) -> Ingested:
+    """Decode ``paths`` (files under ``root``) at ``size`` by ``cfg.resize``; refused files are left out (or, with
+    ``cfg.strict``, the first one is a CorruptDataError naming it)."""
+    cache = ImageCache(cfg.data_dir, root, cfg.cache)
+    known = cache.read_stats()
+    names = {p: p.relative_to(root).as_posix() for p in paths}
+    stats = _current_stats(paths, names, known, progress, root)
+    channels = cfg.channels or (3 if any(s.colour for s in stats.values()) else 1)
+    stored = cache.read_images(channels, size, cfg.resize)
+    result = Ingested(channels, sha256={p: stats[p].sha256 for p in paths})
+    missing = [p for p in paths if stats[p].sha256 not in stored.images and stats[p].sha256 not in stored.refused]
+    mode = "L" if channels == 1 else "RGB"
+
+    def decode(path: Path) -> np.ndarray | str:
+        try:
+            return decode_image(path.read_bytes(), names[path], mode, size, cfg.resize)
+        except CorruptDataError as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"image {names[path]!r} cannot be read ({exc.strerror}); remove or replace it"
+
+    total = sum(stats[p].size for p in missing)
+    for path, outcome in zip(missing, _threaded(decode, missing, _bytes_progress(progress, f"decode {root.name}/",
+                                                                                   [stats[p].size for p in missing],
+                                                                                   total)), strict=True):
+        target = stored.images if isinstance(outcome, np.ndarray) else stored.refused
+        target[stats[path].sha256] = outcome  # type: ignore[assignment]
+    for path in paths:
+        sha = stats[path].sha256
+        if sha in stored.images:
+            result.pixels[path] = stored.images[sha]
+        elif cfg.strict:
+            why = stored.refused[sha]
+            why = why if repr(names[path]) in why else f"image {names[path]!r} cannot be read; remove or replace it"
+            raise CorruptDataError(f"{why}, or set data.strict: false to skip such files")
+    result.decoded = len(missing)
+    changed_stats = {names[p]: stats[p] for p in paths} != {n: s for n, s in known.items() if n in names.values()} \
+        or len(known) != len(paths)
+    if changed_stats:
+        cache.write_stats({names[p]: stats[p] for p in paths})
+    current = {stats[p].sha256 for p in paths}
+    if missing or set(stored.images) | set(stored.refused) != current:
+        cache.write_images(channels, size, cfg.resize, DecodedImages(
+            {s: x for s, x in stored.images.items() if s in current},
+            {s: w for s, w in stored.refused.items() if s in current}))
+    decoded_ok = sum(1 for p in missing if stats[p].sha256 in stored.images)
+    result.summary = _summary(len(result.pixels), decoded_ok, cfg.cache)
+    result.problems = cache.problems
+    return result
+
+
+def _summary(files: int, decoded: int, cached: bool) -> str:
+    """``files`` images read, ``decoded`` of them decoded by this call (refused files are counted elsewhere)."""
+    if not cached:
+        return f"decoded {files:,} images (data.cache is off)"
+    if decoded == 0:
+        return f"cache hit: {files:,} images, none decoded"
+    if decoded == files:
+        return f"decoded {files:,} images into the cache"
+    return f"cache: {files - decoded:,} images reused, {decoded:,} new or changed decoded"
+
+
+def _current_stats(paths: Sequence[Path], names: dict[Path, str], known: dict[str, FileStat],
+                   progress: DownloadProgress | None, root: Path) -> dict[Path, FileStat]:
+    """Each file's stat, content SHA-256 and colour: from the cache when its stat is unchanged, else read."""
+    stats = {p: stat_of(p) for p in paths}
+    fresh = {p: known[names[p]] for p in paths if names[p] in known and known[names[p]].same_file(stats[p])}
+    unread = [p for p in paths if p not in fresh]
+
+    def read(path: Path) -> FileStat:
+        try:
+            content = path.read_bytes()
+        except OSError:  # permissions: the decode pass refuses it, naming why; a chmod changes ctime, so it is read again
+            return replace(stats[path], sha256=hashlib.sha256(f"unreadable {names[path]}".encode()).hexdigest())
+        return replace(stats[path], sha256=hashlib.sha256(content).hexdigest(), colour=is_colour(content))
+
+    sizes = [stats[p].size for p in unread]
+    for path, stat in zip(unread, _threaded(read, unread, _bytes_progress(progress, f"read {root.name}/", sizes,
+                                                                           sum(sizes))), strict=True):
+        fresh[path] = stat
+    return fresh
+
+
+def _bytes_progress(progress: DownloadProgress | None, name: str, sizes: list[int],
+                    total: int) -> Callable[[int], None] | None:
+    """Report bytes done after each item, for work large enough to show (over 20 MB)."""
+    if progress is None or total < 20_000_000:
+        return None
+    done = [0]
+
+    def step(index: int) -> None:
+        done[0] += sizes[index]
+        progress(name, done[0], total)
+
+    return step
+
+
+def _threaded(work: Callable[[T], R], items: Sequence[T], after: Callable[[int], None] | None) -> Iterable[R]:
+    """``work`` over ``items`` on a few threads, results in order (Pillow and hashlib release the GIL)."""
+    if len(items) < 8:
+        for i, item in enumerate(items):
+            yield work(item)
+            if after:
+                after(i)
+        return
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="trainlab-decode") as pool:
+        for i, result in enumerate(pool.map(work, items)):
+            if after:
+                after(i)
+            yield result
