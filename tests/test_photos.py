@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import bomb_png, chelsea, exif_rotated, png_bytes, write_bad_photos, write_texture_folder
 from PIL import Image
 from typer.testing import CliRunner
 
-from photos import bomb_png, chelsea, exif_rotated, png_bytes, write_bad_photos, write_texture_folder
 from trainlab.config import DataConfig
 from trainlab.data import create_dataset
 from trainlab.data.decode import _draft, decode_image
