@@ -53,6 +53,7 @@ def test_json_config(tmp_path: Path) -> None:
         (["train.loss.label_smoothing=1.5"], "train.loss.label_smoothing = 1.5: input should be less than 1"),
         (["train.batch_size=0"], "train.batch_size = 0: input should be greater than 0"),
         (["epochs"], "override 'epochs' is not key=value"),
+        (["photos.yaml"], "'photos.yaml' looks like a config file but is passed as an override; pass it with -c"),
         (["seed=1", "seed.x=1"], "override 'seed.x': 'seed' is a value (1), not a section"),
     ],
 )

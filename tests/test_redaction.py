@@ -32,6 +32,9 @@ runner = CliRunner()
     # a message quoting a value that holds "key": its words stay (it read "'monkey': *** should be")
     ("model.arch = 'monkey': input should be 'small'", "model.arch = 'monkey': input should be 'small'"),
     (f"{{'api_key': '{CANARY}'}}", "{'api_key': '***'}"),
+    # help text naming the form of an override stays readable (it read "is not key=***")
+    ("override 'photo.yaml' is not key=value; write e.g. train.epochs=5",
+     "override 'photo.yaml' is not key=value; write e.g. train.epochs=5"),
 ])
 def test_redact_masks_credentials_in_text(text: str, masked: str) -> None:
     assert redact(text) == masked

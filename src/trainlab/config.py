@@ -324,6 +324,9 @@ def parse_override(item: str) -> tuple[str, Any]:
     """``train.optimizer.lr=0.01`` -> ("train.optimizer.lr", 0.01); values are parsed as YAML."""
     key, sep, text = item.partition("=")
     key = key.strip()
+    if not sep and key.lower().endswith((".yaml", ".yml", ".json")):
+        raise ConfigError(f"{item!r} looks like a config file but is passed as an override; pass it with "
+                          f"-c (--config): trainlab train -c {item}")
     if not sep or not key:
         raise ConfigError(f"override {item!r} is not key=value; write e.g. train.epochs=5")
     if len(text) > MAX_OVERRIDE_CHARS:

@@ -46,9 +46,12 @@ def secret_values() -> list[str]:
     return [v for name in SECRET_VARIABLES if len(v := os.environ.get(name, "")) >= 8]
 
 
+PLACEHOLDERS = frozenset({MASK, "value", "<value>", "..."})  # help text's `key=value` is not a credential
+
+
 def _mask_named(match: re.Match[str]) -> str:
     value = match["value"]
-    return match[0] if value == MASK else f"{match['name']}{match['sep']}{MASK}"
+    return match[0] if value.lower() in PLACEHOLDERS else f"{match['name']}{match['sep']}{MASK}"
 
 
 def redact(text: str) -> str:
