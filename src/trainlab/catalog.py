@@ -26,6 +26,11 @@ def _conv_block(out: int) -> list[LayerDict]:
     return [{"type": "conv", "out": out, "kernel": 3}, {"type": "batchnorm"}, {"type": "relu"}]
 
 
+def _airbench_stage(out: int) -> list[LayerDict]:
+    return [{"type": "conv", "out": out, "kernel": 3}, {"type": "maxpool", "kernel": 2}, {"type": "batchnorm"},
+            {"type": "gelu"}, {"type": "conv", "out": out, "kernel": 3}, {"type": "batchnorm"}, {"type": "gelu"}]
+
+
 # each a layer list; the classifier head (a linear layer, one output per class) is appended when built
 ARCHITECTURES: dict[str, tuple[LayerDict, ...]] = {
     # ~21k parameters on 28x28 (mostly the head): seconds per epoch on a laptop CPU
@@ -45,6 +50,17 @@ ARCHITECTURES: dict[str, tuple[LayerDict, ...]] = {
     "large": (*_conv_block(64), *_conv_block(64), {"type": "maxpool", "kernel": 2},
               *_conv_block(128), *_conv_block(128), {"type": "maxpool", "kernel": 2},
               *_conv_block(256), {"type": "global_avgpool"}, {"type": "dropout", "p": 0.3}),
+    # photos from scratch (configs/photos.yaml): four conv stages, the last pooled over the whole image, so any
+    # image size works and the head sees what is in the picture, not where; ~390k parameters
+    "photo": (*_conv_block(32), {"type": "maxpool", "kernel": 2},
+              *_conv_block(64), {"type": "maxpool", "kernel": 2},
+              *_conv_block(128), {"type": "maxpool", "kernel": 2},
+              *_conv_block(256), {"type": "global_avgpool"}),
+    # CIFAR-10 on a CPU (configs/cifar10_fast.yaml), after airbench: a stem, then three stages of
+    # conv-pool-BatchNorm-GELU + conv-BatchNorm-GELU (pooled before BatchNorm, as in "fast"), 32 -> 16 -> 8 -> 4 px
+    "cifar": ({"type": "conv", "out": 32, "kernel": 3}, {"type": "batchnorm"}, {"type": "gelu"},
+              *_airbench_stage(64), *_airbench_stage(128), *_airbench_stage(128),
+              {"type": "global_avgpool"}),
 }
 CUSTOM = "custom"  # model.arch for a network declared in model.layers
 
