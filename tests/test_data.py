@@ -190,7 +190,9 @@ def test_configured_mirror_is_tried_first(tmp_path, idx_set, http_server: Server
 # -- CIFAR-10, image folders, npz -----------------------------------------------------------
 
 
-def _cifar_archive(path: Path) -> bytes:
+def _cifar_archive(path: Path, marked: bool = False) -> bytes:
+    """The official layout with random images; ``marked``: the first training image has a red top row and a
+    blue bottom-right pixel."""
     rng = np.random.default_rng(0)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -201,7 +203,12 @@ def _cifar_archive(path: Path) -> bytes:
             tar.addfile(info, io.BytesIO(blob))
 
         for b in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            add(b, {b"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 20))})
+            rows = rng.integers(0, 256, (20, 3072), dtype=np.uint8)
+            if marked and b == "data_batch_1":
+                rows[0] = 0
+                rows[0, :32] = 255  # red channel (the first 1,024 values), top row
+                rows[0, 3071] = 255  # blue channel, last pixel
+            add(b, {b"data": rows, b"labels": list(rng.integers(0, 10, 20))})
         add("batches.meta", {b"label_names": [n.encode() for n in ("airplane", "automobile", "bird", "cat", "deer",
                                                                      "dog", "frog", "horse", "ship", "truck")]})
     path.write_bytes(buf.getvalue())
@@ -218,6 +225,29 @@ def test_cifar10_archive(tmp_path: Path, monkeypatch) -> None:
     ds = create_dataset(DataConfig(name="cifar10", data_dir=tmp_path / "data", download=False))
     assert ds.train_x.shape == (100, 3, 32, 32) and ds.test_x.shape == (20, 3, 32, 32)
     assert ds.class_names[:2] == ("airplane", "automobile")
+
+
+def test_the_cifar10_fast_preset_trains_on_the_official_format(tmp_path: Path, monkeypatch) -> None:
+    """The real loader and the preset together, on a small archive in the official layout (rows of 1,024 red,
+    then green, then blue values, row-major): the pixels land where the format says, and the recipe runs."""
+    from trainlab.config import load_config
+    from trainlab.experiment import run_experiment
+
+    folder = tmp_path / "data" / "cifar10"
+    folder.mkdir(parents=True)
+    blob = _cifar_archive(folder / "cifar-10-python.tar.gz", marked=True)
+    source = cifar_module.CIFAR10
+    monkeypatch.setattr(cifar_module, "CIFAR10", type(source)(
+        source.dataset, (RemoteFile("cifar-10-python.tar.gz", sha256_bytes(blob)),), ()))
+    cfg = load_config(REPO / "configs" / "cifar10_fast.yaml", [
+        f"data.data_dir={tmp_path / 'data'}", "data.download=false", "train.epochs=2", "train.batch_size=32",
+        "data.val_fraction=0.2", "tracking.trackers=[]", "report=false", "threads=1"])
+    ds = create_dataset(cfg.data)
+    assert ds.train_x[0, 0, 0].tolist() == [255] * 32 and ds.train_x[0, 1:, 0].max() == 0  # a red top row
+    assert ds.train_x[0, 2, 31, 31] == 255  # the bottom-right pixel is blue
+    outcome = run_experiment(cfg)
+    assert outcome.result.history[-1]["images_per_second"] > 0 and len(outcome.result.history) == 2
+    assert outcome.config.model.tta == "flip" and outcome.config.data.augment.flip
 
 
 def test_cifar10_wrong_archive_is_rejected(tmp_path: Path) -> None:
