@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainlab import failpoints
-from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
 from trainlab.augment import make_augmenter
+from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
 from trainlab.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from trainlab.data import Splits
 from trainlab.errors import TrainingError
