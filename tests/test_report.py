@@ -279,6 +279,27 @@ def test_what_a_record_holds_is_escaped_on_the_page(fast_config) -> None:
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
+def test_a_run_with_augmentation_shows_its_draws_and_one_without_does_not(fast_config) -> None:
+    from trainlab.pages.run_page import RunView, augmentation_section
+
+    augmented = run_experiment(fast_config("data.name=digits", "train.epochs=1", "report=true",
+                                           "data.augment.flip=true", "data.augment.translate=2",
+                                           "data.augment.cutout=3"))
+    html = (augmented.run_dir / "report.html").read_text()
+    assert 'id="augmentation"' in html
+    assert "Translate ±2 px, flip, cutout 3 px; training batches only (never validation or test images)" in html
+    assert "four augmented draws of each" in html
+    assert_self_contained(html)
+    plain = run_experiment(fast_config("data.name=digits", "train.epochs=1", "report=true"))
+    assert "Augmentation" not in (plain.run_dir / "report.html").read_text()
+    # rebuilt where the training images cannot be loaded: the options are said, the grid is not drawn
+    view = RunView("elsewhere", "default", "FINISHED", None, None, {}, {},
+                   {"seed": 0, "data": {"augment": {"flip": True}}}, {}, {}, {}, [], None)  # type: ignore[arg-type]
+    section = augmentation_section(view)
+    assert section is not None and section.figures == []
+    assert section.notes[-1] == "Augmented samples not shown: the run's training images cannot be loaded here."
+
+
 # -- the figures: legible on a page viewed 1280 px wide ----------------------------------------------------
 
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")

@@ -27,7 +27,7 @@ from trainlab.experiments.pair import Comparison, compare_pair
 from trainlab.experiments.sides import side_of
 from trainlab.experiments.wording import amount, interval, label, p_text
 from trainlab.pages.page import REPORT, Figure, Page, Section, Table, write_page
-from trainlab.pages.run_page import RunView, run_page, test_images, view_from_record
+from trainlab.pages.run_page import RunView, run_page, run_splits, view_from_record
 
 if TYPE_CHECKING:
     from trainlab.experiments.sweep_run import SweepOutcome
@@ -102,11 +102,12 @@ def write_trial_pages(record: Record, parent: RunRow, wanted: set[str], *, log: 
             continue
         key = json.dumps([view.config.get("data"), view.data.get("fingerprint")], sort_keys=True, default=str)
         if key not in images:
-            found = test_images(view)
-            images[key] = (found, list(view.notes))
+            images[key] = (run_splits(view), list(view.notes))
         else:
             view.notes.extend(images[key][1])
-        view.images = images[key][0]
+        splits = images[key][0]
+        if splits is not None:
+            view.images, view.train_images = splits.test_x, splits.train_x
         pages[row.run_id], _ = write_page(run_page(view), path)
         if log:
             record.log_artifact(row, path)

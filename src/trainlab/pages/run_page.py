@@ -20,7 +20,7 @@ from trainlab.errors import ArtifactNotFound, TrainlabError
 from trainlab.pages.page import REPORT, Figure, Gallery, Page, Section, Table, write_page
 
 if TYPE_CHECKING:
-    from trainlab.config import Config
+    from trainlab.config import AugmentConfig, Config
     from trainlab.data import Splits
     from trainlab.evaluate import Evaluation
     from trainlab.run_documents import RunDocuments
@@ -34,6 +34,7 @@ MACHINE_CPU = "the machine's CPU (%, all processes)"
 # whole machine's, so its memory is left out: other processes share it
 SYSTEM = {"process_rss_mb": PROCESS_MEMORY, "system/cpu_utilization_percentage": MACHINE_CPU}
 CONFUSED_PAIRS, PER_PAIR, MISTAKES = 3, 6, 12
+GRID_TILE_PX = 48  # the augmentation grid's small images are enlarged to about this width
 
 
 @dataclass
@@ -54,6 +55,7 @@ class RunView:
     history: list[dict[str, float]]
     test: Evaluation
     images: np.ndarray | None = None  # the test split's images, in the predictions' order
+    train_images: np.ndarray | None = None  # the training split's images: the augmentation grid's samples
     system: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -78,12 +80,14 @@ def view_from_record(record: Record, row: RunRow, *, with_images: bool = True) -
                    documents["environment.json"] or {}, record.history(row), test)
     view.system = {SYSTEM[k]: v for k, v in record.system_metrics(row, list(SYSTEM)).items()}
     if with_images:
-        view.images = test_images(view)
+        splits = run_splits(view)
+        if splits is not None:
+            view.images, view.train_images = splits.test_x, splits.train_x
     return view
 
 
-def test_images(view: RunView) -> np.ndarray | None:
-    """The test images the predictions are about, when this machine has the run's data (same fingerprint)."""
+def run_splits(view: RunView) -> Splits | None:
+    """The run's train/validation/test splits, when this machine has the run's data (same fingerprint)."""
     from trainlab.config import validate_config
     from trainlab.data import data_fingerprint, load_data
 
@@ -98,7 +102,7 @@ def test_images(view: RunView) -> np.ndarray | None:
         view.notes.append("Test images not shown: the dataset here is not the one the run was tested on "
                           "(different fingerprint or test split).")
         return None
-    return splits.test_x
+    return splits
 
 
 # -- the run page ---------------------------------------------------------------------------------------
@@ -154,6 +158,10 @@ def run_page(view: RunView) -> Page:
 
     sections.append(mistakes_section(ev, view.images))
 
+    augmentation = augmentation_section(view)
+    if augmentation is not None:
+        sections.append(augmentation)
+
     sections.append(system_section(view))
 
     for note in view.notes:
@@ -161,6 +169,45 @@ def run_page(view: RunView) -> Page:
     return Page(f"Run {view.run_id}", f"experiment {view.experiment} · {view.status.lower()} · "
                 f"test accuracy {m.get('accuracy', math.nan):.4f}", run_facts(view, best),
                 sections, yaml.safe_dump(view.config, sort_keys=False) if view.config else "")
+
+
+def augmentation_section(view: RunView) -> Section | None:
+    """What the run's augmentation did to training images (a grid of draws), or None when it had none."""
+    from pydantic import ValidationError
+
+    from trainlab.augment import augmented_grid
+    from trainlab.config import AugmentConfig
+
+    try:
+        cfg = AugmentConfig.model_validate(view.config.get("data", {}).get("augment") or {})
+    except ValidationError:  # a config from another trainlab version: nothing sure to show
+        return None
+    if not cfg.active():
+        return None
+    section = Section("Augmentation", "augmentation", notes=[
+        f"{augmentation_summary(cfg)}; training batches only (never validation or test images), drawn from the "
+        "run's seed."])
+    if view.train_images is None:
+        section.notes.append("Augmented samples not shown: the run's training images cannot be loaded here.")
+        return section
+    grid = augmented_grid(view.train_images, cfg, seed=int(view.config.get("seed", 0)))
+    zoom = max(1, GRID_TILE_PX // view.train_images.shape[-1])  # 8x8 digits would be specks
+    section.figures.append(Figure(image_uri(grid.repeat(zoom, axis=1).repeat(zoom, axis=2)),
+                                  "training images (first column) and four augmented draws of each"))
+    return section
+
+
+def augmentation_summary(cfg: AugmentConfig) -> str:
+    """The active options in words: 'flip, translate ±4 px, cutout 8 px'."""
+    parts = [
+        f"random-resized crop (area ≥ {cfg.resized_crop:.0%})" if cfg.resized_crop < 1.0 else "",
+        f"translate ±{cfg.translate} px" if cfg.translate else "",
+        "flip" if cfg.flip else "",
+        f"colour jitter ±{cfg.color_jitter:g}" if cfg.color_jitter else "",
+        f"cutout {cfg.cutout} px" if cfg.cutout else "",
+    ]
+    text = ", ".join(p for p in parts if p)
+    return text[0].upper() + text[1:]
 
 
 def system_section(view: RunView) -> Section:
@@ -323,6 +370,6 @@ def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, do
     tags = {**docs.tags, "best_epoch": str(result.best_epoch), "stop_reason": result.stop_reason}
     view = RunView(run.info.run_id, cfg.name, "FINISHED", started_ms, int(time.time() * 1000), docs.params, tags,
                    recorded_config(cfg), docs.data, docs.model, docs.environment, result.history, test,
-                   images=splits.test_x, system=system)
+                   images=splits.test_x, train_images=splits.train_x, system=system)
     path, _ = write_page(run_page(view), run.run_dir / REPORT)
     run.log_artifact(path)
