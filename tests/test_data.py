@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IdxSet, Server, idx_bytes, make_images
+from conftest import REPO, IdxSet, Server, idx_bytes, make_images
 from PIL import Image
 
 from trainlab.config import DataConfig, load_config

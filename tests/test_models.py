@@ -28,7 +28,7 @@ def test_every_model_outputs_logits_and_trains_every_parameter(cfg: ModelConfig,
 
 
 def test_registry_names() -> None:
-    assert set(model_names()) == {"small", "fast", "medium", "large"}
+    assert set(model_names()) == {"small", "fast", "medium", "large", "photo", "cifar"}
 
 
 def test_model_normalises_its_own_input() -> None:

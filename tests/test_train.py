@@ -145,8 +145,9 @@ def test_record_has_every_part(fast_config, tiny_npz: Path) -> None:
 def test_every_preset_trains_one_tiny_epoch(preset: Path, tiny_npz: Path) -> None:
     from trainlab.config import load_config
 
+    # batches of 16, so that one epoch of 216 images is a dozen steps whatever the preset's batch size
     cfg = load_config(preset, ["data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "tracking.trackers=[]",
-                               "threads=1", "train.early_stop.target=null"])
+                               "threads=1", "train.early_stop.target=null", "train.batch_size=16"])
     out = run_experiment(cfg)
     assert len(out.result.history) == 1 and np.isfinite(out.result.history[0]["train_loss"])
     assert out.test.metrics["accuracy"] > 0.25  # above chance after one epoch on visible classes
