@@ -213,3 +213,23 @@ def test_the_photos_preset_learns_real_textures(tmp_path: Path) -> None:
     outcome = run_experiment(cfg)
     assert outcome.dataset.input_shape == (3, 64, 64) and outcome.sizes["test"] == 90
     assert outcome.test.metrics["accuracy"] >= 0.95, outcome.test.metrics
+
+
+def test_a_full_disk_under_the_cache_is_said_and_the_run_goes_on(tmp_path: Path, small_disk: Path) -> None:
+    root = write_texture_folder(tmp_path / "textures", train_per_class=6, test_per_class=2)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    filler = small_disk / "filler"
+    with filler.open("wb") as fh:  # the disk full to the last block
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+        except OSError:
+            pass
+    cfg = DataConfig(name="imagefolder", path=root, image_size=(32, 32), data_dir=small_disk)
+    loaded = ingest(root, files, cfg, (32, 32))
+    assert len(loaded.pixels) == len(files)
+    assert loaded.problems and all("No space left on device" in p for p in loaded.problems), loaded.problems
+    assert not [p for p in small_disk.rglob("*") if p.is_file() and p != filler]  # no half-written cache file
+    filler.unlink()
+    assert ingest(root, files, cfg, (32, 32)).decoded == len(files)  # room again: decoded once more, and cached
+    assert ingest(root, files, cfg, (32, 32)).decoded == 0
