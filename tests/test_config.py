@@ -118,3 +118,9 @@ def test_the_docs_config_example_is_valid(tmp_path: Path) -> None:
     (tmp_path / "readme.yaml").write_text(block)
     cfg = load_config(tmp_path / "readme.yaml")
     assert cfg.model.arch == "custom" and cfg.train.schedule.name == "onecycle"
+
+
+def test_a_home_relative_path_is_expanded_as_a_shell_would() -> None:
+    # `data.path=~/photos` reaches trainlab unexpanded (bash expands ~ only at the start of a word)
+    cfg = load_config(None, ["data.path=~/photos", "output_dir=~/runs"])
+    assert cfg.data.path == Path.home() / "photos" and cfg.output_dir == Path.home() / "runs"

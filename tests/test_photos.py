@@ -124,7 +124,7 @@ def test_the_second_load_decodes_nothing_and_a_change_decodes_only_what_changed(
     third = ingest(root, now, cfg, (32, 32))
     assert third.decoded == 2 and third.summary == "cache: 22 images reused, 2 new or changed decoded"
     fresh = ingest(root, now, folder_config(root, cache=False), (32, 32))
-    assert fresh.summary == "decoded 24 images (data.cache is off)"
+    assert fresh.summary == "decoded 24 images (not cached)"
     assert all(np.array_equal(third.pixels[p], fresh.pixels[p]) for p in now)  # nothing stale
     assert not np.array_equal(third.pixels[changed], first.pixels[changed])
     assert ingest(root, now, cfg, (32, 32)).decoded == 0
@@ -158,8 +158,9 @@ def test_an_unwritable_cache_is_said_once_and_loading_goes_on(tmp_path: Path) ->
     blocker.write_text("a file where the cache folder would go")
     files = sorted(p for p in root.rglob("*") if p.is_file())
     loaded = ingest(root, files, folder_config(root), (32, 32))
-    assert len(loaded.pixels) == len(files) and len(loaded.problems) == 2
-    assert all("was not written" in p and "decodes the images again" in p for p in loaded.problems)
+    assert len(loaded.pixels) == len(files) and len(loaded.problems) == 1  # one warning, not one per file
+    assert "could not be written" in loaded.problems[0] and "reads or decodes these images again" in loaded.problems[0]
+    assert loaded.summary == f"decoded {len(files)} images (not cached)"
 
 
 def test_bad_photos_are_skipped_counted_and_named_and_strict_stops_at_the_first(tmp_path: Path) -> None:
@@ -228,8 +229,47 @@ def test_a_full_disk_under_the_cache_is_said_and_the_run_goes_on(tmp_path: Path,
     cfg = DataConfig(name="imagefolder", path=root, image_size=(32, 32), data_dir=small_disk)
     loaded = ingest(root, files, cfg, (32, 32))
     assert len(loaded.pixels) == len(files)
-    assert loaded.problems and all("No space left on device" in p for p in loaded.problems), loaded.problems
+    assert len(loaded.problems) == 1 and "No space left on device" in loaded.problems[0], loaded.problems
     assert not [p for p in small_disk.rglob("*") if p.is_file() and p != filler]  # no half-written cache file
     filler.unlink()
     assert ingest(root, files, cfg, (32, 32)).decoded == len(files)  # room again: decoded once more, and cached
     assert ingest(root, files, cfg, (32, 32)).decoded == 0
+
+
+def test_hidden_folders_are_not_classes_and_a_class_of_unreadable_files_is_refused(tmp_path: Path) -> None:
+    from trainlab.errors import DataError
+
+    root = write_texture_folder(tmp_path / "textures", train_per_class=3, test_per_class=1)
+    for junk in (".ipynb_checkpoints", "__MACOSX"):
+        (root / "train" / junk).mkdir()
+        (root / "train" / junk / "brick_000-checkpoint.png").write_bytes(png_bytes(chelsea()))
+    (root / "train" / "brick" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    ds = create_dataset(folder_config(root))
+    assert ds.class_names == ("brick", "grass", "gravel") and ds.skipped == ()
+    (root / "train" / "empty").mkdir()
+    (root / "train" / "empty" / "zero.jpg").write_bytes(b"")
+    with pytest.raises(DataError, match="class folder 'empty' of .* has no readable training image"):
+        create_dataset(folder_config(root))
+
+
+def test_a_killed_writes_leftovers_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    root = write_texture_folder(tmp_path / "textures", train_per_class=2, test_per_class=1)
+    cfg = folder_config(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    ingest(root, files, cfg, (32, 32))
+    folder = next((cfg.data_dir / "cache" / "images").iterdir())
+    dead = folder / ".files.json.999999999.part"  # a pid no process has: a write killed with -9
+    dead.write_text("half")
+    files[0].write_bytes(png_bytes(chelsea()))  # something to write
+    ingest(root, files, cfg, (32, 32))
+    assert not dead.exists() and not list(folder.glob(".*.part"))
+
+
+def test_strict_names_a_bad_file_known_to_the_cache_under_another_name(tmp_path: Path) -> None:
+    root = write_texture_folder(tmp_path / "textures", train_per_class=2, test_per_class=1)
+    (root / "train" / "brick" / "cut.jpg").write_bytes(jpeg_bytes(chelsea())[:2000])
+    create_dataset(folder_config(root))  # the refusal is cached, under cut.jpg
+    (root / "train" / "brick" / "cut.jpg").rename(root / "train" / "brick" / "renamed.jpg")
+    with pytest.raises(CorruptDataError, match=r"image 'train/brick/renamed.jpg' cannot be read \(image file is "
+                                               r"truncated.*data.strict: false"):
+        create_dataset(folder_config(root, strict=True))

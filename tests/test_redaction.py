@@ -32,6 +32,10 @@ runner = CliRunner()
     # a message quoting a value that holds "key": its words stay (it read "'monkey': *** should be")
     ("model.arch = 'monkey': input should be 'small'", "model.arch = 'monkey': input should be 'small'"),
     (f"{{'api_key': '{CANARY}'}}", "{'api_key': '***'}"),
+    # a word that merely ends in "key" is not a credential's name: a Hive-style folder keeps its path (it read
+    # "/data/turkey=***", and `trainlab test` could not find the data again)
+    ("data.path=/data/turkey=2024/photos monkey=1", "data.path=/data/turkey=2024/photos monkey=1"),
+    (f"apikey={CANARY} authToken: {CANARY}", "apikey=*** authToken: ***"),
     # help text naming the form of an override stays readable (it read "is not key=***")
     ("override 'photo.yaml' is not key=value; write e.g. train.epochs=5",
      "override 'photo.yaml' is not key=value; write e.g. train.epochs=5"),

@@ -151,3 +151,21 @@ def test_every_preset_trains_one_tiny_epoch(preset: Path, tiny_npz: Path) -> Non
     out = run_experiment(cfg)
     assert len(out.result.history) == 1 and np.isfinite(out.result.history[0]["train_loss"])
     assert out.test.metrics["accuracy"] > 0.25  # above chance after one epoch on visible classes
+
+
+def test_a_one_cycle_whose_warm_up_is_exactly_one_step_runs() -> None:
+    """torch's OneCycleLR divided by zero for 4 steps at pct_start 0.25 (a one-epoch try on a folder of 59 photos)."""
+    import torch
+
+    from trainlab.config import ScheduleConfig
+    from trainlab.train import make_scheduler
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = make_scheduler(ScheduleConfig(name="onecycle", pct_start=0.25), optimizer, 1, 4)
+    rates = []
+    for _ in range(4):
+        optimizer.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert max(rates) == pytest.approx(0.1, rel=0.1) and rates[-1] < rates[1]

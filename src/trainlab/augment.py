@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from trainlab.config import AugmentConfig
+from trainlab.errors import ConfigError
 
 Augmenter = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -56,6 +57,12 @@ def make_augmenter(cfg: AugmentConfig, input_shape: tuple[int, ...]) -> Augmente
         return None
     if len(input_shape) != 3:
         raise ValueError(f"augmentation works on (channels, height, width) images; got input shape {input_shape}")
+    side = min(input_shape[1:])
+    # a shift of the whole image or more leaves only repeated edge pixels; a square larger than the image blanks it
+    for name, value, limit in (("translate", cfg.translate, side - 1), ("cutout", cfg.cutout, side)):
+        if value > limit:
+            raise ConfigError(f"data.augment.{name} = {value} px is too large for images of {side} px on their "
+                              f"shorter side; use at most {limit}, about {max(1, side // 8)} suits them")
     return BatchAugmenter(cfg)
 
 

@@ -41,6 +41,11 @@ def _no_secret_in_identifier(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+def _expand_home(value: Any) -> Any:
+    """``~/photos`` means the home folder's photos, as in a shell (a quoted or `key=~/x` argument is not expanded)."""
+    return Path(value).expanduser() if isinstance(value, (str, Path)) and str(value).startswith("~") else value
+
+
 class AugmentConfig(Section):
     """Random changes to each training batch (never to validation or test images), drawn from the run's seed."""
 
@@ -123,6 +128,7 @@ class DataConfig(Section):
     )
 
     _check_identifiers = field_validator("data_dir")(_no_secret_in_identifier)
+    _home = field_validator("data_dir", "path", mode="before")(_expand_home)
 
     @field_validator("image_size", mode="before")
     @classmethod
@@ -291,6 +297,7 @@ class Config(Section):
     )
 
     _check_identifiers = field_validator("name", "output_dir", "register_as")(_no_secret_in_identifier)
+    _home = field_validator("output_dir", mode="before")(_expand_home)
 
 
 # -- loading -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from trainlab import __version__, failpoints
+from trainlab.augment import make_augmenter
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
 from trainlab.config import Config, LossConfig, recorded_config
 from trainlab.data import Dataset, Splits, load_data
@@ -190,6 +191,7 @@ def run_experiment(
     device, threads = configure_torch(cfg)
     dataset, splits = load_data(cfg.data, download_progress, dataset)
     check_loss_fits(cfg.train.loss, dataset)
+    make_augmenter(cfg.data.augment, dataset.input_shape)  # an option too big for the images: refused before any record
     model = build_model(cfg, dataset, splits).to(device)
 
     run_id = run_id or new_run_id()
@@ -207,10 +209,14 @@ def run_experiment(
     for notice in dataset.notices:
         warn(notice)
     if rare := rare_classes(dataset.class_names, counts["train"]):
+        them = "them" if len(rare) > 1 else "it"
+        remedies = [f"{key}: balanced" for key, value in (("train.class_weights", cfg.train.class_weights),
+                                                          ("data.sampler", cfg.data.sampler)) if value == "balanced"]
+        advice = (f"{' and '.join(remedies)} make{'s' if len(remedies) == 1 else ''} up for it" if remedies else
+                  f"the model will rarely predict {them}: add images, or set train.class_weights: balanced or "
+                  "data.sampler: balanced")
         warn(f"{len(rare)} class{'es have' if len(rare) > 1 else ' has'} under a fifth of the largest class's training "
-             f"images: {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''}; the model will rarely predict "
-             f"{'them' if len(rare) > 1 else 'it'}: add images, or set train.class_weights: balanced or "
-             "data.sampler: balanced")
+             f"images: {', '.join(rare[:5])}{', ...' if len(rare) > 5 else ''}; {advice}")
     if dataset.skipped:
         shown = ", ".join(dataset.skipped[:SHOW_SKIPPED])
         more = f" and {len(dataset.skipped) - SHOW_SKIPPED:,} more" if len(dataset.skipped) > SHOW_SKIPPED else ""

@@ -27,18 +27,23 @@ SECRET_VARIABLES = (
     "GITHUB_TOKEN",
 )
 MASK = "***"
-_SECRET_NAME = r"[A-Za-z0-9_.-]*(?:key|token|secret|passw(?:or)?d|pwd|credential)[A-Za-z0-9_.-]*"
+# a secret word starts a name or a part of it (api_key, WANDB_API_KEY, authToken, apikey), not the end of an
+# ordinary word: monkey=1, turkey=2024/ and hockey stay (a Hive-style folder name kept whole, so the path works)
+_GLUED = r"(?:api|auth|access|refresh|session|client|private|secret|bearer|ssh|db|admin|user|my)"
+_WORD = r"(?:key|token|secret|passw(?:or)?d|pwd|credentials?)"
+_SECRET_WORD = (rf"(?:(?<![a-z]){_GLUED}?{_WORD}|(?<![A-Z]){_GLUED.upper()}?{_WORD.upper()}"
+                rf"|{_GLUED.capitalize()}?(?:Key|Token|Secret|Passw(?:or)?d|Pwd|Credentials?))")
+_SECRET_NAME = rf"[A-Za-z0-9_.-]*?{_SECRET_WORD}[A-Za-z0-9_.-]*"
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
 # name=value, name: value, "name": "value" (a query string, an env file, YAML, JSON); a quoted name takes a
 # quoted value only, so a message quoting a word that holds "key" ('monkey': input should be ...) keeps its words
 _NAMED_VALUE = re.compile(
-    rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']\s*[=:]\s*[\"']|\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)",
-    re.IGNORECASE)
-_SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$", re.IGNORECASE)
-_SECRET_FLAG = re.compile(rf"^--?{_SECRET_NAME}$", re.IGNORECASE)
+    rf"(?P<name>\b{_SECRET_NAME})(?P<sep>[\"']\s*[=:]\s*[\"']|\s*[=:]\s*[\"']?)(?P<value>[^\s&;,\"'}}\]]+)")
+_SECRET_KEY = re.compile(rf"^{_SECRET_NAME}$")
+_SECRET_FLAG = re.compile(rf"^--?{_SECRET_NAME}$")
 # a command line written as text: `--token VALUE`, `-password VALUE`
 _FLAG_VALUE = re.compile(rf"(?P<name>(?<![\w-])--?{_SECRET_NAME})(?P<sep>\s+)"
-                         r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'-][^\s\"']*)", re.IGNORECASE)
+                         r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'-][^\s\"']*)")
 
 
 def secret_values() -> list[str]:

@@ -154,8 +154,11 @@ def make_scheduler(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs
     total = epochs * steps_per_epoch
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
     if cfg.name == "onecycle":
+        # torch's OneCycleLR divides by zero when the warm-up ends on exactly one step (4 steps at 0.25):
+        # a step and a half instead, so a one-epoch try on a small folder runs
+        pct_start = 1.5 / total if abs(cfg.pct_start * total - 1) < 1e-9 and total > 1.5 else cfg.pct_start
         return S.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
-                            total_steps=total, pct_start=cfg.pct_start)
+                            total_steps=total, pct_start=pct_start)
     if cfg.name == "step":
         main: S.LRScheduler = S.StepLR(optimizer, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     elif cfg.name == "cosine":

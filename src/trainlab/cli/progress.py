@@ -49,8 +49,7 @@ def start_line(start: RunStart) -> str:
     return (f"{start.dataset}: {sizes['train']:,} train{train} / {sizes['val']:,} val ({start.val_source}) / "
             f"{sizes['test']:,} test{test} images of {shape}, {len(start.class_names)} classes ({classes}) · "
             f"model {start.model} ({start.parameters:,} parameters) · {start.device}, {start.threads} "
-            f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}"
-            + (f" · {start.ingestion}" if start.ingestion else ""))
+            f"thread{'s' if start.threads != 1 else ''} · run {start.run_id}")
 
 
 def class_counts_line(start: RunStart, shown: int = 10) -> str:
@@ -61,7 +60,8 @@ def class_counts_line(start: RunStart, shown: int = 10) -> str:
     splits = [s for s in ("train", "val", "test") if s in counts]
     rows = [f"{name} {'/'.join(f'{counts[s][i]:,}' for s in splits)}" for i, name in enumerate(start.class_names)]
     more = f", ... ({len(rows) - shown} more classes, all in data.json)" if len(rows) > shown else ""
-    return f"images per class ({'/'.join(splits)}): {', '.join(rows[:shown])}{more}"
+    read = f"{start.ingestion} · " if start.ingestion else ""  # a folder of image files: decoded, or from the cache
+    return f"{read}images per class ({'/'.join(splits)}): {', '.join(rows[:shown])}{more}"
 
 
 def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> RunCallbacks:

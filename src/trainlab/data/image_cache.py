@@ -67,6 +67,7 @@ class ImageCache:
         self.dir = Path(data_dir) / "cache" / "images" / f"{folder.name[:40]}-{key}"
         self.enabled = enabled
         self.problems: list[str] = []  # cache files unreadable or not written: said once, never fatal
+        self.unwritable = False  # a write failed: the rest are not tried (one warning, not one per file)
 
     def _variant_path(self, channels: int, size: tuple[int, int], resize: str) -> Path:
         return self.dir / f"v{VERSION}-{channels}x{size[0]}x{size[1]}-{resize}.npz"
@@ -120,8 +121,32 @@ class ImageCache:
         self._write(write)
 
     def _write(self, write: Any) -> None:
+        if self.unwritable:
+            return  # said once
         try:
+            remove_stale_parts(self.dir)
             write()
         except OSError as exc:  # a full disk or a read-only data_dir: the run goes on without the cache
-            self.problems.append(f"the image cache in {self.dir} was not written ({os.strerror(exc.errno or 0) or exc}); "
-                                 "the next run decodes the images again")
+            self.unwritable = True
+            self.problems.append(f"the image cache in {self.dir} could not be written ({os.strerror(exc.errno or 0) or exc}); "
+                                 "the next run reads or decodes these images again")
+
+
+def remove_stale_parts(folder: Path) -> None:
+    """Delete the temporary files of writes whose process is gone (killed with -9 mid-write): ``.name.<pid>.part``."""
+    if not folder.is_dir():
+        return
+    for part in folder.glob(".*.part"):
+        pid = part.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -47,11 +47,17 @@ def background(x: np.ndarray) -> str | None:
     return "light" if light >= 0.9 else "dark" if light <= 0.1 else None
 
 
+def _hidden(name: str) -> bool:
+    """Folders and files tools leave beside photos (.ipynb_checkpoints, .DS_Store, macOS's ._ and __MACOSX)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def _class_files(root: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """Image files per class subfolder, and the files that are not images (skipped, and said)."""
     classes, other = {}, []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p.name)):
+        files = sorted(p for p in folder.rglob("*")
+                       if p.is_file() and not any(_hidden(part) for part in p.relative_to(folder).parts))
         images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         other += [p for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
         if not images:
@@ -102,7 +108,8 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
 
     all_paths = [p for split in splits.values() for p in flatten(split)[0]]
     if other and cfg.strict:
-        raise DataError(f"{str(other[0])!r} is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}); remove it, or "
+        raise DataError(f"{other[0].relative_to(root).as_posix()!r} is not an image "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))}); remove it, or "
                         "set data.strict: false to skip such files")
     size: tuple[int, int] = (cfg.image_size[0], cfg.image_size[1]) if cfg.image_size else DEFAULT_SIZE
     images = ingest(root, all_paths, cfg, size, progress)
@@ -114,6 +121,11 @@ def load_imagefolder(cfg: DataConfig, progress: DownloadProgress | None = None) 
         x = np.stack([images.pixels[p] for p, _ in kept]) if kept else np.zeros((0, images.channels, *size), np.uint8)
         arrays[split] = x, np.asarray([y for _, y in kept], dtype=np.int64)
     train_x, train_y = arrays["train"]
+    empty = [name for k, name in enumerate(class_names) if not (train_y == k).any()]
+    if empty:
+        raise DataError(f"class folder{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty[:5]))} of "
+                        f"{str(root)!r} {'have' if len(empty) > 1 else 'has'} no readable training image (the files "
+                        "there were skipped); add images or remove the folder")
     train_source = "folder train/" if split_folders else "the class folders"
     if "test" in arrays:
         test_x, test_y = arrays["test"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -21,7 +22,7 @@ from trainlab.config import DataConfig
 from trainlab.data.decode import decode_image, is_colour
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.image_cache import DecodedImages, FileStat, ImageCache, stat_of
-from trainlab.errors import CorruptDataError
+from trainlab.errors import CorruptDataError, DataError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -48,6 +49,7 @@ def ingest(root: Path, paths: Sequence[Path], cfg: DataConfig, size: tuple[int, 
     names = {p: p.relative_to(root).as_posix() for p in paths}
     stats = _current_stats(paths, names, known, progress, root)
     channels = cfg.channels or (3 if any(s.colour for s in stats.values()) else 1)
+    check_memory(len(paths), channels, size)
     stored = cache.read_images(channels, size, cfg.resize)
     result = Ingested(channels, sha256={p: stats[p].sha256 for p in paths})
     missing = [p for p in paths if stats[p].sha256 not in stored.images and stats[p].sha256 not in stored.refused]
@@ -73,7 +75,8 @@ def ingest(root: Path, paths: Sequence[Path], cfg: DataConfig, size: tuple[int, 
             result.pixels[path] = stored.images[sha]
         elif cfg.strict:
             why = stored.refused[sha]
-            why = why if repr(names[path]) in why else f"image {names[path]!r} cannot be read; remove or replace it"
+            if quoted := re.match(r"image '.*?' ", why):  # the refusal may be cached under another name (a copy)
+                why = f"image {names[path]!r} {why[quoted.end():]}"
             raise CorruptDataError(f"{why}, or set data.strict: false to skip such files")
     result.decoded = len(missing)
     changed_stats = {names[p]: stats[p] for p in paths} != {n: s for n, s in known.items() if n in names.values()} \
@@ -86,15 +89,32 @@ def ingest(root: Path, paths: Sequence[Path], cfg: DataConfig, size: tuple[int, 
             {s: x for s, x in stored.images.items() if s in current},
             {s: w for s, w in stored.refused.items() if s in current}))
     decoded_ok = sum(1 for p in missing if stats[p].sha256 in stored.images)
-    result.summary = _summary(len(result.pixels), decoded_ok, cfg.cache)
+    result.summary = _summary(len(result.pixels), decoded_ok, cfg.cache and not cache.unwritable)
     result.problems = cache.problems
     return result
 
 
+MEMORY_SHARE = 0.5  # decoded images may take at most this share of the memory available when loading starts
+
+
+def check_memory(images: int, channels: int, size: tuple[int, int]) -> None:
+    """Refuse, before decoding, a size whose decoded images (held twice while stacking) would not fit in memory."""
+    import psutil
+
+    needed = 2 * images * channels * size[0] * size[1]
+    available = psutil.virtual_memory().available
+    if needed > MEMORY_SHARE * available:
+        raise DataError(f"data.image_size = {size[0]}x{size[1]} would need {needed / 1e9:.1f} GB to hold {images:,} "
+                        f"decoded images, and {available / 1e9:.1f} GB of memory is available; use a smaller "
+                        "data.image_size (64 to 224 suits photos)")
+
+
 def _summary(files: int, decoded: int, cached: bool) -> str:
-    """``files`` images read, ``decoded`` of them decoded by this call (refused files are counted elsewhere)."""
+    """``files`` images read, ``decoded`` of them decoded by this call (refused files are counted elsewhere);
+    ``cached``: the cache is on and could be written."""
     if not cached:
-        return f"decoded {files:,} images (data.cache is off)"
+        return f"decoded {decoded:,} of {files:,} images (not cached)" if decoded != files else \
+            f"decoded {files:,} images (not cached)"
     if decoded == 0:
         return f"cache hit: {files:,} images, none decoded"
     if decoded == files:
