@@ -99,3 +99,21 @@ def write_bad_photos(folder: Path) -> dict[str, str]:
                      planarconfig="contig")
     return {"truncated.jpg": "truncated", "empty.png": "0 bytes", "notes.jpg": "not an image",
             "bomb.png": "bomb-sized", "two_channel.tif": "unsupported mode"}
+
+
+def write_lfw_folder(root: Path, train_per_class: int = 10, seed: int = 0) -> Path:
+    """scikit-image's labelled faces: 100 faces (LFW) and 100 non-faces, 25x25 grey, as PNGs in train/ and test/:
+    ``train_per_class`` of each class to train on, the rest held out."""
+    import skimage.data
+
+    images = np.asarray(skimage.data.lfw_subset())  # (200, 25, 25) floats in 0..1; faces first
+    pixels = np.clip(np.round(images * 255), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    for label, name in ((0, "face"), (1, "not_face")):
+        order = rng.permutation(np.arange(label * 100, label * 100 + 100))
+        for i, index in enumerate(order):
+            split = "train" if i < train_per_class else "test"
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels[index], "L").save(folder / f"{name}_{index:03d}.png")
+    return root

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trainlab.catalog import BACKBONE_NAMES
 from trainlab.config import ModelConfig
 from trainlab.errors import ConfigError
 from trainlab.models import create_model, model_names
@@ -17,6 +18,10 @@ ALL_MODELS = [ModelConfig(arch=name) for name in model_names()] + [CUSTOM]
 @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 28, 28), (3, 32, 32)], ids=str)
 def test_every_model_outputs_logits_and_trains_every_parameter(cfg: ModelConfig, shape: tuple[int, int, int]) -> None:
     torch.manual_seed(0)
+    if cfg.arch in BACKBONE_NAMES and shape[0] != 3:
+        with pytest.raises(ConfigError, match=f"{cfg.arch} takes RGB images but these have 1 channel"):
+            create_model(cfg, shape, num_outputs=10)
+        return
     model = create_model(cfg, shape, num_outputs=10)
     pixels = torch.randint(0, 256, (4, *shape), dtype=torch.uint8)
     logits = model(pixels)
@@ -28,7 +33,7 @@ def test_every_model_outputs_logits_and_trains_every_parameter(cfg: ModelConfig,
 
 
 def test_registry_names() -> None:
-    assert set(model_names()) == {"small", "fast", "medium", "large", "photo", "cifar"}
+    assert set(model_names()) == {"small", "fast", "medium", "large", "photo", "cifar", "efficientnet_lite0", "resnet18"}
 
 
 def test_model_normalises_its_own_input() -> None:

@@ -61,7 +61,12 @@ ARCHITECTURES: dict[str, tuple[LayerDict, ...]] = {
     "cifar": ({"type": "conv", "out": 32, "kernel": 3}, {"type": "batchnorm"}, {"type": "gelu"},
               *_airbench_stage(64), *_airbench_stage(128), *_airbench_stage(128),
               {"type": "global_avgpool"}),
+    # pretrained ImageNet backbones (trainlab.backbones), their weights from files (model.pretrained); the body is
+    # the backbone's pooled features
+    "efficientnet_lite0": ({"type": "efficientnet_lite0"},),
+    "resnet18": ({"type": "resnet18"},),
 }
+BACKBONE_NAMES = ("efficientnet_lite0", "resnet18")
 CUSTOM = "custom"  # model.arch for a network declared in model.layers
 
 DATASET_NAMES = tuple(DATASETS)

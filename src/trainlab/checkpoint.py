@@ -16,7 +16,7 @@ import torch
 
 from trainlab.errors import CheckpointError
 from trainlab.fileio import atomic_open
-from trainlab.models import Classifier
+from trainlab.models import Classifier, ProbeView
 
 FORMAT = "trainlab-checkpoint/1"
 BEST, LAST = "best.pt", "last.pt"
@@ -70,7 +70,9 @@ def check_payload(payload: dict[str, Any], path: Path) -> None:
                                       "or was not written by trainlab: use another checkpoint")
 
 
-def model_payload(model: Classifier) -> dict[str, Any]:
+def model_payload(model: Classifier | ProbeView) -> dict[str, Any]:
+    if isinstance(model, ProbeView):  # a linear probe: the checkpoint holds the whole classifier
+        model = model.classifier
     return {
         "layers": model.layers,
         "input_shape": list(model.input_shape),

