@@ -153,3 +153,21 @@ def test_last_n_blocks_and_the_backbone_rate_decide_what_trains_and_how_fast() -
     assert not any(m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     with pytest.raises(ConfigError, match="needs a pretrained backbone"):
         load_config(None, ["model.arch=small", "train.finetune=linear_probe"])
+
+
+@pytest.mark.slow
+def test_a_linear_probe_resumed_after_an_interrupt_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
+    from conftest import build_fast_config, interrupt_at
+    from trainlab.experiment import run_experiment
+    from trainlab.resume import resume_experiment, resume_target
+
+    root = write_lfw_folder(tmp_path / "lfw", train_per_class=6)
+    cfg = build_fast_config("data.name=imagefolder", f"data.path={root}", "data.image_size=64", "data.channels=3",
+                            "model.arch=efficientnet_lite0", "train.finetune=linear_probe", "train.epochs=4",
+                            "train.optimizer.lr=0.003", f"data.data_dir={tmp_path / 'data'}")
+    whole = run_experiment(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, callbacks=interrupt_at(epoch=3, step=0), run_id="cut")
+    resumed = resume_experiment(resume_target("cut", Path(cfg.output_dir)))
+    assert [e["val_loss"] for e in resumed.result.history] == [e["val_loss"] for e in whole.result.history]
+    assert resumed.test.metrics["log_loss"] == whole.test.metrics["log_loss"]
