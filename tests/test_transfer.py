@@ -158,6 +158,7 @@ def test_last_n_blocks_and_the_backbone_rate_decide_what_trains_and_how_fast() -
 @pytest.mark.slow
 def test_a_linear_probe_resumed_after_an_interrupt_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     from conftest import build_fast_config, interrupt_at
+
     from trainlab.experiment import run_experiment
     from trainlab.resume import resume_experiment, resume_target
 
