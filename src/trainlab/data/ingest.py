@@ -79,10 +79,9 @@ def ingest(root: Path, paths: Sequence[Path], cfg: DataConfig, size: tuple[int, 
                 why = f"image {names[path]!r} {why[quoted.end():]}"
             raise CorruptDataError(f"{why}, or set data.strict: false to skip such files")
     result.decoded = len(missing)
-    changed_stats = {names[p]: stats[p] for p in paths} != {n: s for n, s in known.items() if n in names.values()} \
-        or len(known) != len(paths)
-    if changed_stats:
-        cache.write_stats({names[p]: stats[p] for p in paths})
+    now = {names[p]: stats[p] for p in paths}
+    if now != known:  # a file changed, came or went
+        cache.write_stats(now)
     current = {stats[p].sha256 for p in paths}
     if missing or set(stored.images) | set(stored.refused) != current:
         cache.write_images(channels, size, cfg.resize, DecodedImages(
