@@ -136,9 +136,9 @@ def test_a_full_fine_tune_of_resnet18_trains_above_chance(tmp_path: Path) -> Non
 
 def test_last_n_blocks_and_the_backbone_rate_decide_what_trains_and_how_fast() -> None:
     from trainlab.config import load_config
-    from trainlab.experiment import prepare_backbone
     from trainlab.models import create_model
     from trainlab.train import param_groups
+    from trainlab.transfer import prepare_backbone
 
     cfg = load_config(None, ["model.arch=efficientnet_lite0", "model.pretrained=none", "train.last_n_blocks=2",
                              "train.optimizer.lr=0.01", "train.backbone_lr_scale=0.1"])

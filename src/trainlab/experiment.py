@@ -21,9 +21,9 @@ import torch
 
 from trainlab import __version__, failpoints
 from trainlab.augment import make_augmenter
-from trainlab.backbones import BACKBONES, load_pretrained, pretrained_file
+from trainlab.backbones import BACKBONES
 from trainlab.checkpoint import LAST, load_checkpoint, model_from_checkpoint
-from trainlab.config import AugmentConfig, Config, LossConfig, recorded_config
+from trainlab.config import Config, LossConfig, recorded_config
 from trainlab.data import Dataset, Splits, load_data
 from trainlab.data.dataset import rare_classes
 from trainlab.data.fetch import DownloadProgress
@@ -35,14 +35,14 @@ from trainlab.errors import (
     TrainlabError,
 )
 from trainlab.evaluate import Evaluation, evaluate
-from trainlab.features import probe_features
-from trainlab.models import Classifier, ProbeView, count_parameters, create_model
+from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, untracked_advice
 from trainlab.run_documents import record_start, run_documents
 from trainlab.run_setup import check_storage, new_run_id, run_lock
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.process import this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
+from trainlab.transfer import prepare_backbone, probe_or_full
 
 STARTUP_WAIT_S = 15.0
 EXAMPLES = 2  # test images logged as the MLflow model's input example
@@ -165,42 +165,6 @@ def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
     # torch, not numpy: numpy's std of 50k images builds float64 temporaries (0.9 s against 0.2 s)
     std, mean = torch.std_mean(torch.from_numpy(splits.train_x).float(), dim=(0, 2, 3), correction=0)
     return create_model(cfg.model, dataset.input_shape, num_outputs, mean.tolist(), std.clamp(min=1.0).tolist())
-
-
-def probe_or_full(model: Classifier, splits: Splits, cfg: Config, device: torch.device,
-                  warn: Callable[[str], None]) -> tuple[torch.nn.Module, Splits, AugmentConfig | None, dict[str, float]]:
-    """What the loop trains on: the images (the whole model), or for a linear probe the head on the frozen
-    backbone's features, computed once per image (and cached); and facts for the run's summary (their time)."""
-    if cfg.train.finetune != "linear_probe":
-        return model, splits, cfg.data.augment, {}
-    if cfg.data.augment.active():
-        warn("train.finetune: linear_probe trains on features computed once per image, so data.augment is not "
-             "applied; use finetune: full to train on augmented images")
-    probe = probe_features(model, splits, cfg.data.data_dir, cfg.train.eval_batch_size, device, cfg.data.cache)
-    for problem in probe.problems:
-        warn(problem)
-    facts = {"features_seconds": probe.seconds, "features_cached": float(probe.cached),
-             **({"features_images_per_second": probe.images_per_second} if not probe.cached else {})}
-    return ProbeView(model), probe.splits, None, facts
-
-
-def prepare_backbone(model: Classifier, cfg: Config) -> None:
-    """Load the pretrained weights (their file's SHA-256 kept on the model for the record) and freeze what the
-    fine-tune leaves alone."""
-    layer = model.backbone
-    assert layer is not None
-    pretrained = cfg.model.pretrained or "package"
-    model.pretrained = {"weights": "none"}
-    if pretrained != "none":
-        path = pretrained_file(cfg.model.arch, pretrained)
-        model.pretrained = {"weights": pretrained, "file": path.name, "sha256": load_pretrained(layer, path)}
-    model.frozen_batchnorm = cfg.train.freeze_batchnorm or cfg.train.finetune == "linear_probe"
-    blocks = layer.blocks()
-    keep = len(blocks) if cfg.train.last_n_blocks is None else cfg.train.last_n_blocks
-    if cfg.train.finetune == "linear_probe":
-        keep = 0
-    for block in blocks[: len(blocks) - keep]:
-        block.requires_grad_(False)
 
 
 def run_experiment(

@@ -1,0 +1,50 @@
+"""Training on a pretrained backbone: its weights loaded and the blocks a fine-tune leaves alone frozen, and for
+a linear probe, what the training loop sees instead of images (the frozen backbone's features, cached)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from trainlab.backbones import load_pretrained, pretrained_file
+from trainlab.config import AugmentConfig, Config
+from trainlab.data import Splits
+from trainlab.features import probe_features
+from trainlab.models import Classifier, ProbeView
+
+
+def probe_or_full(model: Classifier, splits: Splits, cfg: Config, device: torch.device,
+                  warn: Callable[[str], None]) -> tuple[torch.nn.Module, Splits, AugmentConfig | None, dict[str, float]]:
+    """What the loop trains on: the images (the whole model), or for a linear probe the head on the frozen
+    backbone's features, computed once per image (and cached); and facts for the run's summary (their time)."""
+    if cfg.train.finetune != "linear_probe":
+        return model, splits, cfg.data.augment, {}
+    if cfg.data.augment.active():
+        warn("train.finetune: linear_probe trains on features computed once per image, so data.augment is not "
+             "applied; use finetune: full to train on augmented images")
+    probe = probe_features(model, splits, cfg.data.data_dir, cfg.train.eval_batch_size, device, cfg.data.cache)
+    for problem in probe.problems:
+        warn(problem)
+    facts = {"features_seconds": probe.seconds, "features_cached": float(probe.cached),
+             **({"features_images_per_second": probe.images_per_second} if not probe.cached else {})}
+    return ProbeView(model), probe.splits, None, facts
+
+
+def prepare_backbone(model: Classifier, cfg: Config) -> None:
+    """Load the pretrained weights (their file's SHA-256 kept on the model for the record) and freeze what the
+    fine-tune leaves alone."""
+    layer = model.backbone
+    assert layer is not None
+    pretrained = cfg.model.pretrained or "package"
+    model.pretrained = {"weights": "none"}
+    if pretrained != "none":
+        path = pretrained_file(cfg.model.arch, pretrained)
+        model.pretrained = {"weights": pretrained, "file": path.name, "sha256": load_pretrained(layer, path)}
+    model.frozen_batchnorm = cfg.train.freeze_batchnorm or cfg.train.finetune == "linear_probe"
+    blocks = layer.blocks()
+    keep = len(blocks) if cfg.train.last_n_blocks is None else cfg.train.last_n_blocks
+    if cfg.train.finetune == "linear_probe":
+        keep = 0
+    for block in blocks[: len(blocks) - keep]:
+        block.requires_grad_(False)
