@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 PRESET = Path(__file__).resolve().parents[1] / "configs" / "cifar10_fast.yaml"
 
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the first is a warm-up, not counted")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    print(cpu_line())
+    print_cpu_line()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "cifar_shaped.npz"

@@ -25,13 +25,22 @@ def cpu_line() -> str:
     return f"CPU: {env['cpu_model']} ({env['cpu_capability']}, {env['cpu_count']} cores)"
 
 
+_SAVING = False  # a results file is being written: its header names the CPU
+
+
+def print_cpu_line() -> None:
+    """The CPU the figures below were measured on (once: with --save the results file's header already says it)."""
+    if not _SAVING:
+        print(cpu_line())
+
+
 def start(doc: str, skip_fashion: bool = True) -> argparse.Namespace:
     """Parse the common options and print the CPU line."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     if skip_fashion:
         parser.add_argument("--skip-fashion", action="store_true", help="Leave out the Fashion-MNIST run.")
     args = parser.parse_args()
-    print(cpu_line())
+    print_cpu_line()
     return args
 
 
@@ -85,7 +94,8 @@ def results_file(script: str, save: bool) -> Iterator[None]:
 def run_main(script: str, main: Callable[[], None]) -> None:
     """The script's ``main``; given ``--save``, what it prints also goes to bench/results/<script>.txt (the docs
     include that file), under a header naming the date, the CPU, the commit and the command."""
-    save = "--save" in sys.argv[1:]
+    global _SAVING
+    save = _SAVING = "--save" in sys.argv[1:]
     with results_file(script, save):
         if save:
             sys.argv.remove("--save")  # the script's own options parse the rest

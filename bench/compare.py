@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,7 +141,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--draws", type=int, default=2000)
     args = parser.parse_args()
-    print(cpu_line())
+    print_cpu_line()
     os.chdir(tempfile.mkdtemp(prefix="trainlab-bench-compare-"))
     pool = train_pool([f"train.epochs={args.epochs}"], range(args.pool), f"quickstart, {args.epochs} epochs")
     accuracies = np.array([o.test.metrics["accuracy"] for o in pool])

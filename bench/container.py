@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PODMAN = ["podman", "--runtime", "/usr/sbin/runc"]
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--base", default="localhost/trainlab-base:bookworm")
     parser.add_argument("--cold", action="store_true")
     args = parser.parse_args()
-    print(cpu_line())
+    print_cpu_line()
 
     with tempfile.TemporaryDirectory() as folder:
         context = Path(folder)

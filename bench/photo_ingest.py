@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import run_main
+from common import print_cpu_line, run_main
 
 SOURCES = ("chelsea", "coffee", "astronaut", "rocket", "stereo_motorcycle", "brick", "grass", "gravel")
 
@@ -70,11 +70,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="data.image_size (pixels, square)")
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "trainlab-photos")
     args = parser.parse_args()
-    from common import cpu_line
 
     import trainlab.data.decode as decode
 
-    print(cpu_line())
+    print_cpu_line()
     started = time.perf_counter()
     size_bytes = make_folder(args.folder, args.photos)
     print(f"folder: {args.photos:,} JPEG photos of 1-4 MP, {size_bytes / 1e9:.2f} GB "

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
@@ -48,7 +48,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from photos import write_texture_folder
 
-    print(cpu_line())
+    print_cpu_line()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         full = write_texture_folder(work / "textures", train_per_class=40, test_per_class=30, seed=0)

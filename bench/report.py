@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--skip-fashion", action="store_true")
     parser.add_argument("--trials", type=int, default=50)
     args = parser.parse_args()
-    print(cpu_line())
+    print_cpu_line()
     os.chdir(tempfile.mkdtemp(prefix="trainlab-bench-report-"))
     os.environ["WANDB_MODE"] = "disabled"
     digits_run()

@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 import yaml
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
 RATES = [0.001, 0.002, 0.003, 0.004, 0.005, 0.006]
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    print(cpu_line())
+    print_cpu_line()
     print(f"{args.rounds} rounds x {args.kills} kill -9 of the process group of `{' '.join(COMMAND[1:])}` "
           f"({len(RATES)} configurations), then the same command")
     results = []

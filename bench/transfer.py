@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import cpu_line, run_main
+from common import print_cpu_line, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
@@ -62,7 +62,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from photos import write_lfw_folder
 
-    print(cpu_line())
+    print_cpu_line()
     for size in (160, 224):
         print(f"EfficientNet-Lite0 features at {size}x{size}: {extraction_rate(size):6.1f} images/s (2 threads)")
     with tempfile.TemporaryDirectory() as tmp:
