@@ -34,7 +34,7 @@ from trainlab.errors import (
     StorageError,
     TrainlabError,
 )
-from trainlab.evaluate import Evaluation, evaluate
+from trainlab.evaluate import Evaluation
 from trainlab.models import Classifier, count_parameters, create_model
 from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, untracked_advice
 from trainlab.run_documents import record_start, run_documents
@@ -42,7 +42,7 @@ from trainlab.run_setup import check_storage, new_run_id, run_lock
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.process import this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
-from trainlab.transfer import prepare_backbone, probe_or_full
+from trainlab.transfer import evaluate_test, prepare_backbone, probe_or_full
 
 STARTUP_WAIT_S = 15.0
 EXAMPLES = 2  # test images logged as the MLflow model's input example
@@ -258,7 +258,7 @@ def run_experiment(
                            sampler=cfg.data.sampler)
             trained = time.perf_counter()
             best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
-            test = evaluate(best, splits.test_x, splits.test_y, dataset.class_names, cfg.train.eval_batch_size)
+            test = evaluate_test(best, trained_on, splits, dataset.class_names, cfg.train.eval_batch_size)
             durations = {"train_seconds": trained - started, "test_seconds": time.perf_counter() - trained}
             failpoints.reached("evaluate")
             run.log_evaluation(test, prefix="test_")

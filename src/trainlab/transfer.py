@@ -3,15 +3,18 @@ a linear probe, what the training loop sees instead of images (the frozen backbo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 from trainlab.backbones import load_pretrained, pretrained_file
 from trainlab.config import AugmentConfig, Config
 from trainlab.data import Splits
+from trainlab.evaluate import Evaluation, evaluate, timed_logits
 from trainlab.features import probe_features
 from trainlab.models import Classifier, ProbeView
+
+TIMED_IMAGES = 32  # a probe's test split is scored on its cached features; its inference rate is timed on these
 
 
 def probe_or_full(model: Classifier, splits: Splits, cfg: Config, device: torch.device,
@@ -48,3 +51,16 @@ def prepare_backbone(model: Classifier, cfg: Config) -> None:
         keep = 0
     for block in blocks[: len(blocks) - keep]:
         block.requires_grad_(False)
+
+
+def evaluate_test(best: Classifier, trained_on: Splits, splits: Splits, class_names: Sequence[str],
+                  batch_size: int) -> Evaluation:
+    """The test metrics of the best model. A linear probe's are its head on the test features already computed
+    (the body is frozen, so they are the body's output for those images: the same logits, without running the
+    backbone a second time); its images/s is still the whole model's, timed on a few test images. With flip
+    test-time augmentation the mirrored images have no features, so the whole model runs."""
+    if trained_on is splits or best.tta != "none":
+        return evaluate(best, splits.test_x, splits.test_y, class_names, batch_size)
+    report = evaluate(ProbeView(best), trained_on.test_x, splits.test_y, class_names, batch_size)
+    report.metrics["images_per_second"] = timed_logits(best, splits.test_x[:TIMED_IMAGES], batch_size)[1]
+    return report
