@@ -135,7 +135,8 @@ def local_checkpoint(ref: str | Path, runs_dir: Path, which: str = "best.pt") ->
 
 
 def locate_checkpoint(ref: str, runs_dir: Path, tracking_uri: str | None = None) -> Path:
-    """A checkpoint file, run folder or run id; a run only in MLflow has its best model downloaded."""
+    """A checkpoint file, run folder, run id or models:/ reference; a run only in MLflow has its best model
+    downloaded."""
     try:
         return local_checkpoint(ref, runs_dir)
     except CheckpointError as local_error:
@@ -143,12 +144,17 @@ def locate_checkpoint(ref: str, runs_dir: Path, tracking_uri: str | None = None)
         missing = CheckpointError if Path(ref).exists() or run_folder(ref, runs_dir) else RunNotFound
         uri = resolve_tracking_uri(tracking_uri)
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            if ref.startswith("models:/"):
+                raise RunNotFound(f"no MLflow store at {redact(uri)}, so no registered model {ref!r}; run from the "
+                                  "folder you trained in, or pass its store with --tracking-uri") from None
             raise missing(str(local_error)) from None
         try:
             record = Record(uri)
             row = record.run(ref)
-        except RunNotFound:
-            raise missing(f"{local_error}; MLflow at {redact(uri)} has no such run either") from None
+        except RunNotFound as not_found:
+            if ref.startswith("models:/"):  # a registry reference: what the registry lacks is the news
+                raise
+            raise missing(f"{local_error}; MLflow at {redact(uri)} has no such run either") from not_found
         except Exception as exc:  # an unreachable server must not hide the local error
             raise CheckpointError(f"{local_error} (MLflow at {redact(uri)} could not be asked: {exc})") from None
         dest = Path(tempfile.gettempdir()) / "trainlab-models" / row.mlflow_id
@@ -173,8 +179,8 @@ class Predictions:
 class Record:
     """An MLflow store opened for reading runs back, locally or on a team server.
 
-    ``run(ref)`` accepts a run folder, a trainlab run id, an MLflow run id, ``models:/NAME/VERSION`` or
-    ``models:/NAME@ALIAS``; ``runs(ref)`` also accepts a sweep (its finished trials' runs) and one trial of
+    ``run(ref)`` accepts a run folder, a trainlab run id, an MLflow run id, ``models:/NAME/VERSION``,
+    ``models:/NAME/latest`` or ``models:/NAME@ALIAS``; ``runs(ref)`` also accepts a sweep (its finished trials' runs) and one trial of
     a sweep, ``SWEEP#N`` (its seed repeats). Any failure to read is one line naming the store.
     """
 
@@ -207,10 +213,16 @@ class Record:
         if ref.startswith("models:/"):
             spec = ref.removeprefix("models:/")
             name, alias = spec.split("@", 1) if "@" in spec else (spec.rpartition("/")[0], "")
+            version = spec.rpartition("/")[2]
             try:
-                found = (self.client.get_model_version_by_alias(name, alias) if alias
-                         else self.client.get_model_version(name, spec.rpartition("/")[2]))
-            except MlflowException:
+                if alias:
+                    found = self.client.get_model_version_by_alias(name, alias)
+                elif version.lower() == "latest" and "'" not in name:  # as MLflow reads models:/NAME/latest
+                    found = self.client.search_model_versions(f"name = '{name}'", max_results=1,
+                                                              order_by=["version_number DESC"])[0]
+                else:
+                    found = self.client.get_model_version(name, version)
+            except (MlflowException, IndexError):
                 raise RunNotFound(f"no model version {ref!r} in the registry at {redact(self.uri)}; list them with "
                                   "`trainlab models`") from None
             return self.client.get_run(found.run_id)

@@ -23,7 +23,8 @@ from trainlab.cli.common import (
 )
 from trainlab.cli.progress import DownloadBar
 
-ModelArg = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run folder, a trainlab run id or an MLflow run id.")
+ModelArg = typer.Argument(..., metavar="MODEL", help="A checkpoint .pt, a run folder, a trainlab run id, an MLflow "
+                         "run id, or a registered model: models:/NAME@ALIAS, models:/NAME/VERSION, models:/NAME/latest.")
 
 
 @app.command()
