@@ -273,3 +273,19 @@ def test_strict_names_a_bad_file_known_to_the_cache_under_another_name(tmp_path:
     with pytest.raises(CorruptDataError, match=r"image 'train/brick/renamed.jpg' cannot be read \(image file is "
                                                r"truncated.*data.strict: false"):
         create_dataset(folder_config(root, strict=True))
+
+
+def test_only_images_on_a_plain_ground_have_a_background_polarity(tmp_path: Path) -> None:
+    """`predict`'s "light background, pass --invert" note is for digits and garments, never for photos: dark
+    texture photos (their borders are mostly dark) and LFW faces have none."""
+    from photos import write_lfw_folder
+    from sklearn.datasets import load_digits
+
+    from trainlab.data.images import background
+
+    digits = np.clip(load_digits().images * 16, 0, 255).astype(np.uint8)[:, None]
+    assert (background(digits), background(255 - digits)) == ("dark", "light")
+    for folder in (write_texture_folder(tmp_path / "textures", train_per_class=10, test_per_class=0),
+                   write_lfw_folder(tmp_path / "lfw", train_per_class=50)):
+        dataset = create_dataset(DataConfig(name="imagefolder", path=folder, image_size=32, data_dir=tmp_path / "d"))
+        assert background(dataset.train_x) is None

@@ -33,17 +33,27 @@ def load_images(paths: Sequence[Path], channels: int, size: tuple[int, int], res
     return out
 
 
+def _border(x: np.ndarray) -> np.ndarray:
+    """Each image's outermost pixels, one row per image."""
+    frame = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
+    return frame.reshape(len(x), -1)
+
+
 def border_brightness(x: np.ndarray) -> np.ndarray:
     """Mean of each image's outermost pixels (0..255): the background, for digits and garments on a plain ground."""
-    frame = np.concatenate([x[:, :, 0, :], x[:, :, -1, :], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
-    return np.asarray(frame.reshape(len(x), -1).mean(axis=1))
+    return np.asarray(_border(x).mean(axis=1))
 
 
 def background(x: np.ndarray) -> str | None:
-    """"dark" or "light" when at least 90% of the images agree; None for mixed backgrounds (photos)."""
+    """"dark" or "light" when at least 90% of the images lie on a plain ground (most of the border within 16 levels
+    of black or white, as digits and garments do) and agree; None for photos and mixed backgrounds."""
     if len(x) == 0:
         return None
-    light = float((border_brightness(x) >= 128).mean())
+    border = _border(x)
+    plain = ((border <= 16) | (border >= 239)).mean(axis=1) >= 0.6
+    if plain.mean() < 0.9:
+        return None
+    light = float((border.mean(axis=1) >= 128).mean())
     return "light" if light >= 0.9 else "dark" if light <= 0.1 else None
 
 
