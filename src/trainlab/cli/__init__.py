@@ -31,6 +31,11 @@ def main() -> None:
     # a library's log file on a full disk: Python's logging prints '--- Logging error ---' and a traceback per
     # record unless told not to (its documented switch for production); the error that matters is said once
     logging.raiseExceptions = False
+    import warnings
+
+    # requests asks urllib3 for SOCKS proxies on import and urllib3 warns that PySocks is missing; whether it shows
+    # depended on which thread imported MLflow first. trainlab uses no SOCKS proxy: the line is noise
+    warnings.filterwarnings("ignore", message="SOCKS support in urllib3 requires")
     try:
         app()
     finally:
