@@ -107,3 +107,37 @@ def test_make_run_then_every_block_of_the_tour_works_as_written(tmp_path: Path) 
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=project,
                             capture_output=True, text=True, check=True).stdout
     assert status == "", status
+
+
+PHOTOS = "## Your own photos"
+
+
+def test_the_own_photos_section_goes_from_a_folder_to_a_registered_model_in_its_three_commands(tmp_path: Path) -> None:
+    """The section's block, run as written, with HOME holding a folder of real photos (brick / grass / gravel
+    crops of scikit-image's photographs, JPEG and PNG, grey and colour) and a few new ones to label."""
+    from photos import write_texture_folder
+
+    block = re.findall(r"```bash\n(.*?)```", README.read_text().split(PHOTOS, 1)[1].split("\n## ", 1)[0], re.S)
+    assert len(block) == 1 and len([line for line in block[0].splitlines() if line.strip()]) == 3
+    home = tmp_path / "home"
+    write_texture_folder(home / "photos", train_per_class=12, test_per_class=6)
+    new = home / "new-photos"
+    new.mkdir()
+    for name in ("brick", "grass", "gravel"):
+        first = sorted((home / "photos" / "test" / name).iterdir())[0]
+        shutil.copy(first, new / f"unlabelled-{name}{first.suffix}")
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "configs", project / "configs")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "WANDB_"))}
+    env.update(HOME=str(home), PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+               COLUMNS="200")
+    done = subprocess.run(["bash", "-e", "-c", block[0]], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=600)
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-4000:]
+    assert "Traceback" not in said and "warning" not in said, said[-4000:]
+    assert "registered as models:/my-photos/1" in said and "report: runs/" in said
+    labels = {line.split("│")[1].strip().rsplit("/", 1)[1]: line.split("│")[2].strip()
+              for line in done.stdout.splitlines() if "unlabelled-" in line}
+    assert labels == {f"unlabelled-{name}{ext}": name for name, ext in
+                      ((p.stem.split("-")[1], p.suffix) for p in new.iterdir())}, done.stdout
