@@ -113,6 +113,14 @@ def test_the_transfer_preset_separates_real_faces_from_non_faces_with_ten_photos
         {k: v for k, v in first.test.metrics.items() if k not in timing}
     payload = torch.load(second.result.best_checkpoint, weights_only=True)
     assert payload["model"]["layers"] == [{"type": "efficientnet_lite0"}]  # the model itself, not a path to weights
+    # the test split was scored on the cached features: the whole model on the images gives the same probabilities
+    from trainlab.checkpoint import model_from_checkpoint
+    from trainlab.data import load_data
+    from trainlab.evaluate import evaluate
+
+    _, splits = load_data(cfg.data)
+    whole = evaluate(model_from_checkpoint(payload), splits.test_x, splits.test_y, splits.class_names)
+    np.testing.assert_allclose(whole.probs, second.test.probs, atol=1e-5)
 
     from trainlab.predict import predict_files
 
