@@ -201,3 +201,35 @@ def test_int8_prediction_works_on_both_backbones_and_warns_where_it_is_slower(tm
         assert int8.precision == "int8" and (int8.probs.argmax(1) == fp32.probs.argmax(1)).mean() >= 0.9
         slower = [n for n in int8.notes if "unfused" in n]
         assert bool(slower) == (arch == "efficientnet_lite0"), int8.notes
+
+
+@pytest.mark.slow
+def test_a_sweep_over_backbones_and_fine_tunes_runs_every_combination(tmp_path: Path, monkeypatch) -> None:
+    """model.arch x train.finetune as a W&B grid on the transfer preset; resnet18's `package` weights are a
+    torchvision-format file in torch hub's cache (TORCH_HOME), as a user with internet would have it."""
+    import json
+
+    import yaml
+    from conftest import REPO
+    from typer.testing import CliRunner
+
+    from trainlab.cli import app
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    torchvision_resnet18_file(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    root = write_lfw_folder(tmp_path / "lfw", train_per_class=6)
+    sweep = tmp_path / "backbones.yaml"
+    sweep.write_text("name: backbones\nmethod: grid\nmetric: {name: val_loss, goal: minimize}\nparameters:\n"
+                     "  model.arch: {values: [efficientnet_lite0, resnet18]}\n"
+                     "  train.finetune: {values: [linear_probe, full]}\n")
+    result = CliRunner().invoke(app, ["sweep", str(sweep), "-c", str(REPO / "configs" / "photos_transfer.yaml"),
+                                      f"data.path={root}", "data.image_size=32", "train.epochs=1", "-t", "none",
+                                      "-q", "report=false"])
+    assert result.exit_code == 0, result.output
+    trials = [yaml.safe_load((d / "config.yaml").read_text()) for d in Path("runs").glob("sweep-backbones-*-t*")]
+    assert all(json.loads((d / "model.json").read_text())["pretrained"]["sha256"]
+               for d in Path("runs").glob("sweep-backbones-*-t*"))
+    assert sorted((t["model"]["arch"], t["train"]["finetune"]) for t in trials) == [
+        ("efficientnet_lite0", "full"), ("efficientnet_lite0", "linear_probe"),
+        ("resnet18", "full"), ("resnet18", "linear_probe")]
