@@ -102,24 +102,24 @@ def scratch_section(folder: Path, work: Path, seeds: int) -> None:
         print(f"  {arch}: test accuracy {spread(accuracies)}")
 
 
-def second_run_section(work: Path, per_class: int = 100) -> None:
+def second_run_section(work: Path, per_class: int) -> None:
     sys.path.insert(0, str(REPO / "tests"))
     from photos import write_texture_folder
 
-    folder = write_texture_folder(work / "textures", train_per_class=per_class, test_per_class=per_class // 2)
+    folder = write_texture_folder(work / f"textures-{per_class}", train_per_class=per_class,
+                                  test_per_class=per_class // 2)
     count = sum(1 for p in folder.rglob("*") if p.is_file())
-    print(f"\na first and a second linear-probe run on {count} photos of 96-224 px (skimage's brick / grass / gravel, "
-          "JPEG and PNG) at 224 px, untracked (-t none) and recorded (MLflow + W&B offline):")
+    print(f"\na first and a second linear-probe run on {count:,} photos of 96-224 px (skimage's brick / grass / gravel,"
+          " JPEG and PNG) at 224 px, untracked (-t none) and recorded (MLflow + W&B offline):")
     for trackers in (("none",), ("mlflow", "wandb")):
-        data = work / f"data-{trackers[0]}"
+        data = work / f"data-{per_class}-{trackers[0]}"
         runs = [train("photos_transfer.yaml", folder, work, 0, "textures", "data.image_size=224",
                       f"data.data_dir={data}", trackers=trackers) for _ in range(2)]
         (first_wall, first), (second_wall, second) = runs
         print(f"  {'+'.join(trackers)}: first run {first_wall:.1f} s wall (features {first['features_seconds']:.1f} s "
               f"at {first['features_images_per_second']:.0f} images/s), second run {second_wall:.1f} s "
-              f"(features from the cache in {second['features_seconds']:.2f} s): {first_wall / second_wall:.1f}x "
-              f"the whole run, {first['features_seconds'] / max(second['features_seconds'], 1e-3):.0f}x the "
-              "feature stage")
+              f"(features read from the cache in {second['features_seconds']:.3f} s): {first_wall / second_wall:.1f}x "
+              f"the whole run, {first['features_seconds'] / second['features_seconds']:,.0f}x the feature stage")
 
 
 def main() -> None:
@@ -140,7 +140,7 @@ def main() -> None:
         work = Path(tmp)
         folder = write_lfw_folder(work / "lfw", train_per_class=10)
         print("\nfaces vs non-faces (skimage lfw_subset), 10 training photos per class (8 train + 2 validation), "
-              "180 held out; each the real `trainlab train -c ...` recorded in MLflow")
+              "180 held out; each the real `trainlab train -c ...` recorded in MLflow; the probe at the preset's size")
         for seed in range(args.seeds):
             wall_probe, probe = train("photos_transfer.yaml", folder, work, seed, "lfw-transfer")
             wall_scratch, scratch = train("photos.yaml", folder, work, seed, "lfw-scratch")
@@ -156,7 +156,8 @@ def main() -> None:
         print("\n".join(f"  {line}" for line in lines) or compare.stdout + compare.stderr)
         sizes_section(folder, work, args.seeds)
         scratch_section(folder, work, args.seeds)
-        second_run_section(work)
+        for per_class in (100, 350):
+            second_run_section(work, per_class)
 
 
 if __name__ == "__main__":

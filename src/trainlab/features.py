@@ -24,7 +24,7 @@ from trainlab.models import Classifier
 @dataclass
 class ProbeFeatures:
     splits: Splits  # the features (float32, N x features) in place of the images
-    seconds: float  # computing them (0 when cached)
+    seconds: float  # computing them, or reading them from the cache
     images_per_second: float  # the backbone's extraction rate (nan when cached)
     cached: bool
     problems: list[str] = field(default_factory=list)
@@ -57,12 +57,13 @@ def probe_features(model: Classifier, splits: Splits, data_dir: Path, batch_size
     """Features of the train / val / test splits, from the cache or computed (and cached)."""
     path = Path(data_dir) / "cache" / "features" / f"{features_key(model, splits)}.npz"
     problems: list[str] = []
+    started = time.perf_counter()
     if cache and path.is_file():
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in ("train", "val", "test")}
             if all(len(arrays[k]) == len(getattr(splits, f"{k}_y")) for k in arrays):
-                return ProbeFeatures(_with(splits, arrays), 0.0, float("nan"), True)
+                return ProbeFeatures(_with(splits, arrays), time.perf_counter() - started, float("nan"), True)
             problems.append(f"{path} holds features of other images; they were computed again")
         except Exception as exc:  # noqa: BLE001  cut, emptied or foreign: compute again, and rewrite it
             problems.append(f"{path} could not be read ({type(exc).__name__}); the features were computed again")
