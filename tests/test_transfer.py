@@ -63,6 +63,14 @@ def test_a_wrong_truncated_or_foreign_weights_file_is_one_line_naming_what_does_
         load_pretrained(layer, tmp_path / "widened.pth")
     with pytest.raises(ConfigError, match="is not a file"):
         pretrained_file("efficientnet_lite0", str(tmp_path / "nowhere.pth"))
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    with pytest.raises(ConfigError, match=r"cannot be read as PyTorch weights \(\w+\): it is truncated or not"):
+        load_pretrained(layer, text)
+    torch.save(BACKBONES["efficientnet_lite0"].build(), tmp_path / "whole.pth")  # a pickled model, not a state dict
+    with pytest.raises(ConfigError, match="holds pickled Python objects") as refused:
+        load_pretrained(layer, tmp_path / "whole.pth")
+    assert "\x1b" not in str(refused.value) and "\n" not in str(refused.value)
     assert len(load_pretrained(layer, good)) == 64  # the SHA-256, recorded with the run
 
 
@@ -161,6 +169,11 @@ def test_last_n_blocks_and_the_backbone_rate_decide_what_trains_and_how_fast() -
     assert not any(m.training for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
     with pytest.raises(ConfigError, match="needs a pretrained backbone"):
         load_config(None, ["model.arch=small", "train.finetune=linear_probe"])
+    with pytest.raises(ConfigError, match="last_n_blocks = 10 but resnet18 has 9 blocks"):
+        load_config(None, ["model.arch=resnet18", "train.last_n_blocks=10"])
+    from trainlab.catalog import BACKBONE_BLOCKS
+
+    assert {name: len(BackboneLayer(name).blocks()) for name in BACKBONES} == BACKBONE_BLOCKS
 
 
 @pytest.mark.slow
@@ -197,7 +210,7 @@ def test_int8_prediction_works_on_both_backbones_and_warns_where_it_is_slower(tm
         run_dir = next(d for d in Path("runs").iterdir() if f"name: {arch}" in (d / "config.yaml").read_text())
         images = sorted((root / "test").rglob("*.png"))[::9]
         fp32 = predict_files(str(run_dir), images, Path("runs"))
-        int8 = predict_files(str(run_dir), images, Path("runs"), int8=True, data_dir=tmp_path / "data")
+        int8 = predict_files(str(run_dir), images, Path("runs"), int8=True, data_dir=root)  # the photos folder
         assert int8.precision == "int8" and (int8.probs.argmax(1) == fp32.probs.argmax(1)).mean() >= 0.9
         slower = [n for n in int8.notes if "unfused" in n]
         assert bool(slower) == (arch == "efficientnet_lite0"), int8.notes
@@ -233,3 +246,37 @@ def test_a_sweep_over_backbones_and_fine_tunes_runs_every_combination(tmp_path: 
     assert sorted((t["model"]["arch"], t["train"]["finetune"]) for t in trials) == [
         ("efficientnet_lite0", "full"), ("efficientnet_lite0", "linear_probe"),
         ("resnet18", "full"), ("resnet18", "linear_probe")]
+
+
+
+@pytest.mark.slow
+def test_grey_photos_random_weights_and_a_foreign_cache_file_each_train_the_probe_on_the_right_features(
+        tmp_path: Path) -> None:
+    """Grey images on a backbone (its statistics broadcast them over three channels); random weights, whose
+    features differ per seed, so each seed computes its own; a cached file of the wrong width, computed again."""
+    import json
+
+    from trainlab.predict import predict_files
+
+    root = write_lfw_folder(tmp_path / "lfw", train_per_class=6)
+    common = ("data.name=imagefolder", f"data.path={root}", "data.image_size=64", "data.channels=1",
+              "model.arch=efficientnet_lite0", "train.finetune=linear_probe", "train.epochs=2",
+              f"data.data_dir={tmp_path / 'data'}")
+    features = tmp_path / "data" / "cache" / "features"
+    train_cli(*common, "model.pretrained=none", "seed=0")
+    train_cli(*common, "model.pretrained=none", "seed=1")
+    assert len(list(features.glob("*.npz"))) == 2  # one per seed's random network
+    for run_dir in Path("runs").iterdir():  # what each run recorded is its own model's: `predict` agrees
+        recorded = json.loads((run_dir / "summary.json").read_text())["test_log_loss"]
+        test_files = sorted((root / "test").rglob("*.png"))
+        probs = predict_files(str(run_dir), test_files, Path("runs")).probs
+        truth = np.array([0 if f.parent.name == "face" else 1 for f in test_files])
+        assert -np.log(probs[np.arange(len(truth)), truth].clip(1e-15)).mean() == pytest.approx(recorded, abs=1e-4)
+    before = set(features.glob("*.npz"))
+    train_cli(*common)  # the packaged weights
+    (made,) = set(features.glob("*.npz")) - before
+    np.savez(made, train=np.zeros((10, 7), np.float32), val=np.zeros((2, 7), np.float32),
+             test=np.zeros((180, 7), np.float32))
+    train_cli(*common)  # features of another width (another backbone): computed again, not a crash
+    with np.load(made) as npz:
+        assert npz["train"].shape[1] == 1280

@@ -67,6 +67,9 @@ ARCHITECTURES: dict[str, tuple[LayerDict, ...]] = {
     "resnet18": ({"type": "resnet18"},),
 }
 BACKBONE_NAMES = ("efficientnet_lite0", "resnet18")
+# what train.last_n_blocks counts per backbone: the stages a partial fine-tune unfreezes from the end
+# (Lite0: the stem, 16 MBConv blocks, the 1x1 head; ResNet-18: the stem, 8 basic blocks)
+BACKBONE_BLOCKS = {"efficientnet_lite0": 18, "resnet18": 9}
 CUSTOM = "custom"  # model.arch for a network declared in model.layers
 
 DATASET_NAMES = tuple(DATASETS)

@@ -87,7 +87,9 @@ def model_from_checkpoint(payload: dict[str, Any]) -> Classifier:
     """The network a checkpoint describes, with its weights; a mismatch is a CheckpointError naming it."""
     spec = payload["model"]
     try:
-        model = Classifier(spec["layers"], spec["input_shape"], spec["num_outputs"],
+        # the normalisation's channels (a backbone's three on grey images): placeholders, the weights set them
+        stats = [0.0] * int(spec["state_dict"]["scale"].shape[1])
+        model = Classifier(spec["layers"], spec["input_shape"], spec["num_outputs"], stats, [1.0] * len(stats),
                            channels_last=spec.get("channels_last", True), tta=spec.get("tta", "none"))
         model.load_state_dict(spec["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from trainlab.catalog import ARCH_NAMES, BACKBONE_NAMES, DATASET_NAMES
+from trainlab.catalog import ARCH_NAMES, BACKBONE_BLOCKS, BACKBONE_NAMES, DATASET_NAMES
 from trainlab.config_errors import format_validation_error
 from trainlab.config_layers import LayerSpec, Section
 from trainlab.errors import ConfigError, SettingsSyntaxError
@@ -323,6 +323,10 @@ class Config(Section):
             if self.train.finetune == "linear_probe" and self.train.last_n_blocks is not None:
                 raise ValueError("train.last_n_blocks is set with train.finetune: linear_probe, which trains the head "
                                  "only; use finetune: full, or drop last_n_blocks")
+            blocks = BACKBONE_BLOCKS[self.model.arch]
+            if (self.train.last_n_blocks or 0) > blocks:
+                raise ValueError(f"train.last_n_blocks = {self.train.last_n_blocks} but {self.model.arch} has "
+                                 f"{blocks} blocks; use 1 to {blocks}, or drop it to train them all")
             return self
         for key, value, default in (("model.pretrained", self.model.pretrained, None),
                                     ("train.finetune", self.train.finetune, "full"),

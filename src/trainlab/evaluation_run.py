@@ -90,10 +90,12 @@ def evaluate_checkpoint(ref: str, runs_dir: Path, data_dir: Path | None = None,
 
 def checkpoint_dataset(payload: dict[str, Any], data_dir: Path | None = None,
                        download_progress: DownloadProgress | None = None) -> Dataset:
-    """The dataset a checkpoint's model was trained on (looked up in ``data_dir`` when given)."""
+    """The dataset a checkpoint's model was trained on (looked up in ``data_dir`` when given: for a folder of
+    images, ``data_dir`` is that folder, moved or copied; its decode cache stays where the run kept it)."""
     data_cfg = validate_config(payload["config"]).data
     if data_dir is not None:
-        data_cfg = data_cfg.model_copy(update={"data_dir": data_dir})
+        key = "path" if data_cfg.name == "imagefolder" else "data_dir"
+        data_cfg = data_cfg.model_copy(update={key: Path(data_dir).expanduser()})
     dataset = create_dataset(data_cfg, download_progress)
     input_shape = tuple(payload["model"]["input_shape"])
     if input_shape != tuple(dataset.input_shape):

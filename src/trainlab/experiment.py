@@ -42,7 +42,7 @@ from trainlab.run_setup import check_storage, new_run_id, run_lock
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
 from trainlab.tracking.process import this_process
 from trainlab.train import TrainCallbacks, TrainResult, train
-from trainlab.transfer import evaluate_test, prepare_backbone, probe_or_full
+from trainlab.transfer import evaluate_test, model_description, prepare_backbone, probe_or_full
 
 STARTUP_WAIT_S = 15.0
 EXAMPLES = 2  # test images logged as the MLflow model's input example
@@ -75,6 +75,9 @@ class RunCallbacks(TrainCallbacks):
     """Training progress hooks, plus the run's opening facts; the defaults do nothing."""
 
     def on_run_start(self, start: RunStart) -> None: ...
+
+    def on_stage(self, text: str) -> None:
+        """A step before the epochs that takes a while (a backbone's features): said as it starts and ends."""
 
     def close(self) -> None:
         """The run is over (finished or not): stop any display."""
@@ -211,7 +214,8 @@ def run_experiment(
     counts = splits.class_counts()
     if isinstance(callbacks, RunCallbacks):
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
-                                        dataset.input_shape, val_source, cfg.model.arch, count_parameters(model),
+                                        dataset.input_shape, val_source, model_description(model, cfg),
+                                        count_parameters(model),
                                         device.type, threads, resume is not None, dataset.train_source,
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
@@ -251,7 +255,8 @@ def run_experiment(
             meta = {"config": info.config, "class_names": list(dataset.class_names), "run_id": run_id,
                     "trainlab_version": __version__, "background": background(splits.train_x)}
             started = time.perf_counter()
-            trained_model, trained_on, augment, probe_facts = probe_or_full(model, splits, cfg, device, warn)
+            say = callbacks.on_stage if isinstance(callbacks, RunCallbacks) else (lambda text: None)
+            trained_model, trained_on, augment, probe_facts = probe_or_full(model, splits, cfg, device, warn, say)
             result = train(trained_model, trained_on, cfg.train, seed=cfg.seed, device=device,
                            checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
                            tracker=run, callbacks=callbacks, resume=resume, augment=augment,

@@ -1,8 +1,8 @@
 """A linear probe's input: the frozen backbone's pooled features of every image, computed once and cached.
 
-The cache file (``data_dir/cache/features/<key>.npz``) is keyed by the backbone's weights, the image size and
-the pixels of every split themselves, so a second run on the same data and weights computes nothing, and any
-change (another file, another split, other weights) computes afresh. Like the image cache, a file that cannot be
+The cache file (``data_dir/cache/features/<key>.npz``) is keyed by the backbone's weights (their values), the
+image size and the pixels of every split themselves, so a second run on the same data and weights computes
+nothing, and any change (another file, another split, other weights) computes afresh. Like the image cache, a file that cannot be
 read is recomputed and one that cannot be written is skipped, with the reason kept for the run's warnings.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,13 @@ class ProbeFeatures:
 
 
 def features_key(model: Classifier, splits: Splits) -> str:
+    """The body's weights themselves (random ones differ per seed), its input and the pixels of every split."""
     digest = hashlib.sha256()
-    for part in (model.pretrained.get("sha256", "random"), repr(model.input_shape), repr(model.layers)):
+    for part in (repr(model.input_shape), repr(model.layers)):
         digest.update(part.encode() + b"\0")
+    for name, tensor in model.body.state_dict().items():
+        digest.update(name.encode() + b"\0")
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().data)
     for array in (splits.train_x, splits.val_x, splits.test_x):
         digest.update(repr(array.shape).encode())
         digest.update(np.ascontiguousarray(array).data)
@@ -53,8 +58,10 @@ def pooled_features(model: Classifier, images: np.ndarray, batch_size: int, devi
 
 
 def probe_features(model: Classifier, splits: Splits, data_dir: Path, batch_size: int,
-                   device: torch.device | str = "cpu", cache: bool = True) -> ProbeFeatures:
-    """Features of the train / val / test splits, from the cache or computed (and cached)."""
+                   device: torch.device | str = "cpu", cache: bool = True,
+                   starting: Callable[[], None] = lambda: None) -> ProbeFeatures:
+    """Features of the train / val / test splits, from the cache or computed (and cached); ``starting`` is
+    called before they are computed."""
     path = Path(data_dir) / "cache" / "features" / f"{features_key(model, splits)}.npz"
     problems: list[str] = []
     started = time.perf_counter()
@@ -62,11 +69,13 @@ def probe_features(model: Classifier, splits: Splits, data_dir: Path, batch_size
         try:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in ("train", "val", "test")}
-            if all(len(arrays[k]) == len(getattr(splits, f"{k}_y")) for k in arrays):
+            width = model.head.in_features
+            if all(arrays[k].shape == (len(getattr(splits, f"{k}_y")), width) for k in arrays):
                 return ProbeFeatures(_with(splits, arrays), time.perf_counter() - started, float("nan"), True)
-            problems.append(f"{path} holds features of other images; they were computed again")
+            problems.append(f"{path} holds features of other images or another backbone; they were computed again")
         except Exception as exc:  # noqa: BLE001  cut, emptied or foreign: compute again, and rewrite it
             problems.append(f"{path} could not be read ({type(exc).__name__}); the features were computed again")
+    starting()
     started = time.perf_counter()
     arrays = {k: pooled_features(model, getattr(splits, f"{k}_x"), batch_size, device) for k in ("train", "val", "test")}
     seconds = time.perf_counter() - started

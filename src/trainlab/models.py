@@ -41,13 +41,15 @@ class Classifier(nn.Module):
         channels = input_shape[0]
         mean_t = torch.tensor(list(mean) if mean is not None else [127.5] * channels, dtype=torch.float32)
         std_t = torch.tensor(list(std) if std is not None else [64.0] * channels, dtype=torch.float32)
-        # pixel * scale - shift == (pixel - mean) / std, in one fused step
-        self.register_buffer("scale", (1.0 / std_t).view(1, channels, 1, 1))
-        self.register_buffer("shift", (mean_t / std_t).view(1, channels, 1, 1))
+        # pixel * scale - shift == (pixel - mean) / std, in one fused step; a backbone's three-channel statistics
+        # broadcast a grey image over its three channels
+        self.register_buffer("scale", (1.0 / std_t).view(1, len(std_t), 1, 1))
+        self.register_buffer("shift", (mean_t / std_t).view(1, len(mean_t), 1, 1))
         self.layers = [dict(layer) for layer in layers]
         self.input_shape = tuple(int(d) for d in input_shape)
         self.num_outputs = num_outputs
-        self.body, features = _build_body(self.layers, self.input_shape)
+        normalised = (max(channels, len(mean_t)), *self.input_shape[1:])
+        self.body, features = _build_body(self.layers, normalised)
         self.head = nn.Linear(features, num_outputs)
         self.channels_last = channels_last
         self.tta = tta  # "flip": in eval mode, the logits of the image and its mirror image, averaged

@@ -267,7 +267,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+            lr = optimizer.param_groups[-1]["lr"]  # the rate this step used (the head's, on a backbone)
             scheduler.step()
             # running train loss and accuracy, without a sync per step
             with torch.no_grad():

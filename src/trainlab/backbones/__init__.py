@@ -8,6 +8,7 @@ says where its ImageNet weights come from: ``package`` (the file a pip package i
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,14 @@ def load_pretrained(layer: BackboneLayer, path: Path) -> str:
         import io
 
         state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused what the pickle holds: objects, not only tensors
+        raise ConfigError(f"model.pretrained file {str(path)!r} holds pickled Python objects (a whole model, or not "
+                          f"PyTorch weights at all), not a state dict of {layer.name}; save one with "
+                          "torch.save(model.state_dict(), path), or set model.pretrained: none") from None
     except Exception as exc:  # noqa: BLE001  torch raises a dozen types for a damaged or foreign file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ConfigError(f"model.pretrained file {str(path)!r} cannot be read as PyTorch weights ({first}); it is "
-                          f"truncated or not a state dict: replace it, or set model.pretrained: none") from None
+        raise ConfigError(f"model.pretrained file {str(path)!r} cannot be read as PyTorch weights "
+                          f"({type(exc).__name__}): it is truncated or not a .pth file; replace it, or set "
+                          "model.pretrained: none") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -31,7 +31,8 @@ Int8Option = typer.Option(False, "--int8", help="Run an int8 copy of the model (
                           "calibrated on the first 1,024 training images; labels can differ from fp32 on a few images).")
 TrackingUriOption = typer.Option(None, "--tracking-uri",
                                  help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlruns).")
-DataDirOption = typer.Option(None, "--data-dir", help="Override where the dataset is looked up.")
+DataDirOption = typer.Option(None, "--data-dir", help="Override where the dataset is looked up (for a model trained "
+                             "on a folder of photos: that folder, moved or copied).")
 
 # a disk or permission problem the user can fix, wherever it strikes (a download, a run folder, a store)
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}

@@ -68,13 +68,14 @@ def predict(
                                       "(searched recursively, in name order)."),
     runs_dir: Path = RunsDirOption,
     tracking_uri: str | None = TrackingUriOption,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON array: one object per image."),
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many most likely labels to show (also in --json)."),
     invert: bool = typer.Option(False, "--invert", help="Invert the images (255 - pixel) first: for dark digits on "
                                 "a light background when the model learned light on dark, or the reverse."),
     int8: bool = Int8Option,
     data_dir: Path | None = typer.Option(None, "--data-dir", help="Where the model's training images are looked "
-                                            "up (for --int8 calibration)."),
+                                            "up (for --int8 calibration): the data folder, or for a model trained on "
+                                            "a folder of photos, that folder."),
 ) -> None:
     """Label images with a saved model: label and class probabilities."""
     with user_errors():

@@ -99,6 +99,10 @@ def train_progress(quiet: bool, monitor: str, log_interval: float = 30.0) -> Run
                 if per_class := class_counts_line(start):
                     console.print(per_class, soft_wrap=True, highlight=False, markup=False)
 
+        def on_stage(self, text: str) -> None:
+            if not quiet:
+                console.print(text, soft_wrap=True, highlight=False, markup=False)
+
         def on_train_start(self, epochs: int, steps_per_epoch: int, first_epoch: int) -> None:
             self.epochs, self.steps = epochs, steps_per_epoch
             if not quiet:

@@ -128,6 +128,7 @@ def plan(record: Record, ref: str, repo: Path = Path("."), threads: int | None =
     cfg = validate_config({**config, "threads": used})
     p = Plan(row, commit, diff, config, used, checked=[f"commit {commit[:12]} is in this repository"])
     check_data(record, row, cfg, p)
+    check_pretrained(row, cfg, p)
     here = environment(used)
     for key in ENVIRONMENT:
         if key in recorded_env and recorded_env[key] != here.get(key):
@@ -153,6 +154,26 @@ def check_data(record: Record, row: RunRow, cfg: Any, p: Plan) -> None:
             raise CannotReproduce(f"data file {name!r} of dataset {dataset.name!r} ({dataset.location}) {what}; "
                                   f"run {row.run_id} cannot be reproduced on other data")
     p.checked.append(f"the {len(recorded)} data file(s) match the recorded SHA-256")
+
+
+def check_pretrained(row: RunRow, cfg: Any, p: Plan) -> None:
+    """A backbone's weights file here against the SHA-256 the run recorded (the file is found as the run found it)."""
+    import hashlib
+
+    from trainlab.backbones import pretrained_file
+
+    recorded = row.tags.get("pretrained_sha256")
+    if not recorded:
+        return
+    try:
+        path = pretrained_file(cfg.model.arch, cfg.model.pretrained or "package")
+    except TrainlabError as exc:
+        raise CannotReproduce(f"the pretrained weights of run {row.run_id} are not here: {exc}") from None
+    found = hashlib.sha256(path.read_bytes()).hexdigest()
+    if found != recorded:
+        raise CannotReproduce(f"pretrained weights file {str(path)!r} has SHA-256 {found[:12]}…, run {row.run_id} "
+                              f"recorded {recorded[:12]}…; put the file it used in place to reproduce it")
+    p.checked.append(f"the pretrained weights ({path.name}) match the recorded SHA-256")
 
 
 # -- step 2: the recorded code, rebuilt ------------------------------------------------------------------

@@ -247,7 +247,7 @@ def run_facts(view: RunView, best: int | None) -> list[tuple[str, str]]:
     data, env = view.data, view.environment
     splits = data.get("splits", {})
     duration = (view.end_ms - view.start_ms) / 1000 if view.end_ms and view.start_ms else None
-    return [
+    facts = [
         ("experiment", view.experiment), ("run", view.run_id), ("status", view.status.lower()),
         ("started", datetime.fromtimestamp(view.start_ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if view.start_ms else "?"),
         ("duration", f"{duration:.1f} s" if duration is not None else "?"),
@@ -265,6 +265,26 @@ def run_facts(view: RunView, best: int | None) -> list[tuple[str, str]]:
                         f"{env.get('cpu_model', '?')} ({env.get('cpu_capability', '?')})"),
         ("trainlab", view.tags.get("trainlab_version", "?")),
     ]
+    if backbone := backbone_fact(view):
+        facts.insert(next(i for i, (name, _) in enumerate(facts) if name == "model") + 1, ("backbone", backbone))
+    return facts
+
+
+def backbone_fact(view: RunView) -> str | None:
+    """A pretrained backbone's weights (file and SHA-256) and how it was fine-tuned; None for other models."""
+    pretrained = view.model.get("pretrained")
+    if not pretrained:
+        return None
+    weights = (f"weights {pretrained.get('file', '?')} (SHA-256 {pretrained.get('sha256', '?')[:12]}…)"
+               if pretrained.get("weights", "none") != "none" else "random weights")
+    finetune = view.params.get("train.finetune", "full")
+    how = finetune.replace("_", " ")
+    if finetune == "full":
+        blocks = view.params.get("train.last_n_blocks", "None")
+        how += (f" · last {blocks} blocks" if blocks not in ("None", "") else "") + \
+            f" · backbone at {view.params.get('train.backbone_lr_scale', '?')} of the learning rate" + \
+            (" · BatchNorm statistics frozen" if view.params.get("train.freeze_batchnorm") == "True" else "")
+    return f"{weights} · {how}"
 
 
 def best_epoch(history: list[dict[str, float]], monitor: str) -> int | None:
