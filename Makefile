@@ -71,7 +71,7 @@ COMPILE = $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-un
 lock:
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(COMPILE) --extra test --extra notebooks --extra docs --extra pretrained -o requirements.lock pyproject.toml
-	$(COMPILE) --constraint requirements.lock -o requirements-runtime.lock pyproject.toml
+	$(COMPILE) --constraint requirements.lock --extra pretrained -o requirements-runtime.lock pyproject.toml
 	$(COMPILE) --constraint requirements.lock -o docker/mlflow-server.lock docker/mlflow-server.in
 
 # the trainer image, labelled with the commit it is built from (docs/containers.md). DOCKER=podman works;
