@@ -445,7 +445,10 @@ def test_a_sweep_killed_mid_trial_resumes_with_every_configuration_once() -> Non
     parent, trials = sweep_runs(client(), sid)
     finished = Counter(t.data.params["train.optimizer.lr"] for t in trials if t.info.status == "FINISHED")
     assert finished == Counter({"0.001": 1, "0.002": 1, "0.003": 1, "0.004": 1})
-    killed_attempts = 3 - told  # each stays in the study, counted as killed
+    # each stays in the study, counted as killed; except a trial whose runs recorded their end before the kill:
+    # the resumed sweep settles it from those records ("ended before their process died") instead
+    settled = re.search(r"trial\(s\) ([\d, ]+) ended before their process died", resumed.stderr)
+    killed_attempts = 3 - told - (len(settled.group(1).split(", ")) if settled else 0)
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials_killed"] == killed_attempts
     # MLflow holds each killed attempt whose run it had started; under load a trained trial can be killed before
     # its (background) MLflow start, and then only the study and the run folder know it (a known gap)
