@@ -209,8 +209,9 @@ def test_the_photos_preset_learns_real_textures(tmp_path: Path) -> None:
     from trainlab.experiment import run_experiment
 
     root = write_texture_folder(tmp_path / "textures", train_per_class=40, test_per_class=30)
+    # one thread: the other xdist worker trains too, and two 2-thread processes on 2 cores slow each other ~5x
     cfg = load_config(REPO / "configs" / "photos.yaml", [f"data.path={root}", "tracking.trackers=[]", "report=false",
-                                                         f"data.data_dir={tmp_path / 'data'}"])
+                                                         f"data.data_dir={tmp_path / 'data'}", "threads=1"])
     outcome = run_experiment(cfg)
     assert outcome.dataset.input_shape == (3, 64, 64) and outcome.sizes["test"] == 90
     assert outcome.test.metrics["accuracy"] >= 0.95, outcome.test.metrics

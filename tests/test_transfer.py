@@ -98,7 +98,7 @@ def train_cli(*args: str) -> None:
 
     from trainlab.cli import app
 
-    result = CliRunner().invoke(app, ["train", *args, "threads=2", "--tracker", "none", "report=false"])
+    result = CliRunner().invoke(app, ["train", *args, "threads=1", "--tracker", "none", "report=false"])
     assert result.exit_code == 0, result.output
 
 
@@ -111,7 +111,8 @@ def test_the_transfer_preset_separates_real_faces_from_non_faces_with_ten_photos
 
     root = write_lfw_folder(tmp_path / "lfw", train_per_class=10)
     cfg = load_config(REPO / "configs" / "photos_transfer.yaml", [f"data.path={root}", "tracking.trackers=[]",
-                                                                  "report=false", f"data.data_dir={tmp_path / 'data'}"])
+                                                                  "report=false", f"data.data_dir={tmp_path / 'data'}",
+                                                                  "threads=1"])
     first = run_experiment(cfg)
     assert first.test.metrics["accuracy"] >= 0.95, first.test.metrics
     assert first.sizes == {"train": 16, "val": 4, "test": 180}
