@@ -96,7 +96,7 @@ def test_make_run_then_every_block_of_the_tour_works_as_written(tmp_path: Path) 
     assert done.returncode == 0, said[-6000:]
     assert "Traceback" not in said and "error:" not in said, said[-6000:]
     # what each block must show a new user
-    assert "sweep sweep-architectures-7dc637a0: grid over model" in said  # the id the README names
+    assert "sweep sweep-architectures-95163a49: grid over model" in said  # the id the README names
     assert "verdict:" in said and "report: " in said
     assert "verdict: identical" in said.lower() or "identical" in said
     assert '"predictions": [{"0": ' in said  # the served model answered the curl line

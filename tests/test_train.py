@@ -174,3 +174,37 @@ def test_a_one_cycle_whose_warm_up_is_exactly_one_step_runs() -> None:
         rates.append(optimizer.param_groups[0]["lr"])
         scheduler.step()
     assert max(rates) == pytest.approx(0.1, rel=0.1) and rates[-1] < rates[1]
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_bf16_instructions() -> None:
+    from trainlab.provenance import training_precision
+
+    assert training_precision("auto", "cpu", {"cpu_flags": ["avx2", "avx512f"]})[0] == "fp32"
+    assert training_precision("auto", "cpu", {"cpu_flags": ["avx512f", "avx512_bf16"]}) == \
+        ("bf16", "the CPU has avx512_bf16")
+    assert training_precision("auto", "cpu", {"cpu_flags": ["amx_bf16", "avx512_bf16"]})[0] == "bf16"
+    assert training_precision("fp32", "cpu", {"cpu_flags": ["amx_bf16"]})[0] == "fp32"
+    assert training_precision("bf16", "cpu", {"cpu_flags": []})[0] == "bf16"  # as asked (slow there, but honest)
+
+
+@pytest.mark.slow
+def test_bf16_training_reaches_fp32_accuracy_on_digits_and_resumes_to_the_same_result() -> None:
+    """Autocast on the training steps only: the weights, the loss and evaluation stay fp32. Over three seeds bf16's
+    test accuracy is within fp32's seed spread; an interrupted bf16 run resumes to the uninterrupted one's bits."""
+    from conftest import build_fast_config
+
+    accuracy = {}
+    for precision in ("fp32", "bf16"):
+        accuracy[precision] = [run_experiment(build_fast_config(
+            "data.name=digits", "train.epochs=6", f"train.precision={precision}", f"seed={seed}",
+            f"output_dir=runs-{precision}")).test.metrics["accuracy"] for seed in range(3)]
+    fp32, bf16 = np.array(accuracy["fp32"]), np.array(accuracy["bf16"])
+    assert abs(bf16.mean() - fp32.mean()) <= max(2 * fp32.std(ddof=1), 0.01), accuracy
+    cfg = build_fast_config("data.name=digits", "train.epochs=4", "train.precision=bf16")
+    whole = run_experiment(cfg)
+    assert (whole.run_dir / "run.json").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, callbacks=interrupt_at(epoch=3, step=2), run_id="cut")
+    resumed = resume_experiment(resume_target("cut", Path(cfg.output_dir)))
+    assert [e["val_loss"] for e in resumed.result.history] == [e["val_loss"] for e in whole.result.history]
+    assert resumed.test.metrics["log_loss"] == whole.test.metrics["log_loss"]

@@ -36,7 +36,7 @@ from trainlab.errors import (
 )
 from trainlab.evaluate import Evaluation
 from trainlab.models import Classifier, count_parameters, create_model
-from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, untracked_advice
+from trainlab.provenance import IMAGE_DIRTY, UNTRACKED_BUDGET, training_precision, untracked_advice
 from trainlab.run_documents import record_start, run_documents
 from trainlab.run_setup import check_storage, new_run_id, run_lock
 from trainlab.tracking import Run, RunInfo, Tracker, create_trackers, prepare_in_background
@@ -200,6 +200,7 @@ def run_experiment(
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)  # import the tracking clients while data loads
     device, threads = configure_torch(cfg)
+    precision, precision_why = training_precision(cfg.train.precision, device.type)
     dataset, splits = load_data(cfg.data, download_progress, dataset)
     check_loss_fits(cfg.train.loss, dataset)
     make_augmenter(cfg.data.augment, dataset.input_shape)  # an option too big for the images: refused before any record
@@ -216,7 +217,8 @@ def run_experiment(
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
                                         dataset.input_shape, val_source, model_description(model, cfg),
                                         count_parameters(model),
-                                        device.type, threads, resume is not None, dataset.train_source,
+                                        f"{device.type}, {precision}", threads, resume is not None,
+                                        dataset.train_source,
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
         warn(notice)
@@ -249,6 +251,7 @@ def run_experiment(
                 record_start(run, cfg, docs)
             else:
                 run.replace_history(resume["training"]["loop"]["history"])
+            run.set_tags({"precision": precision, "precision_reason": precision_why})
             # backends finish starting before the first step, not in the middle of the first epoch
             # where they would stall the training threads; a slow one (an unreachable server) is not waited for
             run.wait_started(timeout=STARTUP_WAIT_S if wait_for_trackers else 0.0)
@@ -260,7 +263,7 @@ def run_experiment(
             result = train(trained_model, trained_on, cfg.train, seed=cfg.seed, device=device,
                            checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
                            tracker=run, callbacks=callbacks, resume=resume, augment=augment,
-                           sampler=cfg.data.sampler)
+                           sampler=cfg.data.sampler, precision=precision)
             trained = time.perf_counter()
             best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
             test = evaluate_test(best, trained_on, splits, dataset.class_names, cfg.train.eval_batch_size)

@@ -118,8 +118,9 @@ def untracked_advice(names: tuple[str, ...] | list[str], shown: int = 3) -> str:
 
 
 # the instruction sets that decide float bit-identity (torch's kernel choice) and int8 speed (VNNI)
-SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "asimd", "sve")
+SIMD_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "asimd", "sve")
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # bfloat16 arithmetic in hardware: without them bf16 is emulated, slowly
 
 
 def cpu_info() -> dict[str, object]:
@@ -142,6 +143,22 @@ def cpu_info() -> dict[str, object]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_flags": sorted(flags & set(SIMD_FLAGS)),
     }
+
+
+def training_precision(requested: str, device: str, cpu: dict[str, object] | None = None) -> tuple[str, str]:
+    """The precision a run trains in, and why: ``auto`` is bf16 on a CPU with bf16 instructions (or a GPU that
+    supports it), fp32 elsewhere; fp32 and bf16 are taken as asked."""
+    import torch
+
+    if requested != "auto":
+        return requested, "asked for"
+    if device == "cuda":
+        return ("bf16", "the GPU supports it") if torch.cuda.is_bf16_supported() else ("fp32", "the GPU lacks bf16")
+    flags = set((cpu or cpu_info()).get("cpu_flags") or ())  # type: ignore[call-overload]
+    found = sorted(flags & set(BF16_FLAGS))
+    if found:
+        return "bf16", f"the CPU has {' and '.join(found)}"
+    return "fp32", "the CPU has no bf16 instructions (avx512_bf16, amx_bf16)"
 
 
 def has_vnni(cpu: dict[str, object]) -> bool:

@@ -212,12 +212,14 @@ def train(
     resume: dict[str, Any] | None = None,
     augment: AugmentConfig | None = None,
     sampler: str = "shuffle",
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``model`` on ``data``; write best.pt and last.pt into ``checkpoint_dir`` every epoch.
 
     ``checkpoint_meta`` (config, class names, ...) is stored in every checkpoint.
     ``resume`` is the payload of a last.pt to continue from. ``augment`` changes training batches only;
-    ``sampler`` "balanced" draws every class equally often.
+    ``sampler`` "balanced" draws every class equally often. ``precision`` "bf16" runs the training steps' forward
+    pass under bfloat16 autocast (weights, optimizer state and the loss stay fp32; no loss scaling is needed).
     """
     callbacks = callbacks or TrainCallbacks()
     x_train = torch.from_numpy(data.train_x).to(device)
@@ -240,6 +242,8 @@ def train(
         scheduler.load_state_dict(resume["training"]["scheduler"])
         state = LoopState(**resume["training"]["loop"])
 
+    device_type = torch.device(device).type
+    bf16 = precision == "bf16"
     best_path, last_path = checkpoint_dir / BEST, checkpoint_dir / LAST
     first_step_at: float | None = None
     memory: list[tuple[float, float]] = []
@@ -262,8 +266,9 @@ def train(
             if augmenter is not None:
                 xb = augmenter(xb, draws)
             # forward, backward, update
-            logits = model(xb)
-            loss = loss_fn(logits, yb)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(xb)
+            loss = loss_fn(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
