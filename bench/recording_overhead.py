@@ -1,11 +1,11 @@
 """What recording costs a short run: a 1-epoch quickstart with MLflow + W&B offline, the report page and the
 MLflow model, against the same run with `--tracker none`, each a fresh process as a user runs it.
 
-Pairs are interleaved (recorded, untracked, recorded, ...) so a slow minute of the shared VM hits both; the
-figure is the median of the per-pair differences. Both sides of a pair run in their own folder, after one
-warm-up run of each (the MLflow store created, the OS file cache warm), as on a user's second run of the day.
+The settings are interleaved round by round (recorded, untracked, MLflow only, W&B only) so a slow minute of the
+shared VM hits all; each figure is the median of the per-round differences. Each setting runs in its own folder,
+after one warm-up run (the MLflow store created, the OS file cache warm), as on a user's second run of the day.
 
-    python bench/recording_overhead.py [--pairs 3]
+    python bench/recording_overhead.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,28 +34,31 @@ def wall(work: Path, *extra: str) -> float:
     return time.perf_counter() - started
 
 
+SETTINGS = {"recorded": (), "--tracker none": ("--tracker", "none"), "MLflow only": ("--tracker", "mlflow"),
+            "W&B only": ("--tracker", "wandb")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print_cpu_line()
     with tempfile.TemporaryDirectory() as tmp:
-        recorded_dir, untracked_dir = Path(tmp) / "recorded", Path(tmp) / "untracked"
-        recorded_dir.mkdir()
-        untracked_dir.mkdir()
-        wall(recorded_dir)
-        wall(untracked_dir, "--tracker", "none")
-        rows = []
-        for _ in range(args.pairs):
-            rows.append((wall(recorded_dir), wall(untracked_dir, "--tracker", "none")))
+        folders = {name: Path(tmp) / f"s{i}" for i, name in enumerate(SETTINGS)}
+        for name, extra in SETTINGS.items():  # warm-up: stores created, files cached
+            folders[name].mkdir()
+            wall(folders[name], *extra)
+        rows = [{name: wall(folders[name], *extra) for name, extra in SETTINGS.items()} for _ in range(args.rounds)]
     print("1-epoch quickstart (digits, small CNN), launch to exit; recorded = MLflow (SQLite) + W&B offline + "
-          "report page + MLflow model")
-    for i, (recorded, untracked) in enumerate(rows, 1):
-        print(f"  pair {i}: recorded {recorded:5.2f} s, --tracker none {untracked:5.2f} s, "
-              f"recording adds {recorded - untracked:+5.2f} s")
-    added = statistics.median(r - u for r, u in rows)
-    print(f"median: recorded {statistics.median(r for r, _ in rows):.2f} s, untracked "
-          f"{statistics.median(u for _, u in rows):.2f} s; recording adds {added:+.2f} s")
+          "report page + MLflow model; every setting writes the run folder and the report page")
+    for i, row in enumerate(rows, 1):
+        print(f"  round {i}: " + ", ".join(f"{name} {seconds:5.2f} s" for name, seconds in row.items()))
+    base = "--tracker none"
+    for name in SETTINGS:
+        if name != base:
+            added = statistics.median(row[name] - row[base] for row in rows)
+            print(f"median: {name} adds {added:+.2f} s to --tracker none "
+                  f"({statistics.median(row[base] for row in rows):.2f} s)")
 
 
 if __name__ == "__main__":

@@ -217,7 +217,8 @@ def run_experiment(
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
                                         dataset.input_shape, val_source, model_description(model, cfg),
                                         count_parameters(model),
-                                        f"{device.type}, {precision}", threads, resume is not None,
+                                        device.type + (", bf16 autocast" if precision == "bf16" else ""),
+                                        threads, resume is not None,
                                         dataset.train_source,
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
