@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from trainlab.data import Splits
-from trainlab.fileio import atomic_open
+from trainlab.fileio import atomic_open, remove_stale_parts
 from trainlab.models import Classifier
 
 
@@ -47,13 +47,12 @@ def features_key(model: Classifier, splits: Splits) -> str:
 
 @torch.inference_mode()
 def pooled_features(model: Classifier, images: np.ndarray, batch_size: int, device: torch.device | str) -> np.ndarray:
-    """The body's output (normalised as the model does) for uint8 (N, C, H, W) images, in batches."""
+    """The model's features (its body's output) for uint8 (N, C, H, W) images, in batches."""
     model.eval()
     out = []
     for start in range(0, len(images), batch_size):
         pixels = torch.from_numpy(images[start:start + batch_size]).to(device)
-        x = (pixels.float() * model.scale - model.shift).contiguous(memory_format=torch.channels_last)
-        out.append(model.body(x).float().cpu().numpy())
+        out.append(model.features(pixels).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.head.in_features), np.float32)
 
 
@@ -77,6 +76,8 @@ def probe_features(model: Classifier, splits: Splits, data_dir: Path, batch_size
             problems.append(f"{path} could not be read ({type(exc).__name__}); the features were computed again")
     starting()
     started = time.perf_counter()
+    if cache:
+        remove_stale_parts(path.parent)  # a write killed with -9 left its temp file
     arrays = {k: pooled_features(model, getattr(splits, f"{k}_x"), batch_size, device) for k in ("train", "val", "test")}
     seconds = time.perf_counter() - started
     images = sum(len(a) for a in arrays.values())

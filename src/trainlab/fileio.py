@@ -72,7 +72,14 @@ def check_writable(folder: Path, what: str) -> None:
                            "free some space, fix the permissions or choose another folder") from None
 
 
-def remove_stale_parts(path: Path) -> None:
-    """Delete temp files a killed writer of ``path`` left behind."""
-    for stale in Path(path).parent.glob(f".{Path(path).name}.*.part"):
-        stale.unlink(missing_ok=True)
+def remove_stale_parts(folder: Path, name: str = "*") -> None:
+    """Delete the temp files (``.<name>.<pid>.part``) that writers killed mid-write left in ``folder``; a writer
+    still running keeps its own."""
+    import psutil
+
+    if not Path(folder).is_dir():
+        return
+    for part in Path(folder).glob(f".{name}.*.part"):
+        pid = part.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            part.unlink(missing_ok=True)

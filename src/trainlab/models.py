@@ -78,12 +78,15 @@ class Classifier(nn.Module):
             return (both[:len(pixels)] + both[len(pixels):]) / 2
         return self._logits(pixels)
 
-    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The body's output for raw uint8 pixels, flattened: what the head (and a linear probe) sees."""
         x = pixels.float() * self.scale - self.shift
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.body(x)
-        return self.head(x.flatten(1))
+        return self.body(x).flatten(1)
+
+    def _logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(pixels))
 
 
 def create_model(cfg: ModelConfig, input_shape: Sequence[int], num_outputs: int,

@@ -156,7 +156,7 @@ def download_file(
     created = not dest_dir.exists()
     dest_dir.mkdir(parents=True, exist_ok=True)
     final = dest_dir / remote.name
-    remove_stale_parts(final)  # left by a download that was killed
+    remove_stale_parts(dest_dir, final.name)  # left by a download that was killed
     failures = []
     for base in mirrors:
         url = base.rstrip("/") + "/" + remote.name

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab.fileio import atomic_open, atomic_write_text
+from trainlab.fileio import atomic_open, atomic_write_text, remove_stale_parts
 
 VERSION = 1  # of the decoding rules (trainlab.data.decode); a change of rules starts a new cache
 
@@ -130,23 +130,3 @@ class ImageCache:
             self.unwritable = True
             self.problems.append(f"the image cache in {self.dir} could not be written ({os.strerror(exc.errno or 0) or exc}); "
                                  "the next run reads or decodes these images again")
-
-
-def remove_stale_parts(folder: Path) -> None:
-    """Delete the temporary files of writes whose process is gone (killed with -9 mid-write): ``.name.<pid>.part``."""
-    if not folder.is_dir():
-        return
-    for part in folder.glob(".*.part"):
-        pid = part.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
