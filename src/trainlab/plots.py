@@ -184,7 +184,7 @@ def confusion_pair_figure(confusion: np.ndarray, class_names: list[str] | tuple[
         ConfusionMatrixDisplay(matrix, display_labels=list(class_names)).plot(
             ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45, values_format=fmt, include_values=k <= 30,
             text_kw={"fontsize": 10 if k <= 10 else SMALL})
-        ax.set_title(f"{title}: {what}", fontsize=10)
+        ax.set_title(f"{title}:\n{what}", fontsize=10)  # two lines: one is wider than a 3-class panel
     return fig
 
 

@@ -325,12 +325,13 @@ def mistakes_section(ev: Evaluation, images: np.ndarray | None) -> Section:
     np.fill_diagonal(off, 0)
     pairs = [(int(i), int(j)) for i, j in zip(*np.unravel_index(np.argsort(-off, axis=None), off.shape))
              if off[i, j] > 0][:CONFUSED_PAIRS]
+    if not pairs:  # nothing to tabulate: an empty table header would only puzzle
+        section.notes.append("No mistakes on the test split.")
+        return section
     section.tables.append(Table(["true class", "predicted as", "images", "share of the class"],
                                 [[names[i], names[j], str(int(off[i, j])),
                                   f"{off[i, j] / max(1, ev.confusion[i].sum()):.1%}"] for i, j in pairs],
                                 caption="most confused pairs"))
-    if not pairs:
-        section.notes.append("No mistakes on the test split.")
     if images is None:
         return section
     pred = ev.y_pred
