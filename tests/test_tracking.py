@@ -254,7 +254,7 @@ def test_mlflow_run_read_back(tracked_config) -> None:
     assert run.data.tags["trainlab.pid"] and run.data.tags["trainlab.host"]  # who recorded it, for liveness
     assert {"checkpoints/best.pt", "checkpoints/last.pt", "config.yaml", "environment.json", "data.json", "git.diff",
             "test_predictions.json", "test_confusion_matrix.json", "test_roc_curves.json", "test_pr_curves.json",
-            "plots/test_confusion_matrix.png", "plots/test_roc.png", "plots/test_pr.png"} <= artifact_paths(
+            "plots/test_confusion_matrix.png", "plots/test_roc_pr.png"} <= artifact_paths(
         client, run.info.run_id)
     table = json.loads(Path(client.download_artifacts(run.info.run_id, "test_predictions.json", "dl")).read_text())
     assert len(table["data"]) == 80 and {"true_label", "predicted_label", "p_nw"} <= set(table["columns"])

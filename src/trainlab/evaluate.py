@@ -9,13 +9,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from trainlab.metrics import accuracy, auroc, predict_logits, probabilities
+if TYPE_CHECKING:  # torch is imported by the functions that run a model: a backend's process reads an Evaluation
+    import torch  # without it
+    from torch import nn
 
 CURVE_POINTS = 500  # per class; enough to draw the curve, small enough to store with every run
 
@@ -31,6 +31,7 @@ class Evaluation:
     y_true: np.ndarray
     probs: np.ndarray
     precision: str = "fp32"  # of the model's arithmetic: fp32, or int8 (`--int8`)
+    figures: dict[str, bytes] | None = None  # its figures as PNGs once drawn (plots.with_figures): page and MLflow
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -51,6 +52,8 @@ class Evaluation:
 def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
              batch_size: int = 256) -> Evaluation:
     """Run ``model`` over the split and compute every metric of the record."""
+    from trainlab.metrics import probabilities
+
     logits, images_per_second = timed_logits(model, x, batch_size)
     report = classification_report(y, probabilities(logits).numpy(), class_names)
     report.metrics["images_per_second"] = images_per_second
@@ -60,6 +63,7 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequen
 def evaluate_int8(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: Sequence[str],
                   calibration: np.ndarray, batch_size: int = 256) -> Evaluation:
     """Evaluate an int8 copy of ``model`` (calibrated on ``calibration``), and how far it moved from fp32."""
+    from trainlab.metrics import accuracy, probabilities
     from trainlab.quantize import label_agreement, quantize_int8
 
     fp32_logits, fp32_speed = timed_logits(model, x, batch_size)
@@ -77,6 +81,8 @@ def evaluate_int8(model: nn.Module, x: np.ndarray, y: np.ndarray, class_names: S
 
 def timed_logits(model: nn.Module, x: np.ndarray, batch_size: int) -> tuple[torch.Tensor, float]:
     """The model's logits for ``x`` and the images per second of that forward pass."""
+    from trainlab.metrics import predict_logits
+
     started = time.perf_counter()
     logits = predict_logits(model, x, batch_size)
     seconds = time.perf_counter() - started
@@ -98,6 +104,8 @@ def classification_report(y: np.ndarray, probs: np.ndarray, class_names: Sequenc
         precision_recall_fscore_support,
         roc_curve,
     )
+
+    from trainlab.metrics import accuracy, auroc
 
     labels = list(range(len(class_names)))
     pred = probs.argmax(axis=1)

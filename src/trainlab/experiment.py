@@ -270,27 +270,34 @@ def run_experiment(
             test = evaluate_test(best, trained_on, splits, dataset.class_names, cfg.train.eval_batch_size)
             durations = {"train_seconds": trained - started, "test_seconds": time.perf_counter() - trained}
             failpoints.reached("evaluate")
+            if cfg.report:  # MLflow's samples up to now, asked before its queue fills with the test's tables
+                from trainlab.pages.run_page import sampled_system
+                from trainlab.plots import with_figures
+
+                system = sampled_system(trackers, started_ms)
+                test = with_figures(test)  # drawn once: the page shows them, MLflow stores the same PNGs
             run.log_evaluation(test, prefix="test_")
             startup = {"seconds_to_first_step": result.first_step_at - process_start_time()} if result.first_step_at else {}
             run.log_summary({**{f"test_{k}": v for k, v in test.metrics.items()},
                              "best_epoch": result.best_epoch, f"best_{cfg.train.monitor}": result.best_value,
                              "epochs_run": len(result.history), **durations, **startup, **probe_facts})
             run.set_tags({"stop_reason": result.stop_reason})
-            if cfg.report:
-                try:
-                    from trainlab.pages.run_page import write_training_report
-
-                    write_training_report(run, trackers, cfg, docs, result, test, splits, started_ms)
-                except (OSError, KeyboardInterrupt):
-                    raise
-                except Exception as exc:  # the model is trained and recorded: a page is not worth losing that
-                    warn(f"the report page could not be written ({type(exc).__name__}: {exc}); make it later with "
-                         f"`trainlab report {run_id}`")
+            # the model before the page: the backends log it while this process draws the page
             run.log_model(result.best_checkpoint, {"epoch": result.best_epoch, cfg.train.monitor: result.best_value,
                                                    "class_names": list(dataset.class_names),
                                                    "input_shape": list(dataset.input_shape),
                                                    "example": splits.test_x[:EXAMPLES].tolist()})
             run.log_artifact(result.last_checkpoint, "checkpoints")
+            if cfg.report:
+                try:
+                    from trainlab.pages.run_page import write_training_report
+
+                    write_training_report(run, system, cfg, docs, result, test, splits, started_ms)
+                except (OSError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # the model is trained and recorded: a page is not worth losing that
+                    warn(f"the report page could not be written ({type(exc).__name__}: {exc}); make it later with "
+                         f"`trainlab report {run_id}`")
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:
                 raise

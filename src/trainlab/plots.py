@@ -1,11 +1,13 @@
-"""Figures of a run: its evaluation (confusion matrix, ROC and PR curves) for the trackers, and the report's.
+"""Figures of a run and of the pages: its evaluation (confusion matrix, ROC and PR curves), learning curves, ...
 
-Each function returns a matplotlib Figure built without pyplot's global state;
-trackers store them (MLflow figures) and the report embeds them.
+Each function returns a matplotlib Figure built without pyplot's global state. A run's test figures are drawn
+once (``with_figures``): its page embeds them and MLflow stores the same PNGs.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,44 +19,26 @@ if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation  # (importing it would import torch)
 
 
-def confusion_matrix_figure(ev: Evaluation) -> Figure:
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = max(4.0, 0.55 * len(ev.class_names) + 2)
-    fig = Figure(figsize=(size, size), layout="constrained")
-    ax = fig.add_subplot()
-    ConfusionMatrixDisplay(ev.confusion, display_labels=list(ev.class_names)).plot(
-        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
-    )
-    ax.set_title("Confusion matrix (test split)")
-    return fig
+_RENDER_LOCK = threading.Lock()  # one figure drawn at a time: the page's thread and a backend's may both draw
 
 
-def _curves_figure(curves: dict[str, dict[str, list[float]]], x: str, y: str, title: str,
-                   diagonal: bool = False) -> Figure:
-    fig = Figure(figsize=(6, 5), layout="constrained")
-    ax = fig.add_subplot()
-    for name, curve in curves.items():
-        ax.plot(curve[x], curve[y], lw=1.2, label=name)
-    if diagonal:
-        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
-    ax.set(xlabel=x, ylabel=y, title=title, ylim=(0, 1.02))
-    ax.legend(fontsize="small", ncol=2)
-    return fig
+def evaluation_pngs(ev: Evaluation) -> dict[str, bytes]:
+    """A test evaluation's figures as PNGs: ``confusion_matrix`` (counts and row-normalised) and ``roc_pr`` (when
+    there are curves); the ones it carries (``with_figures``) when it does."""
+    if ev.figures is not None:
+        return ev.figures
+    with _RENDER_LOCK:
+        pngs = {"confusion_matrix": png_bytes(confusion_pair_figure(ev.confusion, list(ev.class_names)))}
+        if ev.roc:
+            pngs["roc_pr"] = png_bytes(roc_pr_figure(ev.roc, ev.pr, ev.metrics.get("auroc", math.nan)))
+    return pngs
 
 
-def roc_figure(ev: Evaluation) -> Figure:
-    return _curves_figure(ev.roc, "fpr", "tpr", f"ROC, one-vs-rest (macro AUROC {ev.metrics['auroc']:.4f})",
-                          diagonal=True)
+def with_figures(ev: Evaluation) -> Evaluation:
+    """``ev`` carrying its figures, drawn once: the run page shows them and MLflow stores the same PNGs."""
+    from dataclasses import replace
 
-
-def pr_figure(ev: Evaluation) -> Figure:
-    return _curves_figure(ev.pr, "recall", "precision", "Precision-recall, one-vs-rest")
-
-
-def evaluation_figures(ev: Evaluation) -> dict[str, Figure]:
-    """name -> figure, for every plot of a test evaluation."""
-    return {"confusion_matrix": confusion_matrix_figure(ev), "roc": roc_figure(ev), "pr": pr_figure(ev)}
+    return replace(ev, figures=evaluation_pngs(ev))
 
 
 # -- the report's figures: each a picture beside its numbers ----------------------------------------------
@@ -312,11 +296,17 @@ def bars_figure(values: dict[str, float], xlabel: str, title: str) -> Figure:
     return fig
 
 
-def png_data_uri(fig: Figure, dpi: int = DPI) -> str:
-    """The figure as an inline PNG (the report holds no file or request of its own)."""
-    import base64
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     import io
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def png_data_uri(fig: Figure | bytes, dpi: int = DPI) -> str:
+    """The figure (or its PNG) as an inline PNG (the report holds no file or request of its own)."""
+    import base64
+
+    png = fig if isinstance(fig, bytes) else png_bytes(fig, dpi)
+    return "data:image/png;base64," + base64.b64encode(png).decode()

@@ -65,12 +65,17 @@ def load_dataset(cfg: Config, quiet: bool) -> Any:
 
 
 def run_training(cfg: Config, quiet: bool, log_interval: float, dataset: Any = None) -> RunOutcome:
+    from trainlab.tracking import create_trackers, prepare_in_background
+
+    trackers = create_trackers(cfg.tracking, own_processes=True)
+    prepare_in_background(trackers, warn)  # their processes import MLflow and W&B while this one imports torch
     from trainlab.experiment import run_experiment
 
     bar = train_progress(quiet, cfg.train.monitor, log_interval)
     downloads = DownloadBar(quiet)
     try:
-        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset, warn=warn)
+        return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset, warn=warn,
+                              trackers=trackers)
     finally:
         downloads.close()
         bar.close()

@@ -111,16 +111,9 @@ def run_splits(view: RunView) -> Splits | None:
 def run_page(view: RunView) -> Page:
     import yaml
 
-    from trainlab.plots import (
-        confusion_pair_figure,
-        learning_curves_figure,
-        png_data_uri,
-        reliability_figure,
-        roc_pr_figure,
-    )
+    from trainlab.plots import evaluation_pngs, learning_curves_figure, png_data_uri, reliability_figure
 
     ev = view.test
-    names = list(ev.class_names)
     monitor = view.params.get("train.monitor", "val_accuracy")
     best = _int(view.tags.get("best_epoch")) or best_epoch(view.history, monitor)
     sections = []
@@ -142,13 +135,13 @@ def run_page(view: RunView) -> Page:
     results.tables.append(Table(["class", "precision", "recall", "F1", "support"],
                                 [[r["class"], f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}",
                                   str(r["support"])] for r in ev.per_class], caption="per class"))
-    results.figures.append(Figure(png_data_uri(confusion_pair_figure(ev.confusion, names)),
-                                  "confusion matrix: counts and row-normalised"))
+    pngs = evaluation_pngs(ev)  # drawn once (plots.with_figures): MLflow stores the same PNGs
+    results.figures.append(Figure(png_data_uri(pngs["confusion_matrix"]), "confusion matrix: counts and row-normalised"))
     sections.append(results)
 
     if ev.roc:
         sections.append(Section("ROC and precision-recall curves", "curves-roc", figures=[
-            Figure(png_data_uri(roc_pr_figure(ev.roc, ev.pr, m.get("auroc", math.nan))), "ROC and PR curves")]))
+            Figure(png_data_uri(pngs["roc_pr"]), "ROC and PR curves")]))
 
     prob_true, prob_pred, counts, ece = calibration(ev)
     sections.append(Section("Calibration", "calibration", figures=[
@@ -369,13 +362,8 @@ def image_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, docs: RunDocuments,
-                          result: TrainResult, test: Evaluation, splits: Splits, started_ms: int) -> None:
-    """The run's page, from what this process holds (and MLflow's system metrics), logged with the run."""
-    import time
-
-    from trainlab.config import recorded_config
-
+def sampled_system(trackers: Sequence[Tracker], started_ms: int) -> dict[str, tuple[list[float], list[float]]]:
+    """MLflow's system metrics of the run so far: name -> (seconds since ``started_ms``, values)."""
     mlflow = next((t for t in trackers if t.name == "mlflow"), None)
     system: dict[str, tuple[list[float], list[float]]] = {}
     if mlflow is not None:
@@ -383,6 +371,19 @@ def write_training_report(run: Run, trackers: Sequence[Tracker], cfg: Config, do
             points = mlflow.sampled_history(key)
             if points:
                 system[name] = ([(t - started_ms) / 1000 for t, _ in points], [v for _, v in points])
+    return system
+
+
+def write_training_report(run: Run, system: dict[str, tuple[list[float], list[float]]], cfg: Config,
+                          docs: RunDocuments, result: TrainResult, test: Evaluation, splits: Splits,
+                          started_ms: int) -> None:
+    """The run's page, from what this process holds and MLflow's system metrics (``sampled_system``), logged with
+    the run."""
+    import time
+
+    from trainlab.config import recorded_config
+
+    system = dict(system)
     if result.process_memory:  # this attempt's epochs from this process: the tracker may not have stored the last yet
         seconds, values = system.get(PROCESS_MEMORY, ([], []))
         earlier = [(s, v) for s, v in zip(seconds, values) if s < 0]  # a resumed run's earlier attempts

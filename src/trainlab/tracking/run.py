@@ -41,20 +41,22 @@ _DISK_FULL_SAID: set[str] = set()  # backends whose full disk was said: every la
 KILL_WAIT_S = 3.0  # after Ctrl-C / SIGTERM, at most this long for the backends to take the end
 
 
-def prepare_in_background(trackers: Sequence[Tracker], warn: Warn | None = None) -> threading.Thread:
-    """Import the client libraries (seconds for mlflow) while the caller loads data."""
+def prepare_in_background(trackers: Sequence[Tracker], warn: Warn | None = None) -> list[threading.Thread]:
+    """Import the client libraries (seconds for each of mlflow and wandb) while the caller loads data: one thread
+    per backend, so the second does not wait for the first."""
 
-    def work() -> None:
-        for t in trackers:
-            try:
-                t.prepare()
-            except Exception as exc:  # start() will fail too and report it; nothing is lost here
-                if warn:
-                    warn(redact(f"{t.name}: could not load its client library ({type(exc).__name__}: {exc})"))
+    def work(tracker: Tracker) -> None:
+        try:
+            tracker.prepare()
+        except Exception as exc:  # start() will fail too and report it; nothing is lost here
+            if warn:
+                warn(redact(f"{tracker.name}: could not load its client library ({type(exc).__name__}: {exc})"))
 
-    thread = threading.Thread(target=work, name="trainlab-tracker-prepare", daemon=True)
-    thread.start()
-    return thread
+    threads = [threading.Thread(target=work, args=(t,), name=f"trainlab-{t.name}-prepare", daemon=True)
+               for t in trackers]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 class Run:

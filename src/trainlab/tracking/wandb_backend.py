@@ -78,6 +78,11 @@ class WandbTracker(Tracker):
     def prepare(self) -> None:
         import wandb  # noqa: F401
 
+        try:  # wandb.init imports its launch package (about 1 s: pydantic models) before it returns
+            import wandb.sdk.launch.inputs.internal  # noqa: F401
+        except ImportError:  # moved in another wandb version: init imports what it needs itself
+            pass
+
     def start(self, run: RunInfo) -> None:
         import wandb
 
