@@ -181,3 +181,17 @@ def test_training_with_augmentation_is_seeded_and_never_touches_evaluation(fast_
     assert again["val_loss"] == best["metrics"]["val_loss"]
     tested = evaluate(model, splits.test_x, splits.test_y, splits.class_names, cfg.train.eval_batch_size)
     assert np.array_equal(tested.probs, first.test.probs)
+
+
+def test_flip_at_test_time_without_flips_in_training_is_warned_about(fast_config, tiny_npz) -> None:  # noqa: ANN001
+    """bench/recipe.py: `model.tta=flip` on fashion_fast, whose training never flips, lost 12 points."""
+    from trainlab.experiment import run_experiment
+
+    said: list[str] = []
+    run_experiment(fast_config("data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "model.tta=flip"),
+                   warn=said.append)
+    assert [w for w in said if w.startswith("model.tta: flip") and "data.augment.flip: true" in w]
+    said.clear()
+    run_experiment(fast_config("data.name=npz", f"data.path={tiny_npz}", "train.epochs=1", "model.tta=flip",
+                               "data.augment.flip=true"), warn=said.append)
+    assert not [w for w in said if "model.tta" in w]

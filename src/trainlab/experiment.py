@@ -223,6 +223,10 @@ def run_experiment(
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
         warn(notice)
+    if cfg.model.tta == "flip" and not cfg.data.augment.flip:
+        warn("model.tta: flip averages each test image with its mirror image, but data.augment.flip is off, so the "
+             "model never sees mirrored images in training (on Fashion-MNIST that cost 12 points of test accuracy: "
+             "docs/speed.md); set data.augment.flip: true, or model.tta: none")
     if rare := rare_classes(dataset.class_names, counts["train"]):
         them = "them" if len(rare) > 1 else "it"
         remedies = [f"{key}: balanced" for key, value in (("train.class_weights", cfg.train.class_weights),
