@@ -25,6 +25,18 @@ def cpu_line() -> str:
     return f"CPU: {env['cpu_model']} ({env['cpu_capability']}, {env['cpu_count']} cores)"
 
 
+def cpu_kind() -> str:
+    """The CPU type a figure holds for, as the project tells them apart (speed and bf16 differ between them):
+    amx (bf16 and int8 tiles), avx512-bf16, avx512, avx2 or other."""
+    from trainlab.provenance import cpu_info
+
+    flags = set(cpu_info()["cpu_flags"])  # type: ignore[call-overload]
+    for kind, flag in (("amx", "amx_bf16"), ("avx512-bf16", "avx512_bf16"), ("avx512", "avx512f"), ("avx2", "avx2")):
+        if flag in flags:
+            return kind
+    return "other"
+
+
 _SAVING = False  # a results file is being written: its header names the CPU
 
 
@@ -66,7 +78,7 @@ def header(script: str) -> str:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=RESULTS.parent).stdout.strip() or "unknown"
-    argv = " ".join(["python", f"bench/{script}.py", *sys.argv[1:]])
+    argv = " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])
     return (f"# {time.strftime('%Y-%m-%d %H:%M')} · commit {commit} · python {sys.version.split()[0]} · "
             f"torch {torch.__version__}\n# {argv}\n{cpu_line()}\n")
 

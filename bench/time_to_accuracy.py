@@ -8,7 +8,7 @@ includes its per-epoch validation) at the first epoch that ends at X% or more.
     python bench/time_to_accuracy.py [--seeds 0 1 2] [--reference-seeds 0] [--budget 300]
                                      [--config configs/fashion_fast.yaml]
                                      [--long-config configs/fashion_accurate.yaml]
-                                     [--dataset fashion-mnist] [--data-dir data] [--threads 2]
+                                     [--dataset fashion-mnist] [--data-dir data] [--threads 2] [--save]
 
 Prints: seconds to 90/91/92/93%, ratio to the reference, images/s, peak RSS,
 and the best accuracy each reaches within the budget (5 minutes by default),
@@ -26,10 +26,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import run_main
+from common import cpu_kind, print_cpu_line, run_main
 
 THRESHOLDS = (0.90, 0.91, 0.92, 0.93)
 HERE = Path(__file__).resolve().parent
@@ -69,13 +68,15 @@ def child_trainlab(args: argparse.Namespace) -> dict:
     from trainlab.config import load_config
     from trainlab.evaluate import evaluate, evaluate_int8
     from trainlab.experiment import build_model, configure_torch
+    from trainlab.provenance import training_precision
     from trainlab.quantize import CALIBRATION_IMAGES
     from trainlab.train import TrainCallbacks, train
 
     overrides = [f"seed={args.seed}", f"threads={args.threads}", f"data.data_dir={args.data_dir}",
                  f"data.name={args.dataset}", "tracking.trackers=[]"]
     cfg = load_config(Path(args.config), overrides)
-    configure_torch(cfg)
+    device, _ = configure_torch(cfg)
+    precision, _ = training_precision(cfg.train.precision, device.type)
     ds, splits = load(args.dataset, args.data_dir, cfg.data.val_fraction)
     model = build_model(cfg, ds, splits)
     epochs: list[dict] = []
@@ -92,10 +93,10 @@ def child_trainlab(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         train(model, splits, cfg.train, seed=cfg.seed, checkpoint_dir=Path(tmp), checkpoint_meta={},
-              callbacks=AfterEpoch())
+              callbacks=AfterEpoch(), augment=cfg.data.augment, sampler=cfg.data.sampler, precision=precision)
     int8 = evaluate_int8(model, ds.test_x, ds.test_y, ds.class_names, ds.train_x[:CALIBRATION_IMAGES],
                          cfg.train.eval_batch_size).metrics
-    return {"epochs": epochs, "int8": {"images_per_second": int8["images_per_second"],
+    return {"epochs": epochs, "precision": precision, "int8": {"images_per_second": int8["images_per_second"],
                                        "fp32_images_per_second": int8["fp32_images_per_second"],
                                        "label_agreement_fp32": int8["label_agreement_fp32"],
                                        "accuracy": int8["accuracy"], "fp32_accuracy": int8["fp32_accuracy"]}}
@@ -150,8 +151,15 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} · {args.dataset} · {args.threads} threads · "
-          f"python {sys.version.split()[0]} · preset {Path(args.config).name}")
+    from trainlab.provenance import cpu_info, training_precision
+
+    print_cpu_line()
+    cpu = cpu_info()
+    precision, why = training_precision("auto", "cpu", cpu)
+    print(f"flags: {', '.join(cpu['cpu_flags'])}; train.precision: auto picks {precision} "  # type: ignore[arg-type]
+          f"because {why}")
+    print(f"{args.dataset} · {args.threads} threads · budget {args.budget:.0f} s · presets {Path(args.config).name}"
+          + (f", {Path(args.long_config).name}" if args.long_config else ""))
     rows: list[tuple[str, list[dict]]] = []
     if not args.skip_reference:
         rows.append(("reference (PyTorch MNIST example)", [run_child("reference", s, args) for s in args.reference_seeds]))
@@ -161,7 +169,7 @@ def main() -> None:
         rows.append((f"trainlab {Path(args.long_config).stem}", [run_child("trainlab", args.seeds[0], args, args.long_config)]))
 
     header = f"{'run':<44} {'seeds':>5} " + " ".join(f"{'to ' + format(t, '.0%'):>11}" for t in THRESHOLDS)
-    header += f" {'best in budget':>15} {'train img/s':>12} {'peak RSS MB':>12}"
+    header += f" {'best in budget':>15} {'train img/s':>12} {'precision':>9} {'peak RSS MB':>12}"
     print(header)
     reference_times = {t: [time_to(r, t) for r in rows[0][1]] for t in THRESHOLDS} if not args.skip_reference else {}
     for name, results in rows:
@@ -170,9 +178,10 @@ def main() -> None:
         ips = statistics.fmean(e["images_per_second"] for r in results for e in r["epochs"])
         rss = max(r["peak_rss_mb"] for r in results)
         print(f"{name:<44} {len(results):>5} " + " ".join(f"{fmt(times[t], ' s'):>11}" for t in THRESHOLDS)
-              + f" {fmt([b * 100 for b in best], ' %'):>15} {ips:>12,.0f} {rss:>12,.0f}")
+              + f" {fmt([b * 100 for b in best], ' %'):>15} {ips:>12,.0f} {results[0].get('precision', 'fp32'):>9}"
+              f" {rss:>12,.0f}")
     if reference_times:
-        print("\nratio of mean time to the reference's (lower is better; the target is at most 1/3 at 91%):")
+        print("\nratio of mean time to the reference's (lower is better; the target is at most 1/10 at 91%):")
         for name, results in rows[1:]:
             ratios = []
             for t in THRESHOLDS:
@@ -193,4 +202,5 @@ def main() -> None:
           f"{agree:.2%}, accuracy {change * 100:+.2f} points")
 
 if __name__ == "__main__":
-    run_main("time_to_accuracy", main)
+    # one results file per CPU type (docs/speed.md keeps a table for each): time_to_accuracy-amx.txt, ...
+    run_main(f"time_to_accuracy-{cpu_kind()}", main)
