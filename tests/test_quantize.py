@@ -33,3 +33,16 @@ def test_int8_copy_runs_int8_kernels_and_keeps_the_labels(fast_config) -> None:
     assert int8.metrics["fp32_accuracy"] == fp32.metrics["accuracy"] > 0.8
     assert abs(int8.metrics["accuracy"] - fp32.metrics["accuracy"]) < 0.03
     assert int8.metrics["quantize_seconds"] > 0 and int8.metrics["images_per_second"] > 0
+
+
+def test_int8_of_a_model_with_flip_test_time_augmentation_keeps_the_flip(fast_config) -> None:
+    """fashion_accurate, cifar10_fast and photos evaluate with model.tta: flip; FX could not trace its len()."""
+    out = run_experiment(fast_config("model.arch=fast", "train.epochs=2", "model.tta=flip", "data.augment.flip=true"))
+    model = model_from_checkpoint(load_checkpoint(out.run_dir / "checkpoints" / "best.pt")).eval()
+    data = out.dataset
+    int8 = quantize_int8(model, data.train_x[:256]).model
+    logits = predict_logits(int8, data.test_x)
+    mirrored = predict_logits(int8, np.ascontiguousarray(data.test_x[..., ::-1]))
+    assert torch.allclose(logits, mirrored, atol=1e-4)  # the mean over an image and its mirror: the same either way
+    fp32 = predict_logits(model, data.test_x)
+    assert float((logits.argmax(1) == fp32.argmax(1)).float().mean()) > 0.9

@@ -8,7 +8,7 @@ buffers, which makes a checkpoint usable without any other file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -74,8 +74,7 @@ class Classifier(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.tta == "flip" and not self.training:
-            both = self._logits(torch.cat([pixels, pixels.flip(3)]))
-            return (both[:len(pixels)] + both[len(pixels):]) / 2
+            return flip_averaged(self._logits, pixels)
         return self._logits(pixels)
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -155,6 +154,23 @@ def _make_layer(spec: LayerDict, shape: tuple[int, ...]) -> nn.Module:
     if kind == "gelu":
         return nn.GELU()
     raise ConfigError(f"layer type {kind!r} is unknown")
+
+
+def flip_averaged(logits: Callable[[torch.Tensor], torch.Tensor], pixels: torch.Tensor) -> torch.Tensor:
+    """model.tta: flip: the mean of the logits of each image and its left-right mirror image (one forward pass)."""
+    both = logits(torch.cat([pixels, pixels.flip(3)]))
+    return (both[:len(pixels)] + both[len(pixels):]) / 2
+
+
+class FlipAveraged(nn.Module):
+    """A network without test-time flips (an int8 copy) evaluated as ``flip_averaged`` does."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return flip_averaged(self.network, pixels)
 
 
 class ProbeView(nn.Module):

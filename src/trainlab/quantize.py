@@ -61,11 +61,18 @@ def quantize_int8(model: nn.Module, calibration: np.ndarray | torch.Tensor, batc
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantized tensor creation).*deprecated")
-            observed = prepare_fx(copy.deepcopy(model).eval(), mapping, (pixels[:1],))
+            network = copy.deepcopy(model).eval()
+            tta = getattr(network, "tta", "none")
+            network.tta = "none"  # traced without the flip (FX would quantize its uint8 concatenation); wrapped below
+            observed = prepare_fx(network, mapping, (pixels[:1],))
             with torch.inference_mode():
                 for i in range(0, len(pixels), batch_size):
                     observed(pixels[i:i + batch_size])
             quantized = convert_fx(observed)
+            if tta == "flip":
+                from trainlab.models import FlipAveraged
+
+                quantized = FlipAveraged(quantized)
     finally:
         fx_config.do_not_emit_stack_traces = emit_traces
     return Quantized(quantized, time.perf_counter() - started, len(pixels))
