@@ -71,7 +71,7 @@ class ChildTracker(Tracker):
             self._process = subprocess.Popen(
                 [sys.executable, "-c", "import sys; from trainlab.tracking.child import main; main(sys.argv[1:])",
                  str(theirs.fileno()), str(os.getpid())],
-                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
             theirs.close()
             self._conn = Connection(ours.detach())
             # W&B records the command line: the user's (masked), not the child's
@@ -175,5 +175,9 @@ def serve(conn: Connection, parent: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """The child's entry: its end of the pipe and the training process's pid."""
+    """The child's entry: its end of the pipe and the training process's pid. Once the pipe closes it exits at
+    once: its run is ended (or its training process is gone), and the libraries' exit handlers (W&B's service
+    teardown, a garbage collection of everything MLflow built) would only keep a shell pipeline waiting."""
     serve(Connection(int(argv[0])), int(argv[1]))
+    sys.stderr.flush()
+    os._exit(0)
