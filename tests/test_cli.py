@@ -315,3 +315,13 @@ def test_sigterm_marks_the_run_killed_and_says_how_to_resume(tmp_path: Path) -> 
     assert "Traceback" not in stderr
     record = read_run_record(run_dir)
     assert record["status"] == "killed" and record["error"] == "interrupted (KeyboardInterrupt)"
+
+
+def test_a_bad_data_path_is_one_line_though_the_recording_processes_had_started() -> None:
+    """`trainlab train` starts MLflow's and W&B's processes before the data is read: a missing folder is still the
+    one error line (the exit cut a child's start short, which once printed a second, spurious warning)."""
+    for _ in range(3):
+        done = subprocess.run([TRAINLAB, "train", "data.name=imagefolder", "data.path=/nonexistent/x"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert done.stderr.startswith("error: ") and "/nonexistent/x" in done.stderr

@@ -383,3 +383,33 @@ def test_a_process_in_another_container_is_told_dead_or_alive_by_the_lock_it_hol
     done = subprocess.run([sys.executable, "-c", show, "0"], cwd=tmp_path, capture_output=True, text=True)
     ended = json.loads(done.stdout)
     assert not Path(ended[process.LOCK_TAG]).exists() and process.process_alive(ended) is None
+
+
+@pytest.mark.slow
+def test_the_mlflow_recording_process_killed_mid_run_is_one_warning_and_resume_completes_its_record(
+        tiny_npz: Path) -> None:
+    """`trainlab train` records MLflow from a child process: killed mid-run, the training goes on to its report page
+    (a traceback and exit 1 before: the page asked the dead child for its system metrics), exit 3 names the backend
+    and the `--resume` that completes its record, which it does."""
+    import psutil
+
+    proc = subprocess.Popen([TRAINLAB, "train", "data.name=npz", f"data.path={tiny_npz}", "train.epochs=3",
+                             "threads=1", "--tracker", "mlflow"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TRAINLAB_FAILPOINT": "mid-epoch",
+                                            "TRAINLAB_FAILPOINT_ACTION": "stop"})
+    wait_stopped(proc)
+    (child,) = [c for c in psutil.Process(proc.pid).children() if "trainlab.tracking.child" in " ".join(c.cmdline())]
+    child.kill()  # a zombie until its stopped parent reaps it
+    proc.send_signal(signal.SIGCONT)
+    _, err = proc.communicate(timeout=300)
+    run_dir = only_run_dir()
+    assert proc.returncode == 3 and "Traceback" not in err, err
+    assert "mlflow stopped recording" in err and f"`trainlab train --resume {run_dir.name}` completes its record" in err
+    assert (run_dir / "report.html").is_file()
+    assert "mlflow" in read_run_record(run_dir)["tracking_failures"]
+
+    resumed = trainlab("train", "--resume", run_dir.name, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    run = mlflow_run(local_client(), run_dir.name)
+    assert run.info.status == "FINISHED" and set(TEST_KEYS) <= set(run.data.metrics)
+    assert read_run_record(run_dir)["tracking_failures"] == {}

@@ -278,7 +278,7 @@ def run_experiment(
                 from trainlab.pages.run_page import sampled_system
                 from trainlab.plots import with_figures
 
-                system = sampled_system(trackers, started_ms)
+                system = sampled_system(trackers, started_ms, failed=run.failures)
                 test = with_figures(test)  # drawn once: the page shows them, MLflow stores the same PNGs
             run.log_evaluation(test, prefix="test_")
             startup = {"seconds_to_first_step": result.first_step_at - process_start_time()} if result.first_step_at else {}

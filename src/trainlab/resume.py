@@ -48,7 +48,10 @@ def resume_target(ref: str, runs_dir: Path) -> ResumeTarget:
     if "training" not in payload:
         raise CheckpointError(f"{str(last)!r} holds no training state; it cannot be continued")
     cfg = validate_config(payload["config"]).model_copy(update={"output_dir": folder.parent})
-    return ResumeTarget(run_id, folder, payload, cfg, record.get("status") == "finished")
+    # finished with a backend that could not record it (a dead server, a recording process that died): resumed too,
+    # to fill in that backend's record
+    complete = record.get("status") == "finished" and not record.get("tracking_failures")
+    return ResumeTarget(run_id, folder, payload, cfg, complete)
 
 
 def resume_experiment(target: ResumeTarget, **kwargs: Any) -> RunOutcome:

@@ -110,15 +110,18 @@ def fmt(value: Any) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: bool = False) -> None:
-    """Where the run is recorded; RecordIncomplete (exit code 3) when a backend could not record it."""
+def print_where(run_id: str, where: list[str], failures: dict[str, str], quiet: bool = False,
+                resumable: bool = False) -> None:
+    """Where the run is recorded; RecordIncomplete (exit code 3) when a backend could not record it (with the
+    `--resume` that completes a training run's record when ``resumable``)."""
     if not quiet:
         console.print(f"run {run_id} recorded:", highlight=False)
         for line in where:
             console.print(f"  {line}", soft_wrap=True, highlight=False, markup=False)
     if failures:
         failed = ", ".join(f"{name} ({why})" for name, why in failures.items())
-        raise RecordIncomplete(f"run {run_id} finished, but not every backend recorded it: {failed}. "
+        fix = f" Once it is reachable again, `trainlab train --resume {run_id}` completes its record." if resumable else ""
+        raise RecordIncomplete(f"run {run_id} finished, but not every backend recorded it: {failed}.{fix} "
                                f"Exit code {RecordIncomplete.exit_code}.")
 
 

@@ -51,7 +51,7 @@ def print_outcome(out: RunOutcome) -> None:
     )
     report = out.run_dir / "report.html"
     where = [*out.where, *([f"report page: {report} (one file, opens offline)"] if report.is_file() else [])]
-    print_where(out.run_id, where, out.tracking_failures)
+    print_where(out.run_id, where, out.tracking_failures, resumable=True)
 
 
 def load_dataset(cfg: Config, quiet: bool) -> Any:

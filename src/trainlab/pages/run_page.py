@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -362,15 +362,20 @@ def image_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def sampled_system(trackers: Sequence[Tracker], started_ms: int) -> dict[str, tuple[list[float], list[float]]]:
-    """MLflow's system metrics of the run so far: name -> (seconds since ``started_ms``, values)."""
-    mlflow = next((t for t in trackers if t.name == "mlflow"), None)
+def sampled_system(trackers: Sequence[Tracker], started_ms: int,
+                   failed: Collection[str] = ()) -> dict[str, tuple[list[float], list[float]]]:
+    """MLflow's system metrics of the run so far: name -> (seconds since ``started_ms``, values); none when MLflow
+    is among the ``failed`` backends or cannot answer (the page then has no system panel; the run goes on)."""
+    mlflow = next((t for t in trackers if t.name == "mlflow" and t.name not in failed), None)
     system: dict[str, tuple[list[float], list[float]]] = {}
     if mlflow is not None:
-        for key, name in SYSTEM.items():
-            points = mlflow.sampled_history(key)
-            if points:
-                system[name] = ([(t - started_ms) / 1000 for t, _ in points], [v for _, v in points])
+        try:
+            for key, name in SYSTEM.items():
+                points = mlflow.sampled_history(key)
+                if points:
+                    system[name] = ([(t - started_ms) / 1000 for t, _ in points], [v for _, v in points])
+        except Exception:  # a server gone silent, a recording process gone: its failure is said by the run
+            return {}
     return system
 
 

@@ -16,6 +16,7 @@ one done, and nothing is done for a training process that is gone.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import warnings
 import weakref
 from multiprocessing.connection import Connection
@@ -53,6 +55,27 @@ def _error_of(type_name: str, message: str, errno: int | None) -> BackendError:
     return kind(message, errno)
 
 
+_CHILDREN: weakref.WeakSet[ChildTracker] = weakref.WeakSet()
+EXIT_GRACE_S = 0.5  # at this process's exit, a child still busy (a call to a server gone silent) gets this long
+
+
+@atexit.register
+def _stop_children() -> None:
+    """A child still busy when this process exits (its backend did not finish in time, which the run said) is
+    stopped with it, as a thread of this process was: it would hold the terminal's stderr, so a pipeline
+    (`trainlab train 2>&1 | tee log`) would wait for its call to time out."""
+    children = [t for t in list(_CHILDREN) if t._process is not None]
+    for tracker in children:
+        if tracker._conn is not None:
+            tracker._conn.close()  # an idle child exits at once
+    deadline = time.monotonic() + EXIT_GRACE_S
+    for tracker in children:
+        try:
+            tracker._process.wait(max(0.0, deadline - time.monotonic()))  # type: ignore[union-attr]
+        except subprocess.TimeoutExpired:
+            tracker._process.kill()  # type: ignore[union-attr]
+
+
 class ChildTracker(Tracker):
     """``inner`` (not started; pickled to the child) run in a child process; this object forwards every call."""
 
@@ -77,6 +100,7 @@ class ChildTracker(Tracker):
             # W&B records the command line: the user's (masked), not the child's
             self._conn.send((self._inner, [redact(arg) for arg in sys.argv]))
             weakref.finalize(self, self._conn.close)  # the child ends at EOF; nobody waits for it
+            _CHILDREN.add(self)
         return self._conn
 
     def _call(self, method: str, *args: Any) -> Any:
@@ -85,8 +109,10 @@ class ChildTracker(Tracker):
             try:
                 conn.send((method, args))
                 reply = conn.recv()
-            except (EOFError, OSError):
-                code = self._process.poll() if self._process else None
+            except Exception as exc:
+                if not isinstance(exc, EOFError | OSError) and not conn.closed:
+                    raise
+                code = self._process.poll() if self._process else None  # EOF; or closed under us, at exit
                 raise BackendError(f"its recording process ended (exit code {code})") from None
         ok, value, self.degraded, self._where = reply
         if not ok:
@@ -94,7 +120,10 @@ class ChildTracker(Tracker):
         return value
 
     def prepare(self) -> None:
-        self._call("prepare")
+        try:
+            self._call("prepare")
+        except Exception:  # noqa: S110 - gone already (this process is exiting: bad input), or start() will say it
+            pass
 
     def start(self, run: RunInfo) -> None:
         self._call("start", run)
