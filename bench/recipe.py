@@ -96,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_main("recipe", main)
+    # one results file per preset: recipe-fashion_fast.txt, recipe-fashion_accurate.txt
+    run_main("recipe-" + (sys.argv[sys.argv.index("--preset") + 1] if "--preset" in sys.argv else "fashion_fast"), main)
