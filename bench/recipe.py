@@ -40,7 +40,8 @@ VARIANTS: dict[str, dict[str, tuple[str, list[str]]]] = {
     },
     "fashion_accurate": {
         "fp32": ("bf16 autocast off (train.precision=fp32)", ["train.precision=fp32"]),
-        "no-flip": ("flip augmentation off", ["data.augment.flip=false"]),
+        "no-flip": ("flip augmentation and flip TTA off", ["data.augment.flip=false", "model.tta=none"]),
+        "no-flip-keep-tta": ("flip augmentation off, flip TTA kept", ["data.augment.flip=false"]),
         "no-translate": ("translate augmentation off", ["data.augment.translate=0"]),
         "no-tta": ("flip test-time augmentation off", ["model.tta=none"]),
         "no-label-smoothing": ("label smoothing 0.1 -> 0", ["train.loss.label_smoothing=0"]),
