@@ -7,7 +7,6 @@ once (``with_figures``): its page embeds them and MLflow stores the same PNGs.
 from __future__ import annotations
 
 import math
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,18 +18,14 @@ if TYPE_CHECKING:
     from trainlab.evaluate import Evaluation  # (importing it would import torch)
 
 
-_RENDER_LOCK = threading.Lock()  # one figure drawn at a time: the page's thread and a backend's may both draw
-
-
 def evaluation_pngs(ev: Evaluation) -> dict[str, bytes]:
     """A test evaluation's figures as PNGs: ``confusion_matrix`` (counts and row-normalised) and ``roc_pr`` (when
     there are curves); the ones it carries (``with_figures``) when it does."""
     if ev.figures is not None:
         return ev.figures
-    with _RENDER_LOCK:
-        pngs = {"confusion_matrix": png_bytes(confusion_pair_figure(ev.confusion, list(ev.class_names)))}
-        if ev.roc:
-            pngs["roc_pr"] = png_bytes(roc_pr_figure(ev.roc, ev.pr, ev.metrics.get("auroc", math.nan)))
+    pngs = {"confusion_matrix": png_bytes(confusion_pair_figure(ev.confusion, list(ev.class_names)))}
+    if ev.roc:
+        pngs["roc_pr"] = png_bytes(roc_pr_figure(ev.roc, ev.pr, ev.metrics.get("auroc", math.nan)))
     return pngs
 
 
