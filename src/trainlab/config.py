@@ -242,11 +242,12 @@ class TrainConfig(Section):
         True, description="Backbones, finetune full: keep the backbone's BatchNorm statistics as pretrained (a few "
         "hundred photos estimate them worse than ImageNet did)."
     )
-    precision: Literal["fp32", "bf16", "auto"] = Field(
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = Field(
         "fp32", description="The training steps' arithmetic: fp32; bf16 (autocast: convolutions and matrix "
         "products in bfloat16, weights, BatchNorm and the loss in fp32; fast only on CPUs with avx512_bf16 or AMX, "
-        "many times slower elsewhere); auto = bf16 where the CPU has those instructions, else fp32. Evaluation "
-        "and the saved model stay fp32; the run records what was used."
+        "many times slower elsewhere); fp16 (autocast in float16 with a GradScaler's loss scaling: for GPUs "
+        "without bf16; slow on most CPUs); auto = bf16 where the CPU or GPU has it, fp16 on a GPU without bf16, "
+        "else fp32. Evaluation and the saved model stay fp32; the run records what was used."
     )
     class_weights: Literal["none", "balanced"] = Field(
         "none", description="balanced: weight each class's loss by n_images / (n_classes * images of the class) "

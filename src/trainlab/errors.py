@@ -22,9 +22,10 @@ to the classes and to what the command line returns.
     ├── StorageError                   2  a folder cannot be written (permissions, a full disk)
     ├── StudyError                     2  a sweep's study cannot be opened or read (a damaged journal, a database down)
     ├── CannotReproduce                2  a recorded run cannot be rebuilt here (its commit, diff or data)
-    └── TrackingError                  2  a tracking backend cannot record the run, or a store cannot be read
-        ├── TrackingUnavailable        2  the MLflow tracking server cannot be reached (or refuses us)
-        └── RecordIncomplete           3  the command's work is done, but a backend (W&B, MLflow) did not record it
+    ├── TrackingError                  2  a tracking backend cannot record the run, or a store cannot be read
+    │   ├── TrackingUnavailable        2  the MLflow tracking server cannot be reached (or refuses us)
+    │   └── RecordIncomplete           3  the command's work is done, but a backend (W&B, MLflow) did not record it
+    └── RankFailed                     4  a process of a distributed run died (killed, out of memory); all were stopped
     RunInterrupted                   130  Ctrl-C stopped the command (143 for SIGTERM); a KeyboardInterrupt
 
 Outside the table: an OSError of a full disk or a refused permission, wherever it strikes, is
@@ -113,6 +114,11 @@ class RecordIncomplete(TrackingError):
     message names each backend and why. Exit code 3, so a script can tell it from a failed command."""
 
     exit_code = 3
+
+
+class RankFailed(TrainlabError):
+    """One process of a distributed run died; torchrun stopped the others, and the run can be resumed."""
+    exit_code = 4
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from trainlab.data import Dataset, Splits, load_data
 from trainlab.data.dataset import rare_classes
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
+from trainlab.distributed import Ranks, lost_peer
 from trainlab.errors import (
     ConfigError,
     RunInterrupted,
@@ -113,12 +115,15 @@ def process_start_time() -> float:
     return psutil.Process().create_time()
 
 
-def configure_torch(cfg: Config) -> tuple[torch.device, int]:
-    """Pin threads and determinism (both change float results); pick the device."""
+def configure_torch(cfg: Config, ranks: Ranks | None = None) -> tuple[torch.device, int]:
+    """Pin threads and determinism (both change float results); pick the device (a rank's own GPU). Threads
+    default to this machine's cores shared among its ranks."""
+    ranks = ranks or Ranks()
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device = 'cuda' but torch sees no CUDA GPU on this machine; set device: cpu or auto")
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", ranks.local_rank) if cuda and ranks.distributed else torch.device("cuda" if cuda else "cpu")
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // ranks.local_world_size))
     if device.type == "cuda":
         # the CPU kernels trainlab uses are deterministic already (tests check it); the
         # switch itself imports torch's compiler stack, 2 s of start-up on a small CPU
@@ -185,6 +190,7 @@ def run_experiment(
     tags: dict[str, str] | None = None,
     wait_for_trackers: bool = True,
     end_in_background: bool = False,
+    ranks: Ranks | None = None,
 ) -> RunOutcome:
     """Train, evaluate on the test split and record.
 
@@ -194,14 +200,18 @@ def run_experiment(
     A sweep's trial passes its ``job``, W&B ``group`` and ``tags`` (its MLflow parent), does not wait for
     the trackers to start (their clients are warm), and ends its record in the background while the next
     trial trains: ``outcome.wait_recorded()`` waits for that end.
+    ``ranks``: this process leads several under torchrun; the others run ``follow_experiment``.
     """
     warn = warn or (lambda message: None)
+    ranks = ranks or Ranks()
     check_storage(cfg)
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)  # import the tracking clients while data loads
-    device, threads = configure_torch(cfg)
+    ranks.share((cfg, resume))  # what the other ranks train
+    device, threads = configure_torch(cfg, ranks)
     precision, precision_why = training_precision(cfg.train.precision, device.type)
     dataset, splits = load_data(cfg.data, download_progress, dataset)
+    ranks.barrier()  # the others load the data after this rank: any download or cache is written once
     check_loss_fits(cfg.train.loss, dataset)
     make_augmenter(cfg.data.augment, dataset.input_shape)  # an option too big for the images: refused before any record
     model = build_model(cfg, dataset, splits).to(device)
@@ -217,7 +227,7 @@ def run_experiment(
         callbacks.on_run_start(RunStart(run_id, dataset.name, dataset.class_names, splits.sizes(),
                                         dataset.input_shape, val_source, model_description(model, cfg),
                                         count_parameters(model),
-                                        device.type + (", bf16 autocast" if precision == "bf16" else ""),
+                                        device_summary(device, precision, ranks),
                                         threads, resume is not None,
                                         dataset.train_source,
                                         dataset.test_source, counts, dataset.ingestion))
@@ -256,19 +266,25 @@ def run_experiment(
                 record_start(run, cfg, docs)
             else:
                 run.replace_history(resume["training"]["loop"]["history"])
-            run.set_tags({"precision": precision, "precision_reason": precision_why})
+            run.set_tags({"precision": precision, "precision_reason": precision_why, "device": str(device),
+                          **ranks.tags(cfg.train.batch_size)})
+            if resume is not None and resume.get("world_size", 1) != ranks.world_size:
+                warn(f"run {run_id} trained on {resume.get('world_size', 1)} process(es) and continues on "
+                     f"{ranks.world_size}: the shards, dropout masks and float sums change, so the result is not "
+                     f"bit-identical to an uninterrupted run (docs/distributed.md)")
             # backends finish starting before the first step, not in the middle of the first epoch
             # where they would stall the training threads; a slow one (an unreachable server) is not waited for
             run.wait_started(timeout=STARTUP_WAIT_S if wait_for_trackers else 0.0)
             meta = {"config": info.config, "class_names": list(dataset.class_names), "run_id": run_id,
-                    "trainlab_version": __version__, "background": background(splits.train_x)}
+                    "trainlab_version": __version__, "background": background(splits.train_x),
+                    "world_size": ranks.world_size}
             started = time.perf_counter()
             say = callbacks.on_stage if isinstance(callbacks, RunCallbacks) else (lambda text: None)
             trained_model, trained_on, augment, probe_facts = probe_or_full(model, splits, cfg, device, warn, say)
             result = train(trained_model, trained_on, cfg.train, seed=cfg.seed, device=device,
                            checkpoint_dir=run_dir / "checkpoints", checkpoint_meta=meta,
                            tracker=run, callbacks=callbacks, resume=resume, augment=augment,
-                           sampler=cfg.data.sampler, precision=precision)
+                           sampler=cfg.data.sampler, precision=precision, ranks=ranks)
             trained = time.perf_counter()
             best = model_from_checkpoint(load_checkpoint(result.best_checkpoint)).to(device)
             test = evaluate_test(best, trained_on, splits, dataset.class_names, cfg.train.eval_batch_size)
@@ -308,6 +324,10 @@ def run_experiment(
             raise disk_full(exc, run_id, job) from None
         except KeyboardInterrupt as exc:  # whether `--resume` can continue it: a checkpoint was written
             raise RunInterrupted.of(exc, resumable=(run_dir / "checkpoints" / LAST).is_file()) from None
+        except RuntimeError as exc:  # another rank died or stopped answering: the run is killed
+            if not lost_peer(exc):
+                raise
+            raise lost_rank(exc, run_id, ranks, (run_dir / "checkpoints" / LAST).is_file()) from None
         outcome = RunOutcome(run_id, run.run_dir, cfg, dataset, splits.sizes(), count_parameters(model), result,
                              test, [], {})
         ending = recording.pop_all()  # the backends' end, then the run folder's, then the lock
@@ -318,6 +338,42 @@ def run_experiment(
     else:
         _end(ending, run, outcome)
     return outcome
+
+
+def lost_rank(exc: Exception, run_id: str, ranks: Ranks, resumable: bool) -> RunInterrupted:
+    """A collective that failed (a rank died, or did not answer within its timeout) as the run's interruption."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip())  # gloo's "[.../pair.cc:537] Read error ...: ..."
+    why = text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
+    then = (f"continue it with `trainlab train --resume {run_id} --nproc {ranks.world_size}`" if resumable else
+            "it has no checkpoint to resume from")
+    return RunInterrupted(f"another rank of the {ranks.world_size} stopped answering ({why}); run {run_id} is marked "
+                          f"killed: {then}", run_id=run_id, resumable=resumable)
+
+
+def device_summary(device: torch.device, precision: str, ranks: Ranks) -> str:
+    """"cpu, bf16 autocast, 2 processes (gloo)": what the run's first line says it trains on."""
+    amp = {"bf16": ", bf16 autocast", "fp16": ", fp16 autocast + loss scaling"}.get(precision, "")
+    spread = f", {ranks.world_size} processes ({ranks.backend})" if ranks.distributed else ""
+    return f"{device.type}{amp}{spread}"
+
+
+def follow_experiment(ranks: Ranks) -> bool:
+    """A rank other than 0: train its shard of the run rank 0 leads (``run_experiment``); record and write nothing.
+    False when rank 0 had nothing (more) to train."""
+    cfg, resume = ranks.share(None)
+    if cfg is None:
+        return False
+    device, _ = configure_torch(cfg, ranks)
+    precision, _ = training_precision(cfg.train.precision, device.type)
+    ranks.barrier()  # rank 0 has loaded the data (downloaded, cached)
+    dataset, splits = load_data(cfg.data, None, None)
+    model = build_model(cfg, dataset, splits).to(device)
+    quiet = lambda text: None  # noqa: E731
+    trained_model, trained_on, augment, _ = probe_or_full(model, splits, cfg, device, quiet, quiet)
+    train(trained_model, trained_on, cfg.train, seed=cfg.seed, device=device, checkpoint_dir=Path(cfg.output_dir),
+          checkpoint_meta={}, resume=resume, augment=augment, sampler=cfg.data.sampler, precision=precision,
+          ranks=ranks)
+    return True
 
 
 def _end(ending: ExitStack, run: Run, outcome: RunOutcome) -> None:

@@ -5,8 +5,8 @@ reaches it, e.g. in the third trial of a sweep); when the process reaches that p
 itself SIGKILL (no handler runs, nothing is flushed: the real thing); with
 ``TRAINLAB_FAILPOINT_SCOPE=group``, its whole process group (a sweep's leader and workers). With
 ``TRAINLAB_FAILPOINT_ACTION=stop`` it sends itself SIGSTOP instead: paused at that exact moment, for a test
-to signal it there (Ctrl-C in the first epoch, never a moment later). Unset, a check costs one dictionary
-lookup.
+to signal it there (Ctrl-C in the first epoch, never a moment later). In a distributed run,
+``TRAINLAB_FAILPOINT_RANK=R`` stops rank R alone. Unset, a check costs one dictionary lookup.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def reached(name: str) -> None:
     wanted = os.environ.get("TRAINLAB_FAILPOINT")
     if not wanted or wanted.partition("@")[0] != name:
         return
+    if os.environ.get("TRAINLAB_FAILPOINT_RANK", os.environ.get("RANK", "0")) != os.environ.get("RANK", "0"):
+        return  # another rank of a distributed run is the one to stop
     _times[name] = _times.get(name, 0) + 1
     if _times[name] >= int(wanted.partition("@")[2] or 1):
         if os.environ.get("TRAINLAB_FAILPOINT_ACTION") == "stop":

@@ -147,13 +147,15 @@ def cpu_info() -> dict[str, object]:
 
 def training_precision(requested: str, device: str, cpu: dict[str, object] | None = None) -> tuple[str, str]:
     """The precision a run trains in, and why: ``auto`` is bf16 on a CPU with bf16 instructions (or a GPU that
-    supports it), fp32 elsewhere; fp32 and bf16 are taken as asked."""
+    supports it; fp16 on a GPU without bf16), fp32 elsewhere; an explicit precision is taken as asked."""
     import torch
 
     if requested != "auto":
         return requested, "asked for"
     if device == "cuda":
-        return ("bf16", "the GPU supports it") if torch.cuda.is_bf16_supported() else ("fp32", "the GPU lacks bf16")
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "the GPU supports it"
+        return "fp16", "the GPU lacks bf16: float16 with loss scaling"
     flags = set((cpu or cpu_info()).get("cpu_flags") or ())  # type: ignore[call-overload]
     found = sorted(flags & set(BF16_FLAGS))
     if found:

@@ -23,6 +23,7 @@ from trainlab.augment import make_augmenter
 from trainlab.checkpoint import BEST, LAST, model_payload, save_checkpoint
 from trainlab.config import AugmentConfig, LossConfig, OptimizerConfig, ScheduleConfig, TrainConfig
 from trainlab.data import Splits
+from trainlab.distributed import Ranks
 from trainlab.errors import TrainingError
 from trainlab.metrics import epoch_metrics
 
@@ -213,14 +214,22 @@ def train(
     augment: AugmentConfig | None = None,
     sampler: str = "shuffle",
     precision: str = "fp32",
+    ranks: Ranks | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data``; write best.pt and last.pt into ``checkpoint_dir`` every epoch.
 
     ``checkpoint_meta`` (config, class names, ...) is stored in every checkpoint.
     ``resume`` is the payload of a last.pt to continue from. ``augment`` changes training batches only;
     ``sampler`` "balanced" draws every class equally often. ``precision`` "bf16" runs the training steps' forward
-    pass under bfloat16 autocast (weights, optimizer state and the loss stay fp32; no loss scaling is needed).
+    pass under bfloat16 autocast (weights, optimizer state and the loss stay fp32; no loss scaling is needed);
+    "fp16" under float16 autocast, with a GradScaler's loss scaling.
+
+    ``ranks`` (several processes under torchrun): each rank steps on its shard of every batch, DDP averages the
+    gradients, and rank 0 alone validates, checkpoints, logs and calls ``callbacks``; the others follow its
+    decisions. ``cfg.batch_size`` is the global batch either way, so the steps and the schedule do not depend on
+    the number of processes.
     """
+    ranks = ranks or Ranks()
     callbacks = callbacks or TrainCallbacks()
     x_train = torch.from_numpy(data.train_x).to(device)
     y_train = torch.from_numpy(data.train_y).to(device)
@@ -235,15 +244,18 @@ def train(
     augmenter = make_augmenter(augment, tuple(data.train_x.shape[1:])) if augment is not None else None
     optimizer = make_optimizer(cfg.optimizer, param_groups(model, cfg))
     scheduler = make_scheduler(cfg.schedule, optimizer, cfg.epochs, steps)
+    device_type = torch.device(device).type
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device_type, enabled=precision == "fp16")  # off: every call passes through
     state = LoopState()
     if resume is not None:
         model.load_state_dict(resume["model"]["state_dict"])
         optimizer.load_state_dict(resume["training"]["optimizer"])
         scheduler.load_state_dict(resume["training"]["scheduler"])
+        if "scaler" in resume["training"]:
+            scaler.load_state_dict(resume["training"]["scaler"])
         state = LoopState(**resume["training"]["loop"])
-
-    device_type = torch.device(device).type
-    bf16 = precision == "bf16"
+    net = ranks.wrap(model, torch.device(device))  # the model under DDP; checkpoints save the model itself
     best_path, last_path = checkpoint_dir / BEST, checkpoint_dir / LAST
     first_step_at: float | None = None
     memory: list[tuple[float, float]] = []
@@ -253,25 +265,28 @@ def train(
             break
         # reseed from (seed, epoch): the same batches and dropout masks after a resume
         torch.manual_seed(epoch_seed(seed, epoch))
-        order = epoch_order(y_train.cpu(), sampler, num_classes).to(device)
-        draws = torch.Generator().manual_seed(epoch_seed(seed, epoch) + AUGMENT_STREAM)
-        model.train()
+        order = epoch_order(y_train.cpu(), sampler, num_classes).to(device)  # the same on every rank
+        if ranks.rank:  # a rank's own dropout masks and augmentations; rank 0 draws what one process draws
+            torch.manual_seed(epoch_seed(seed, epoch) + ranks.seed_offset())
+        draws = torch.Generator().manual_seed(epoch_seed(seed, epoch) + AUGMENT_STREAM + ranks.seed_offset())
+        net.train()
         started = time.perf_counter()
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         for step in range(steps):
-            idx = order[step * batch:(step + 1) * batch]
+            idx = ranks.shard(order[step * batch:(step + 1) * batch])
             xb, yb = x_train[idx], y_train[idx]
             if augmenter is not None:
                 xb = augmenter(xb, draws)
             # forward, backward, update
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                logits = model(xb)
+            with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+                logits = net(xb)
             loss = loss_fn(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             lr = optimizer.param_groups[-1]["lr"]  # the rate this step used (the head's, on a backbone)
             scheduler.step()
             # running train loss and accuracy, without a sync per step
@@ -282,12 +297,21 @@ def train(
             seen += len(yb)
             if first_step_at is None:
                 first_step_at = time.time()
-            loss_value = loss.item()  # a sync per step; the progress bar shows it anyway
+            # a sync per step (the progress bar shows it anyway); over ranks, the global batch's loss, so every
+            # rank stops at the same step if it diverges
+            loss_value = loss.item() if not ranks.distributed else ranks.total(loss.detach().clone()).item() / ranks.world_size
             check_loss(loss_value, state, epoch, step, cfg.optimizer.lr)
             callbacks.on_step(epoch, step, loss_value, len(yb))
             if step == 0 and epoch == min(2, cfg.epochs):
                 failpoints.reached("mid-epoch")
         train_seconds = time.perf_counter() - started
+        if ranks.distributed:  # the epoch's totals over every rank's shard
+            totals = ranks.total(torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
+                                                                                         dtype=torch.float64)]))
+            loss_sum, correct, seen = totals[0], totals[1], int(totals[2])
+        if not ranks.leads:  # rank 0 validates, checkpoints and decides; the others take its state
+            state = ranks.share(None)
+            continue
         train_loss = float(loss_sum) / seen
 
         # validate
@@ -326,8 +350,9 @@ def train(
             **checkpoint_meta, "kind": "last", "epoch": epoch, "metrics": metrics,
             "model": model_payload(model),
             "training": {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "loop": state.__dict__},
+                         "loop": state.__dict__, **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
         })
+        ranks.share(state)  # the other ranks stop, or go on, with rank 0
         if tracker is not None:
             tracker.flush()  # hand this epoch to the tracking backends
         callbacks.on_epoch_end(epoch, metrics)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import math
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import click
 import typer
 from rich.table import Table
 
@@ -44,6 +46,8 @@ def user_errors() -> Iterator[None]:
     (the codes: the table in errors.py)."""
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        if run_ending(sys.exc_info()[1]):
+            return  # the run is already ending as killed; raising again would cut its record short
         raise RunInterrupted(sigterm=True)
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
@@ -63,6 +67,30 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(interrupted.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_ending(exc: BaseException | None) -> bool:
+    """Whether ``exc``, being handled, already ends the run as killed: an interruption, or a lost rank of several
+    (torch.distributed's DistError, whose stop signal from torchrun follows it)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if exc is None or "torch" not in sys.modules:
+        return False
+    from trainlab.distributed import lost_peer
+
+    return lost_peer(exc)
+
+
+@contextmanager
+def as_rank() -> Iterator[None]:
+    """A rank's command ends through ``distributed.exit_rank`` with its exit code (0, or a typer.Exit's)."""
+    from trainlab.distributed import exit_rank
+
+    try:
+        yield
+    except click.exceptions.Exit as done:
+        exit_rank(done.exit_code)
+    exit_rank(0)
 
 
 def storage_message(exc: OSError) -> str:

@@ -16,12 +16,14 @@ from trainlab.cli.common import (
     QuietOption,
     TrackerOption,
     TrackingUriOption,
+    as_rank,
     fmt,
     load_config,
     print_where,
     user_errors,
     warn,
 )
+from trainlab.cli.training import follow
 from trainlab.errors import ConfigError, RunInterrupted
 from trainlab.experiments.workers import STORAGE_ENV, start_workers, stop_workers, wait_for_workers
 from trainlab.redaction import redact
@@ -54,37 +56,103 @@ def sweep(
     tracking_uri: str | None = TrackingUriOption,
     as_json: bool = typer.Option(False, "--json", help="`show`: print the ranking as JSON."),
     quiet: bool = QuietOption,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train each trial on N processes (DDP under torchrun, as "
+                              "`trainlab train --nproc`); with --workers, start one such command per worker instead."),
     join: bool = typer.Option(False, "--join", hidden=True, help="Run trials only (a worker another process spawned)."),
     threads: int | None = typer.Option(None, "--threads", hidden=True, min=1),
     worker_index: int = typer.Option(0, "--worker-index", hidden=True, min=0),
 ) -> None:
     """Run a sweep: every trial a recorded run nested under the sweep's run; resumable, parallel, offline."""
-    with user_errors():
-        if target == "show":
-            if not args or len(args) != 1:
-                raise ConfigError("`trainlab sweep show` takes one sweep id, e.g. `trainlab sweep show "
-                                  "sweep-grid-1a2b3c4d` (the id is printed when a sweep starts)")
-            show(args[0], tracking_uri, as_json)
-            return
-        if join:  # started from a script (`cmd &`), a process inherits SIGINT ignored: its leader stops it with it
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume, new)
-        if not join:
-            from trainlab.experiments.sweep_run import sweep_status
+    from trainlab import distributed
 
-            status = sweep_status(the_sweep, warn)
-            if status.finished is not None:
-                done = status.finished
-                console.print(f"sweep {the_sweep.sweep_id} already finished ({len(done.rows)} configurations); its "
-                              f"ranking again below. `--new` starts {target or 'the same file'} afresh as a new sweep",
-                              soft_wrap=True, highlight=False, markup=False)
-                print_ranking(done, quiet)
-                return
-            asked = workers
-            if status.left is not None:  # no more workers than configurations left (one leads and records)
-                workers = max(1, min(workers, status.left))
-            announce(the_sweep, workers, asked, status.left)
-        run(the_sweep, cfg, workers, threads, quiet, join, worker_index, same_command=not new)
+    if distributed.launched():  # one rank of each trial's processes: rank 0 runs the sweep, the others follow
+        with as_rank():
+            sweep_as_rank(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet,
+                          join, threads, worker_index)
+        return
+    if nproc > 1:
+        with user_errors():
+            if workers > 1:
+                raise ConfigError(f"--workers {workers} with --nproc {nproc} would be {workers * nproc} training "
+                                  f"processes from one command; start `trainlab sweep ... --nproc {nproc}` once per "
+                                  "worker instead (here, or on other machines: each joins the same study)")
+            launch_sweep(nproc, target, args, config, storage, resume, new, tracker, quiet)
+        return
+    with user_errors():
+        sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet, join,
+                   threads, worker_index, None)
+
+
+def sweep_as_rank(target: str | None, args: list[str] | None, config: Path | None, workers: int, storage: str | None,
+                  resume: str | None, new: bool, tracker: list[str] | None, tracking_uri: str | None, as_json: bool,
+                  quiet: bool, join: bool, threads: int | None, worker_index: int) -> None:
+    """One rank under torchrun: rank 0 runs the sweep, each trial on every rank; the others follow its trials."""
+    from trainlab import distributed
+
+    with user_errors():
+        ranks = distributed.join()
+    try:
+        if not ranks.leads:
+            follow_trials(ranks)
+            return
+        with user_errors():
+            sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet,
+                       join, threads, worker_index, ranks)
+        ranks.share((None, None))  # the sweep is over: the other ranks stop waiting for a trial
+    finally:
+        distributed.leave()
+
+
+def launch_sweep(nproc: int, target: str | None, args: list[str] | None, config: Path | None, storage: str | None,
+                 resume: str | None, new: bool, tracker: list[str] | None, quiet: bool) -> None:
+    """The same sweep command on ``nproc`` ranks under torchrun (checked here first: a bad file is one line)."""
+    from trainlab.distributed import Launch, launch
+
+    if target == "show":
+        raise ConfigError("`trainlab sweep show` reads a sweep; it takes no --nproc")
+    resolve_sweep(target, args, config, tracker, storage, resume)  # checked only: rank 0 opens it (or a --new one)
+    command = ["sweep", *([target] if target else []), *(args or []), *(["--config", str(config)] if config else []),
+               *(["--storage", storage] if storage else []), *(["--resume", resume] if resume else []),
+               *(["--new"] if new else []), *[arg for name in tracker or [] for arg in ("--tracker", name)],
+               *(["--quiet"] if quiet else [])]
+    launch(Launch(nproc), command, again="the same command (the trial in flight runs again)")
+
+
+def follow_trials(ranks: Any) -> None:
+    """A rank other than 0 of a sweep: train each trial's shard until rank 0 says the sweep is over."""
+    while follow(ranks, trials=True):
+        pass
+
+
+def sweep_here(target: str | None, args: list[str] | None, config: Path | None, workers: int, storage: str | None,
+               resume: str | None, new: bool, tracker: list[str] | None, tracking_uri: str | None, as_json: bool,
+               quiet: bool, join: bool, threads: int | None, worker_index: int, ranks: Any) -> None:
+    """The sweep in this process (rank 0 of each trial's processes when ``ranks``)."""
+    if target == "show":
+        if not args or len(args) != 1:
+            raise ConfigError("`trainlab sweep show` takes one sweep id, e.g. `trainlab sweep show "
+                              "sweep-grid-1a2b3c4d` (the id is printed when a sweep starts)")
+        show(args[0], tracking_uri, as_json)
+        return
+    if join:  # started from a script (`cmd &`), a process inherits SIGINT ignored: its leader stops it with it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    the_sweep, cfg = resolve_sweep(target, args, config, tracker, storage, resume, new)
+    if not join:
+        from trainlab.experiments.sweep_run import sweep_status
+
+        status = sweep_status(the_sweep, warn)
+        if status.finished is not None:
+            done = status.finished
+            console.print(f"sweep {the_sweep.sweep_id} already finished ({len(done.rows)} configurations); its "
+                          f"ranking again below. `--new` starts {target or 'the same file'} afresh as a new sweep",
+                          soft_wrap=True, highlight=False, markup=False)
+            print_ranking(done, quiet)
+            return
+        asked = workers
+        if status.left is not None:  # no more workers than configurations left (one leads and records)
+            workers = max(1, min(workers, status.left))
+        announce(the_sweep, workers, asked, status.left)
+    run(the_sweep, cfg, workers, threads, quiet, join, worker_index, same_command=not new, ranks=ranks)
 
 
 def resolve_sweep(target: str | None, overrides: list[str] | None, config: Path | None,
@@ -144,7 +212,7 @@ def announce(the_sweep: Sweep, workers: int, asked: int, remaining: int | None) 
 
 
 def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bool, join: bool,
-        worker_index: int = 0, same_command: bool = True) -> None:
+        worker_index: int = 0, same_command: bool = True, ranks: Any = None) -> None:
     from trainlab.experiments.sweep import Worker, threads_per_worker
     from trainlab.experiments.sweep_run import run_sweep
 
@@ -155,7 +223,7 @@ def run(the_sweep: Sweep, cfg: Any, workers: int, threads: int | None, quiet: bo
         share = threads or threads_per_worker(workers)
         helpers = start_workers(the_sweep, workers - 1, share)  # this process is the first worker
         try:
-            Worker(the_sweep, parent, threads=share, callbacks=live, warn=warn).run(study)
+            Worker(the_sweep, parent, threads=share, callbacks=live, warn=warn, ranks=ranks).run(study)
         except KeyboardInterrupt:
             stop_workers(helpers)
             raise

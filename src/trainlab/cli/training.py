@@ -13,6 +13,7 @@ from trainlab.cli.common import (
     OverridesArg,
     QuietOption,
     TrackerOption,
+    as_rank,
     fmt,
     load_config,
     print_evaluation,
@@ -21,13 +22,20 @@ from trainlab.cli.common import (
     warn,
 )
 from trainlab.cli.progress import DownloadBar, train_progress
-from trainlab.errors import ConfigError
+from trainlab.errors import ConfigError, RankFailed, TrainingError, TrainlabError
 from trainlab.redaction import redact
 
 if TYPE_CHECKING:
     from trainlab.config import Config
     from trainlab.experiment import RunOutcome
 
+NprocOption = typer.Option(1, "--nproc", min=1, help="Train on N processes of this machine (torch.distributed DDP, "
+                           "started by torchrun; gloo on CPU, NCCL on GPUs): train.batch_size is the global batch, "
+                           "split among them. Rank 0 records.")
+NnodesOption = typer.Option("1", "--nnodes", help="Machines taking part (torchrun's --nnodes; each runs this command "
+                            "with the same --rdzv-endpoint).")
+RdzvOption = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT where the machines meet (torchrun's c10d "
+                          "rendezvous); needed with --nnodes > 1.")
 LogIntervalOption = typer.Option(30.0, "--log-interval", min=0.0, help="When output is not a terminal (CI, Docker, "
                                  "a pipe): seconds between progress lines inside an epoch.")
 
@@ -64,7 +72,8 @@ def load_dataset(cfg: Config, quiet: bool) -> Any:
         bar.close()
 
 
-def run_training(cfg: Config, quiet: bool, log_interval: float, dataset: Any = None) -> RunOutcome:
+def run_training(cfg: Config, quiet: bool, log_interval: float, dataset: Any = None, ranks: Any = None,
+                 run_id: str | None = None) -> RunOutcome:
     from trainlab.tracking import create_trackers, prepare_in_background
 
     trackers = create_trackers(cfg.tracking, own_processes=True)
@@ -75,7 +84,7 @@ def run_training(cfg: Config, quiet: bool, log_interval: float, dataset: Any = N
     downloads = DownloadBar(quiet)
     try:
         return run_experiment(cfg, callbacks=bar, download_progress=downloads, dataset=dataset, warn=warn,
-                              trackers=trackers)
+                              trackers=trackers, ranks=ranks, run_id=run_id)
     finally:
         downloads.close()
         bar.close()
@@ -107,31 +116,123 @@ def train(
     tracker: list[str] | None = TrackerOption,
     quiet: bool = QuietOption,
     log_interval: float = LogIntervalOption,
+    nproc: int = NprocOption,
+    nnodes: str = NnodesOption,
+    rdzv_endpoint: str | None = RdzvOption,
 ) -> None:
-    """Train, evaluate on the test split, and record the run."""
-    with user_errors():
-        if resume:
-            if config or overrides or tracker:
+    """Train, evaluate on the test split, and record the run (on several processes with --nproc)."""
+    from trainlab import distributed
 
-                raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
-                                  "--tracker and overrides")
+    if distributed.launched():  # one rank of several, started by torchrun
+        with as_rank():
+            train_as_rank(overrides, config, resume, tracker, quiet, log_interval)
+    with user_errors():
+        if resume and (config or overrides or tracker):
+            raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
+                              "--tracker and overrides")
+        if nproc > 1 or nnodes != "1":
+            launch_ranks(distributed.Launch(nproc, nnodes, rdzv_endpoint), overrides, config, resume, tracker, quiet,
+                         log_interval)
+            return
+        if resume:
             resume_run(resume, quiet, log_interval)
             return
         print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval))
 
 
-def resume_run(ref: str, quiet: bool, log_interval: float) -> None:
+def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, resume: str | None,
+                 tracker: list[str] | None, quiet: bool, log_interval: float) -> None:
+    """Check what can be checked here (the config, the run to resume), then start the ranks under torchrun."""
+    from trainlab.distributed import launch
+    from trainlab.run_setup import new_run_id
+
+    if spec.nnodes != "1" and not spec.rdzv_endpoint:
+        raise ConfigError(f"--nnodes {spec.nnodes} needs --rdzv-endpoint HOST:PORT, the address every machine meets "
+                          "at (one of the machines, any free port): see docs/distributed.md")
+    if resume and spec.nnodes != "1":  # the run's folder is on rank 0's machine, which resolves it
+        run_id, command = resume, ["train", "--resume", resume]
+    elif resume:
+        from trainlab.resume import resume_target
+
+        target = resume_target(resume, Path("runs"))
+        if target.finished:
+            resume_run(resume, quiet, log_interval)  # says so
+            return
+        run_id, command = target.run_id, ["train", "--resume", resume]
+    else:
+        load_config(config, overrides, tracker)  # a bad config is one line here, before any process starts
+        run_id = new_run_id()
+        command = ["train", *(overrides or []), *(["--config", str(config)] if config else []),
+                   *[arg for name in tracker or [] for arg in ("--tracker", name)]]
+    launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id)
+
+
+def train_as_rank(overrides: list[str] | None, config: Path | None, resume: str | None, tracker: list[str] | None,
+                  quiet: bool, log_interval: float) -> None:
+    """This process is one rank under torchrun: rank 0 runs the command as one process would, and leads; the
+    others follow it, silently (rank 0 says what happens, and torchrun stops them when it ends)."""
+    import os
+
+    from trainlab import distributed
+
+    with user_errors():
+        ranks = distributed.join()
+    try:
+        if not ranks.leads:
+            follow(ranks)
+            return
+        with user_errors():
+            if resume:
+                resume_run(resume, quiet, log_interval, ranks)
+            else:
+                run_id = os.environ.get(distributed.RUN_ID_ENV) or None
+                print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval, ranks=ranks,
+                                           run_id=run_id))
+    finally:
+        distributed.leave()
+
+
+def follow(ranks: Any, trials: bool = False) -> bool:
+    """A rank other than 0: train (one run, or a sweep's next trial), print nothing; exit with the code rank 0 ends
+    with for the same cause. False when rank 0 had nothing more to train."""
+    import signal
+    import warnings
+
+    from trainlab.distributed import lost_peer
+    from trainlab.experiment import follow_experiment
+
+    warnings.simplefilter("ignore")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return follow_experiment(ranks)
+    except TrainingError:
+        if trials:  # a diverged trial: rank 0 records it failed and goes on with the next
+            return True
+        raise typer.Exit(TrainingError.exit_code) from None
+    except TrainlabError as exc:  # rank 0 meets the same problem and says it
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except RuntimeError as exc:
+        if not lost_peer(exc):
+            raise
+        raise typer.Exit(RankFailed.exit_code) from None  # rank 0 died or stopped answering: torchrun reports it
+
+
+def resume_run(ref: str, quiet: bool, log_interval: float, ranks: Any = None) -> None:
     from trainlab.resume import resume_experiment, resume_target
 
     target = resume_target(ref, Path("runs"))
     if target.finished:
         console.print(f"run {target.run_id} already finished and every backend recorded its end; nothing to resume",
                       highlight=False)
+        if ranks is not None:
+            ranks.share((None, None))  # the other ranks have nothing to train
         return
     bar = train_progress(quiet, target.config.train.monitor, log_interval)
     downloads = DownloadBar(quiet)
     try:
-        out = resume_experiment(target, callbacks=bar, download_progress=downloads, warn=warn)
+        out = resume_experiment(target, callbacks=bar, download_progress=downloads, warn=warn, ranks=ranks)
     finally:
         downloads.close()
         bar.close()

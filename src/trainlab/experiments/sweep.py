@@ -50,6 +50,7 @@ from trainlab.train import TrainCallbacks
 if TYPE_CHECKING:
     import optuna
 
+    from trainlab.distributed import Ranks
     from trainlab.experiment import RunOutcome
 
 @dataclass
@@ -113,8 +114,9 @@ class Worker:
     """Runs trials in this process until the budget is spent; the dataset and clients stay loaded."""
 
     def __init__(self, sweep: Sweep, parent_mlflow_id: str | None, *, threads: int | None = None,
-                 callbacks: SweepCallbacks | None = None, warn: Warn | None = None) -> None:
+                 callbacks: SweepCallbacks | None = None, warn: Warn | None = None, ranks: Ranks | None = None) -> None:
         self.sweep, self.parent, self.threads = sweep, parent_mlflow_id, threads
+        self.ranks = ranks  # each trial trains on these processes (this one leads them)
         self.callbacks = callbacks or SweepCallbacks()
         self.warn = warn or (lambda message: None)
         self._datasets: dict[str, Any] = {}
@@ -222,7 +224,7 @@ class Worker:
                 outcome = run_experiment(cfg.model_copy(update={"seed": seed}), callbacks=callbacks,
                                          dataset=self._dataset(cfg), run_id=run_id, warn=self.warn, job="trial",
                                          group=self.sweep.sweep_id, tags=tags, wait_for_trackers=False,
-                                         end_in_background=True)
+                                         end_in_background=True, ranks=self.ranks)
                 trained.outcomes.append(outcome)
                 if outcome.result.stop_reason == "pruned":
                     break

@@ -1,0 +1,233 @@
+"""Training on several processes: torch.distributed's DistributedDataParallel, one process per rank.
+
+torchrun (or `trainlab train --nproc N`, which runs torchrun's own launcher) starts the processes and sets
+RANK, WORLD_SIZE, LOCAL_RANK and the rendezvous in their environment. Rank 0 leads: it reads the config and a
+resumed run, records, and writes every file; it hands the others what they need (``Ranks.share``). The other
+ranks follow: they train their shard of every batch and write nothing. Gradients are averaged by DDP's
+all-reduce (gloo on CPU, NCCL on CUDA); every collective has a timeout, so a rank that stops answering ends
+the run instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, NoReturn
+
+import torch
+from torch import nn
+
+from trainlab.errors import RankFailed
+
+TIMEOUT_ENV = "TRAINLAB_COLLECTIVE_TIMEOUT"  # seconds a collective may wait for the other ranks
+DEFAULT_TIMEOUT_S = 300.0
+RUN_ID_ENV = "TRAINLAB_RUN_ID"  # the run id `trainlab train --nproc` chose, so it can name the run if a rank dies
+RANK_STREAM = 104_729  # offsets a rank's dropout and augmentation seeds from rank 0's (rank 0 draws what one process drew)
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place among the training processes; ``Ranks()`` is a run on one process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    local_world_size: int = 1
+    backend: str = ""
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def leads(self) -> bool:
+        """Rank 0: the one that records and writes."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (the others pass None)."""
+        if not self.distributed:
+            return value
+        import torch.distributed as dist
+
+        box = [value if self.leads else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def total(self, values: torch.Tensor) -> torch.Tensor:
+        """The element-wise sum of ``values`` over the ranks (``values`` itself on one process)."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(values)
+        return values
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def shard(self, batch: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch of indices: every world_size-th, from its rank (DistributedSampler's
+        split); a batch that does not divide is padded with its own first indices, so every rank steps."""
+        if not self.distributed:
+            return batch
+        short = -len(batch) % self.world_size
+        if short:
+            batch = torch.cat([batch, batch.repeat(-(-short // len(batch)))[:short]])
+        return batch[self.rank::self.world_size]
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` under DDP (its gradients all-reduced), or ``model`` itself on one process."""
+        if not self.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        # buffers (BatchNorm's statistics) are not broadcast at every step: only rank 0's model is validated and saved
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       forward_sync_buffers=False)
+
+    def seed_offset(self) -> int:
+        return RANK_STREAM * self.rank
+
+    def tags(self, batch_size: int) -> dict[str, str]:
+        """What the run records about its processes (nothing on one process)."""
+        if not self.distributed:
+            return {}
+        return {"distributed.world_size": str(self.world_size), "distributed.backend": self.backend,
+                "distributed.hosts": ",".join(self.hosts),
+                "distributed.batch_per_rank": str(-(-batch_size // self.world_size))}
+
+
+_LOST_PEER = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out", "Timed out")
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed because another rank died or did not answer in time (torch raises
+    DistError, or a RuntimeError from gloo's transport)."""
+    if any(cls.__name__ == "DistError" for cls in type(exc).__mro__):
+        return True
+    import torch.distributed as dist
+
+    return (isinstance(exc, RuntimeError) and dist.is_available() and dist.is_initialized()
+            and any(text in str(exc) for text in _LOST_PEER))
+
+
+def launched() -> bool:
+    """Whether torchrun started this process as one rank of several."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def timeout_seconds() -> float:
+    raw = os.environ.get(TIMEOUT_ENV)
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT_S
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def join() -> Ranks:
+    """Join the process group torchrun set up: gloo for CPU tensors, and NCCL for CUDA ones where a GPU is
+    present; every rank's host name is gathered for the record."""
+    import torch.distributed as dist
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        backend = "cpu:gloo,cuda:nccl"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_seconds()))
+    hosts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(hosts, socket.gethostname())
+    return Ranks(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
+                 local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), backend=backend,
+                 hosts=tuple(str(h) for h in hosts))
+
+
+def leave() -> None:
+    """Leave the process group (a no-op if this process never joined one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> NoReturn:
+    """End a rank's process with ``code``: its exit handlers, its output flushed, then ``os._exit``. A rank that
+    had joined gloo aborts now and then in C++'s static destructors after Python has finished ("terminate called
+    without an active exception", SIGABRT: 1 sweep in 6 on this machine), which torchrun reports as a dead rank."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How `trainlab train --nproc N` starts its ranks: torchrun's launcher, with torchrun's own options."""
+
+    nproc: int
+    nnodes: str = "1"
+    rdzv_endpoint: str | None = None
+    rdzv_id: str = "trainlab"
+
+    def torchrun_args(self, command: list[str]) -> list[str]:
+        """torchrun's command line for ``command`` (`trainlab train ...` without the launcher's options)."""
+        where = (["--rdzv-backend", "c10d", "--rdzv-endpoint", self.rdzv_endpoint, "--rdzv-id", self.rdzv_id]
+                 if self.rdzv_endpoint else ["--standalone"])
+        return ["--nproc-per-node", str(self.nproc), "--nnodes", self.nnodes, *where, "-m", "trainlab", *command]
+
+
+def launch(spec: Launch, command: list[str], run_id: str | None = None, again: str | None = None) -> None:
+    """Run ``command`` on ``spec.nproc`` ranks under torchrun's elastic agent (in this process) and wait for them.
+    ``run_id`` is the run the ranks train (rank 0 takes it), ``again`` what continues the work if a rank dies.
+
+    The ranks print their own lines (rank 0 its progress and errors); a rank that died of a signal or of an error it
+    could not report raises RankFailed naming it, and the agent has stopped every other rank by then. A rank's
+    own exit code (2, 3, 130, 143: it said why) is returned to the caller as ``SystemExit``.
+    """
+    import logging
+
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+
+    for name in [*logging.root.manager.loggerDict, "torch.distributed.run"]:  # trainlab says what happened
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if run_id:
+        os.environ[RUN_ID_ENV] = run_id
+    if again is None:
+        again = (f"`trainlab train --resume {run_id} --nproc {spec.nproc}`" if spec.nnodes == "1" else
+                 f"`trainlab train --resume RUN --nproc {spec.nproc} --nnodes {spec.nnodes} --rdzv-endpoint "
+                 f"{spec.rdzv_endpoint}` on every machine, RUN being the run id printed on rank 0's machine")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.nproc)))
+    try:
+        torchrun.run(torchrun.parse_args(spec.torchrun_args(command)))
+    except SignalException as exc:  # Ctrl-C or SIGTERM on the launcher: the agent stopped every rank
+        raise SystemExit(128 + int(exc.sigval)) from None
+    except ChildFailedError as exc:
+        # the cause first: a rank killed by another signal than the SIGTERM the agent stops the others with
+        killed = sorted((failure.exitcode == -signal.SIGTERM, failure.timestamp, rank)
+                        for rank, failure in exc.failures.items() if failure.exitcode < 0)
+        lead = exc.failures.get(0)
+        if not killed and lead is not None and lead.exitcode not in (1, RankFailed.exit_code):
+            raise SystemExit(lead.exitcode) from None  # rank 0 said why in its one line (a user error: 2)
+        rank = killed[0][2] if killed else min(exc.failures)
+        failure = exc.failures[rank]
+        how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
+               else f"failed with exit code {failure.exitcode} (its output is above)")
+        raise RankFailed(f"rank {rank} (pid {failure.pid} on {socket.gethostname()}) {how}; every rank was stopped. "
+                         f"Continue with {again} (killed for memory? fewer processes or a smaller "
+                         "train.batch_size)") from None

@@ -1,0 +1,219 @@
+"""Training on several processes: DDP over torch.distributed, started by torchrun, gloo on this CPU.
+
+Two ranks on digits: one record (rank 0's), test accuracy within the seed spread of one process with
+the same global batch, kill -9 of rank 1 mid-epoch and `--resume` to the same result, Ctrl-C, sweeps.
+The CUDA tests run where a GPU is attached and say why they skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import torch
+from mlflow import MlflowClient
+from wandb_reader import offline_run_file, read_offline_run
+
+from trainlab.config import load_config
+from trainlab.distributed import Ranks
+from trainlab.experiment import run_experiment
+
+TRAINLAB = str(Path(sys.executable).with_name("trainlab"))
+DIGITS = ["train.epochs=4"]  # the quickstart: digits, global batch 64
+no_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path "
+                            "(NCCL, autocast, one GPU per rank) runs only where torch sees one")
+
+
+def trainlab(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([TRAINLAB, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def mlflow_runs() -> list[Any]:
+    client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def only_run_id() -> str:
+    (run_dir,) = Path("runs").iterdir()
+    return run_dir.name
+
+
+def no_rank_left() -> bool:
+    """No process of a trainlab rank is alive (the launcher's children are gone with it)."""
+    for _ in range(50):
+        if not [p for p in psutil.process_iter(["cmdline"]) if "-m trainlab" in " ".join(p.info["cmdline"] or [])
+                and p.info["cmdline"] and p.pid != os.getpid() and os.getcwd() in _cwd(p)]:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _cwd(process: psutil.Process) -> str:
+    try:
+        return process.cwd()
+    except psutil.Error:
+        return ""
+
+
+# -- the shard each rank trains ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, world", [(64, 2), (7, 2), (3, 4), (10, 3)])
+def test_the_ranks_shards_cover_the_global_batch_once_padded_like_distributed_sampler(size: int, world: int) -> None:
+    batch = torch.randperm(100)[:size]
+    shards = [Ranks(rank=r, world_size=world).shard(batch) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1  # every rank steps, on as many images
+    assert set(torch.cat(shards).tolist()) == set(batch.tolist())  # each image is in a shard; padding repeats only
+    assert len(torch.cat(shards)) == size + (-size % world)
+    assert torch.equal(shards[0], batch[0::world][: len(shards[0])])  # DistributedSampler's split: every world-th
+    assert torch.equal(Ranks().shard(batch), batch)  # one process: the batch itself
+
+
+# -- two ranks, one record ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_processes_make_one_record_within_the_seed_spread_of_one_process() -> None:
+    done = trainlab("train", *DIGITS, "--nproc", "2")  # MLflow and W&B (offline), the report page
+    assert done.returncode == 0, done.stderr
+    assert "2 processes (gloo)" in done.stdout and "Traceback" not in done.stderr
+    (run,) = mlflow_runs()  # exactly one MLflow run, one run folder, one W&B run
+    run_id = only_run_id()
+    assert run.info.status == "FINISHED" and run.data.tags["trainlab_run_id"] == run_id
+    tags = run.data.tags
+    assert tags["distributed.world_size"] == "2" and tags["distributed.backend"] == "gloo"
+    assert len(tags["distributed.hosts"].split(",")) == 2 and tags["distributed.batch_per_rank"] == "32"
+    assert run.data.params["train.batch_size"] == "64"  # the global batch
+    assert len(list(Path("wandb").glob("offline-run-*"))) == 1
+    wandb_run = read_offline_run(offline_run_file(Path.cwd(), run_id))
+    assert wandb_run.summary["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+    assert (Path("runs") / run_id / "report.html").is_file()
+    # train metrics are reduced over both shards: the epoch saw every training image once
+    client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4]
+
+    # one process, same config and global batch, five seeds: the 2-process accuracy is one of that family
+    one = [run_experiment(load_config(None, [*DIGITS, f"seed={seed}", "tracking.trackers=[]", "report=false"]),
+                          trackers=[]).test.metrics["accuracy"] for seed in range(5)]
+    mean, spread = statistics.fmean(one), statistics.stdev(one)
+    assert abs(run.data.metrics["test_accuracy"] - mean) <= max(3 * spread, 2 / 360), (run.data.metrics, one)
+
+
+@pytest.mark.slow
+def test_rank_1_killed_mid_epoch_stops_every_rank_and_resume_ends_as_if_never_killed() -> None:
+    uninterrupted = trainlab("train", *DIGITS, "--nproc", "2", "--tracker", "none", "output_dir=whole")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr
+    whole = uninterrupted.stdout.split("test accuracy")[1].split("(")[0]
+
+    started = time.monotonic()
+    killed = trainlab("train", *DIGITS, "--nproc", "2", "--tracker", "mlflow",
+                      env={"TRAINLAB_FAILPOINT": "mid-epoch", "TRAINLAB_FAILPOINT_RANK": "1"})
+    assert killed.returncode == 4, killed.stderr  # RankFailed
+    assert time.monotonic() - started < 60
+    run_id = only_run_id()
+    last = killed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: rank 1 ") and "killed by SIGKILL" in last, killed.stderr
+    assert f"trainlab train --resume {run_id} --nproc 2" in last and "Traceback" not in killed.stderr
+    (run,) = mlflow_runs()
+    assert run.info.status == "KILLED"
+    assert no_rank_left()
+
+    resumed = trainlab("train", "--resume", run_id, "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = mlflow_runs()
+    assert run.info.status == "FINISHED"
+    assert resumed.stdout.split("test accuracy")[1].split("(")[0] == whole  # same N: the same result, to the digit
+
+    # a different N continues too, said to be not bit-identical
+    again = trainlab("train", *DIGITS, "--nproc", "2", "--tracker", "none", "output_dir=other",
+                     env={"TRAINLAB_FAILPOINT": "mid-epoch", "TRAINLAB_FAILPOINT_RANK": "1"})
+    assert again.returncode == 4
+    (other,) = Path("other").iterdir()
+    one = trainlab("train", "--resume", str(other))
+    assert one.returncode == 0, one.stderr
+    assert "trained on 2 process(es) and continues on 1" in one.stderr and "not bit-identical" in one.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_launcher_stops_every_rank_and_marks_the_run_killed() -> None:
+    launcher = subprocess.Popen([TRAINLAB, "train", "train.epochs=500", "--nproc", "2", "--tracker", "mlflow",
+                                 "--log-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    assert launcher.stdout is not None
+    for line in launcher.stdout:  # the first epoch has ended: a checkpoint to resume from
+        if re.match(r"epoch +1/500 +loss", line):
+            break
+    launcher.send_signal(signal.SIGINT)
+    out, err = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130, err
+    run_id = only_run_id()
+    assert f"trainlab train --resume {run_id}" in err and "Traceback" not in err
+    (run,) = mlflow_runs()
+    assert run.info.status == "KILLED"
+    assert no_rank_left()
+
+
+@pytest.mark.slow
+def test_bad_input_is_one_line_before_any_rank_starts() -> None:
+    bad = trainlab("train", "train.epochs=0", "--nproc", "2")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.epochs" in bad.stderr, bad.stderr
+    nodes = trainlab("train", "--nproc", "2", "--nnodes", "2")
+    assert nodes.returncode == 2 and "--rdzv-endpoint" in nodes.stderr and nodes.stderr.count("\n") == 1
+    assert not Path("runs").exists() and not Path("mlruns").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_each_trial_on_two_processes(tmp_path: Path) -> None:
+    sweep = tmp_path / "lr.yaml"
+    sweep.write_text("method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
+                     "parameters:\n  train.optimizer.lr: {values: [0.01, 0.03]}\n")
+    done = trainlab("sweep", str(sweep), "train.epochs=2", "--nproc", "2", "--tracker", "mlflow")
+    assert done.returncode == 0, done.stderr
+    trials = [r for r in mlflow_runs() if "distributed.world_size" in r.data.tags]
+    assert len(trials) == 2 and {r.data.tags["distributed.world_size"] for r in trials} == {"2"}
+    assert {r.info.status for r in mlflow_runs()} == {"FINISHED"}  # the trials and the sweep's parent
+    both = trainlab("sweep", str(sweep), "--workers", "2", "--nproc", "2")
+    assert both.returncode == 2 and "once per worker" in both.stderr
+
+
+# -- precision and device -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fp16_trains_with_loss_scaling_and_resumes_with_its_scale() -> None:
+    cfg = load_config(None, ["train.epochs=2", "train.precision=fp16", "tracking.trackers=[]", "report=false"])
+    out = run_experiment(cfg, trackers=[])
+    last = torch.load(out.result.last_checkpoint, weights_only=False)
+    assert last["training"]["scaler"]["scale"] > 0  # the GradScaler's state, for --resume
+    assert out.test.metrics["accuracy"] > 0.5
+    assert run_experiment(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})}),
+                          trackers=[], resume=last).result.history[-1]["val_accuracy"] > 0.5
+
+
+@no_gpu
+def test_cuda_auto_trains_on_the_gpu_with_the_precision_it_supports() -> None:
+    done = trainlab("train", "train.epochs=2", "device=auto", "train.precision=auto", "--tracker", "mlflow")
+    assert done.returncode == 0, done.stderr
+    (run,) = mlflow_runs()
+    expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"  # fp16 with the GradScaler's loss scaling
+    assert run.data.tags["device"] == "cuda" and run.data.tags["precision"] == expected
+    assert run.data.metrics["test_accuracy"] > 0.5
+
+
+@no_gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="fewer than 2 CUDA GPUs: NCCL needs one per rank")
+def test_two_gpus_train_one_run_over_nccl() -> None:
+    done = trainlab("train", *DIGITS, "device=cuda", "--nproc", "2", "--tracker", "mlflow")
+    assert done.returncode == 0, done.stderr
+    (run,) = mlflow_runs()
+    assert run.data.tags["distributed.backend"] == "cpu:gloo,cuda:nccl" and run.data.tags["device"] == "cuda:0"
