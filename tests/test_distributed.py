@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 import torch
+from conftest import REPO
 from mlflow import MlflowClient
 from wandb_reader import offline_run_file, read_offline_run
 
@@ -197,7 +199,7 @@ def test_fp16_trains_with_loss_scaling_and_resumes_with_its_scale() -> None:
     assert last["training"]["scaler"]["scale"] > 0  # the GradScaler's state, for --resume
     assert out.test.metrics["accuracy"] > 0.5
     assert run_experiment(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 3})}),
-                          trackers=[], resume=last).result.history[-1]["val_accuracy"] > 0.5
+                          trackers=[], resume=last, run_id=out.run_id).result.history[-1]["val_accuracy"] > 0.5
 
 
 @no_gpu
@@ -217,3 +219,32 @@ def test_two_gpus_train_one_run_over_nccl() -> None:
     assert done.returncode == 0, done.stderr
     (run,) = mlflow_runs()
     assert run.data.tags["distributed.backend"] == "cpu:gloo,cuda:nccl" and run.data.tags["device"] == "cuda:0"
+
+
+# -- the commands docs/distributed.md shows ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_torchrun_form_and_two_machines_meeting_at_an_endpoint_train_as_documented() -> None:
+    os.symlink(REPO / "configs", "configs")
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "trainlab", "train", "-c",
+                           "configs/quickstart.yaml", "train.epochs=2", "--tracker", "mlflow"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 processes (gloo)" in done.stdout
+    (run,) = mlflow_runs()
+    assert run.data.tags["distributed.world_size"] == "2"
+
+    # two "machines" (here: two commands on this one) meeting at a c10d rendezvous endpoint
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    machine = [TRAINLAB, "train", "-c", "configs/quickstart.yaml", "train.epochs=2", "threads=1", "--tracker",
+               "mlflow", "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    both = [subprocess.Popen(machine, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in both]
+    assert [p.returncode for p in both] == [0, 0], outputs
+    assert sum("recorded:" in out for out, _ in outputs) == 1  # rank 0's machine alone records
+    runs = [r for r in mlflow_runs() if r.info.run_id != run.info.run_id]
+    assert len(runs) == 1 and runs[0].data.tags["distributed.world_size"] == "2"

@@ -233,6 +233,11 @@ def run_experiment(
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
         warn(notice)
+    cores = os.cpu_count() or 1
+    if ranks.distributed and threads * ranks.local_world_size > cores:
+        warn(f"threads: {threads} on each of this machine's {ranks.local_world_size} processes makes "
+             f"{threads * ranks.local_world_size} threads on {cores} cores, which slows every step; set "
+             f"threads={max(1, cores // ranks.local_world_size)}, or leave threads unset")
     if cfg.model.tta == "flip" and not cfg.data.augment.flip:
         warn("model.tta: flip averages each test image with its mirror image, but data.augment.flip is off, so the "
              "model never sees mirrored images in training (on Fashion-MNIST that cost 12 points of test accuracy: "

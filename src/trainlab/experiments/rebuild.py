@@ -43,8 +43,9 @@ def worktree(repo: Path, commit: str, diff: str) -> Iterator[Path]:
         git(repo, "worktree", "prune")
 
 
-def train_recorded_code(tree: Path, recorded_config: dict[str, Any], threads: int, out: Path) -> Path:
-    """Train ``recorded_config`` with the recorded code (its own process) into ``out``; the run folder it wrote."""
+def train_recorded_code(tree: Path, recorded_config: dict[str, Any], threads: int, out: Path, nproc: int = 1) -> Path:
+    """Train ``recorded_config`` with the recorded code (its own process, or ``nproc`` under torchrun) into ``out``;
+    the run folder it wrote."""
     import yaml
 
     config = out / "config.yaml"
@@ -57,7 +58,7 @@ def train_recorded_code(tree: Path, recorded_config: dict[str, Any], threads: in
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), os.environ.get("PYTHONPATH", "")]),
            "WANDB_MODE": "disabled"}
     command = [sys.executable, "-c", "import sys; from trainlab.cli import main; sys.argv[0] = 'trainlab'; main()",
-               "train", "-c", str(config), "tracking.trackers=[]", "-q"]
+               "train", "-c", str(config), "tracking.trackers=[]", "-q", *(["--nproc", str(nproc)] if nproc > 1 else [])]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or ["no output"])[-1]

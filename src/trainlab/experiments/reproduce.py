@@ -53,6 +53,7 @@ class Plan:
     config: dict[str, Any]
     threads: int
     warnings: list[str] = field(default_factory=list)  # environment differences: bit-exactness not expected
+    nproc: int = 1  # the run's processes (ranks): trained again on as many
     checked: list[str] = field(default_factory=list)  # what was checked and passed
 
 
@@ -135,6 +136,10 @@ def plan(record: Record, ref: str, repo: Path = Path("."), threads: int | None =
             p.warnings.append(f"{key} differs: recorded {recorded_env[key]}, here {here.get(key)}")
     if (recorded_env.get("torch_threads") or used) != used:
         p.warnings.append(f"threads differ: recorded {recorded_env.get('torch_threads')}, reproduced with {used}")
+    p.nproc = int(row.tags.get("distributed.world_size") or 1)
+    if len(set(row.tags.get("distributed.hosts", "").split(","))) > 1:
+        p.warnings.append(f"trained on {p.nproc} processes over several machines; reproduced with {p.nproc} "
+                          "processes on this one")
     return p
 
 
@@ -280,7 +285,7 @@ def reproduce(record: Record, ref: str, *, repo: Path = Path("."), threads: int 
     started = time.perf_counter()
     with worktree(repo, p.commit, p.diff) as tree, tempfile.TemporaryDirectory(prefix="trainlab-rerun-") as out:
         on_step("training")
-        folder = train_recorded_code(tree, p.config, p.threads, Path(out))
+        folder = train_recorded_code(tree, p.config, p.threads, Path(out), p.nproc)
         seconds = time.perf_counter() - started
         outcome = compare_with_record(record, p, folder, rtol, atol, seconds)
         if record_it:
