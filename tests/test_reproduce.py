@@ -70,6 +70,12 @@ def test_a_fresh_run_reproduces_identical_and_is_recorded(project: Path) -> None
     assert original.data.tags["reproduced"].startswith("identical")
 
 
+def test_a_run_on_two_processes_is_trained_again_on_two_and_reproduces_identical(project: Path) -> None:
+    run = train(project, "threads=1", "--nproc", "2")
+    found = json.loads(trainlab(project, "reproduce", run, "--json").stdout)
+    assert found["verdict"] == "identical" and found["largest_probability_difference"] == 0, found
+
+
 def test_a_run_from_a_dirty_tree_reproduces_identical_and_the_tree_is_untouched(project: Path) -> None:
     models = project / "src" / "trainlab" / "catalog.py"
     committed = models.read_text()
