@@ -28,6 +28,7 @@ from trainlab.errors import RankFailed
 TIMEOUT_ENV = "TRAINLAB_COLLECTIVE_TIMEOUT"  # seconds a collective may wait for the other ranks
 DEFAULT_TIMEOUT_S = 300.0
 RUN_ID_ENV = "TRAINLAB_RUN_ID"  # the run id `trainlab train --nproc` chose, so it can name the run if a rank dies
+LAUNCHER_ENV = "TRAINLAB_LAUNCHER"  # set by `--nproc`'s launcher: it names a rank that died, so rank 0 need not
 RANK_STREAM = 104_729  # offsets a rank's dropout and augmentation seeds from rank 0's (rank 0 draws what one process drew)
 
 
@@ -206,6 +207,7 @@ def launch(spec: Launch, command: list[str], run_id: str | None = None, again: s
     for name in [*logging.root.manager.loggerDict, "torch.distributed.run"]:  # trainlab says what happened
         if name.startswith(("torch.distributed.elastic", "torch.distributed.run")):
             logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ[LAUNCHER_ENV] = "1"
     if run_id:
         os.environ[RUN_ID_ENV] = run_id
     if again is None:

@@ -131,8 +131,9 @@ class RunInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, message: str | None = None, *, sigterm: bool = False, run_id: str | None = None,
-                 resumable: bool = False) -> None:
+                 resumable: bool = False, lost_rank: bool = False) -> None:
         self.message, self.sigterm, self.run_id, self.resumable = message, sigterm, run_id, resumable
+        self.lost_rank = lost_rank  # another process of a distributed run died: the run stopped with it
         super().__init__(message or self._default())
 
     @property
@@ -158,5 +159,5 @@ class RunInterrupted(KeyboardInterrupt):
             before = cls(sigterm=str(exc) == "SIGTERM")
         found = cls(message if message is not None else before.message, sigterm=before.sigterm,
                     run_id=run_id if run_id is not None else before.run_id,
-                    resumable=resumable if resumable is not None else before.resumable)
+                    resumable=resumable if resumable is not None else before.resumable, lost_rank=before.lost_rank)
         return found.with_traceback(exc.__traceback__)

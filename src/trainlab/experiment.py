@@ -352,7 +352,7 @@ def lost_rank(exc: Exception, run_id: str, ranks: Ranks, resumable: bool) -> Run
     then = (f"continue it with `trainlab train --resume {run_id} --nproc {ranks.world_size}`" if resumable else
             "it has no checkpoint to resume from")
     return RunInterrupted(f"another rank of the {ranks.world_size} stopped answering ({why}); run {run_id} is marked "
-                          f"killed: {then}", run_id=run_id, resumable=resumable)
+                          f"killed: {then}", run_id=run_id, resumable=resumable, lost_rank=True)
 
 
 def device_summary(device: torch.device, precision: str, ranks: Ranks) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import math
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -63,10 +64,18 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(StorageError.exit_code) from None
     except KeyboardInterrupt as exc:  # a RunInterrupted says what became of the run; Python's own Ctrl-C, nothing
         interrupted = RunInterrupted.of(exc)
-        err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
+        if not (interrupted.lost_rank and launched_by_trainlab()):  # else the launcher says which rank, and how
+            err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(interrupted.exit_code) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def launched_by_trainlab() -> bool:
+    """Whether `--nproc`'s launcher started this rank (not a torchrun of the user's)."""
+    from trainlab.distributed import LAUNCHER_ENV
+
+    return bool(os.environ.get(LAUNCHER_ENV))
 
 
 def run_ending(exc: BaseException | None) -> bool:
@@ -82,15 +91,22 @@ def run_ending(exc: BaseException | None) -> bool:
 
 
 @contextmanager
-def as_rank() -> Iterator[None]:
-    """A rank's command ends through ``distributed.exit_rank`` with its exit code (0, or a typer.Exit's)."""
-    from trainlab.distributed import exit_rank
+def as_rank() -> Iterator[Any]:
+    """This process as one rank under torchrun: its ``Ranks`` once it joined the process group; it leaves it at
+    the end, and the command ends through ``distributed.exit_rank`` with its exit code (0, or a typer.Exit's)."""
+    from trainlab import distributed
 
+    code = 0
     try:
-        yield
+        with user_errors():
+            ranks = distributed.join()
+        try:
+            yield ranks
+        finally:
+            distributed.leave()
     except click.exceptions.Exit as done:
-        exit_rank(done.exit_code)
-    exit_rank(0)
+        code = done.exit_code
+    distributed.exit_rank(code)
 
 
 def storage_message(exc: OSError) -> str:

@@ -66,9 +66,14 @@ def sweep(
     from trainlab import distributed
 
     if distributed.launched():  # one rank of each trial's processes: rank 0 runs the sweep, the others follow
-        with as_rank():
-            sweep_as_rank(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet,
-                          join, threads, worker_index)
+        with as_rank() as ranks:
+            if not ranks.leads:
+                follow_trials(ranks)
+                return
+            with user_errors():
+                sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet,
+                           join, threads, worker_index, ranks)
+            ranks.share((None, None))  # the sweep is over: the other ranks stop waiting for a trial
         return
     if nproc > 1:
         with user_errors():
@@ -81,26 +86,6 @@ def sweep(
     with user_errors():
         sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet, join,
                    threads, worker_index, None)
-
-
-def sweep_as_rank(target: str | None, args: list[str] | None, config: Path | None, workers: int, storage: str | None,
-                  resume: str | None, new: bool, tracker: list[str] | None, tracking_uri: str | None, as_json: bool,
-                  quiet: bool, join: bool, threads: int | None, worker_index: int) -> None:
-    """One rank under torchrun: rank 0 runs the sweep, each trial on every rank; the others follow its trials."""
-    from trainlab import distributed
-
-    with user_errors():
-        ranks = distributed.join()
-    try:
-        if not ranks.leads:
-            follow_trials(ranks)
-            return
-        with user_errors():
-            sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet,
-                       join, threads, worker_index, ranks)
-        ranks.share((None, None))  # the sweep is over: the other ranks stop waiting for a trial
-    finally:
-        distributed.leave()
 
 
 def launch_sweep(nproc: int, target: str | None, args: list[str] | None, config: Path | None, storage: str | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -123,9 +124,17 @@ def train(
     """Train, evaluate on the test split, and record the run (on several processes with --nproc)."""
     from trainlab import distributed
 
-    if distributed.launched():  # one rank of several, started by torchrun
-        with as_rank():
-            train_as_rank(overrides, config, resume, tracker, quiet, log_interval)
+    if distributed.launched():  # one rank of several, started by torchrun: rank 0 leads, the others follow it
+        with as_rank() as ranks:
+            if not ranks.leads:
+                follow(ranks)
+                return
+            with user_errors():
+                if resume:
+                    resume_run(resume, quiet, log_interval, ranks)
+                else:
+                    print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval,
+                                               ranks=ranks, run_id=os.environ.get(distributed.RUN_ID_ENV) or None))
     with user_errors():
         if resume and (config or overrides or tracker):
             raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
@@ -165,31 +174,6 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
         command = ["train", *(overrides or []), *(["--config", str(config)] if config else []),
                    *[arg for name in tracker or [] for arg in ("--tracker", name)]]
     launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id)
-
-
-def train_as_rank(overrides: list[str] | None, config: Path | None, resume: str | None, tracker: list[str] | None,
-                  quiet: bool, log_interval: float) -> None:
-    """This process is one rank under torchrun: rank 0 runs the command as one process would, and leads; the
-    others follow it, silently (rank 0 says what happens, and torchrun stops them when it ends)."""
-    import os
-
-    from trainlab import distributed
-
-    with user_errors():
-        ranks = distributed.join()
-    try:
-        if not ranks.leads:
-            follow(ranks)
-            return
-        with user_errors():
-            if resume:
-                resume_run(resume, quiet, log_interval, ranks)
-            else:
-                run_id = os.environ.get(distributed.RUN_ID_ENV) or None
-                print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval, ranks=ranks,
-                                           run_id=run_id))
-    finally:
-        distributed.leave()
 
 
 def follow(ranks: Any, trials: bool = False) -> bool:
