@@ -50,6 +50,12 @@ def only_run_id() -> str:
     return run_dir.name
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def no_rank_left() -> bool:
     """No process of a trainlab rank is alive (the launcher's children are gone with it)."""
     for _ in range(50):
@@ -166,12 +172,60 @@ def test_ctrl_c_on_the_launcher_stops_every_rank_and_marks_the_run_killed() -> N
 
 
 @pytest.mark.slow
-def test_bad_input_is_one_line_before_any_rank_starts() -> None:
-    bad = trainlab("train", "train.epochs=0", "--nproc", "2")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.epochs" in bad.stderr, bad.stderr
-    nodes = trainlab("train", "--nproc", "2", "--nnodes", "2")
-    assert nodes.returncode == 2 and "--rdzv-endpoint" in nodes.stderr and nodes.stderr.count("\n") == 1
+@pytest.mark.parametrize("args, said", [
+    (["train.epochs=0"], "train.epochs"),
+    (["train.batch_size=1"], "train.batch_size = 1 is smaller than the 2 processes"),
+    (["--nnodes", "2"], "--rdzv-endpoint HOST:PORT"),
+    (["--nnodes", "abc", "--rdzv-endpoint", "127.0.0.1:29499"], "--nnodes 'abc' is not a number of machines"),
+    (["--rdzv-endpoint", "nohostport"], "--rdzv-endpoint 'nohostport' is not HOST:PORT"),
+])
+def test_bad_input_is_one_line_before_any_rank_starts(args: list[str], said: str) -> None:
+    bad = trainlab("train", "--nproc", "2", *args)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and said in bad.stderr, bad.stderr
     assert not Path("runs").exists() and not Path("mlruns").exists()
+
+
+@pytest.mark.slow
+def test_bad_input_a_rank_meets_is_its_one_line_and_exit_2() -> None:
+    """rank 0 says it; the other rank, which lost rank 0, is not reported as a failure of its own."""
+    bad = trainlab("train", "--nproc", "2", "data.name=imagefolder", "data.path=/nope")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == ["error: data.path = '/nope' is not a folder; point it at a folder "
+                                               "of class subfolders"]
+
+
+@pytest.mark.slow
+def test_machines_that_never_meet_end_in_one_line_within_the_timeout() -> None:
+    started = time.monotonic()
+    alone = trainlab("train", "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+                     env={"TRAINLAB_COLLECTIVE_TIMEOUT": "5"})
+    assert alone.returncode == 2 and time.monotonic() - started < 60
+    (line,) = alone.stderr.strip().splitlines()
+    assert line.startswith("error: the 2 machines did not meet at 127.0.0.1:") and "within 5 s" in line
+
+
+@pytest.mark.slow
+def test_rank_0_killed_leaves_no_running_run_and_the_launcher_killed_stops_every_rank() -> None:
+    killed = trainlab("train", *DIGITS, "--nproc", "2", "--tracker", "mlflow",
+                      env={"TRAINLAB_FAILPOINT": "mid-epoch", "TRAINLAB_FAILPOINT_RANK": "0"})
+    assert killed.returncode == 4 and "rank 0 " in killed.stderr and "SIGKILL" in killed.stderr, killed.stderr
+    (run,) = mlflow_runs()
+    assert run.info.status == "KILLED"  # marked by the launcher: rank 0 could not
+    assert no_rank_left()
+
+    launcher = subprocess.Popen([TRAINLAB, "train", "train.epochs=500", "--nproc", "2", "--tracker", "mlflow",
+                                 "--log-interval", "0", "output_dir=second"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    assert launcher.stdout is not None
+    for line in launcher.stdout:
+        if re.match(r"epoch +1/500 +loss", line):
+            break
+    launcher.kill()  # kill -9: the kernel tells the ranks (their parent died), and they stop as if interrupted
+    launcher.wait()
+    assert no_rank_left()
+    (second,) = Path("second").iterdir()
+    statuses = {r.data.tags["trainlab_run_id"]: r.info.status for r in mlflow_runs()}
+    assert statuses[second.name] == "KILLED"
 
 
 @pytest.mark.slow
@@ -237,9 +291,7 @@ def test_the_torchrun_form_and_two_machines_meeting_at_an_endpoint_train_as_docu
     assert run.data.tags["distributed.world_size"] == "2"
 
     # two "machines" (here: two commands on this one) meeting at a c10d rendezvous endpoint
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     machine = [TRAINLAB, "train", "-c", "configs/quickstart.yaml", "train.epochs=2", "threads=1", "--tracker",
                "mlflow", "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
     both = [subprocess.Popen(machine, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

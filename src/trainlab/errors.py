@@ -26,7 +26,7 @@ to the classes and to what the command line returns.
     │   ├── TrackingUnavailable        2  the MLflow tracking server cannot be reached (or refuses us)
     │   └── RecordIncomplete           3  the command's work is done, but a backend (W&B, MLflow) did not record it
     └── RankFailed                     4  a process of a distributed run died (killed, out of memory); all were stopped
-    RunInterrupted                   130  Ctrl-C stopped the command (143 for SIGTERM); a KeyboardInterrupt
+    RunInterrupted                   130  Ctrl-C stopped the command (143 for SIGTERM, 4 for a rank lost); a KeyboardInterrupt
 
 Outside the table: an OSError of a full disk or a refused permission, wherever it strikes, is
 one line and exit 2 as well (``cli/common.py``); `trainlab reproduce` exits 1 for the verdict
@@ -131,19 +131,21 @@ class RunInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, message: str | None = None, *, sigterm: bool = False, run_id: str | None = None,
-                 resumable: bool = False, lost_rank: bool = False) -> None:
+                 resumable: bool = False, lost_rank: str = "", nproc: int = 1) -> None:
         self.message, self.sigterm, self.run_id, self.resumable = message, sigterm, run_id, resumable
-        self.lost_rank = lost_rank  # another process of a distributed run died: the run stopped with it
+        self.lost_rank = lost_rank  # another process of a distributed run "died", or went "silent": the run stopped
+        self.nproc = nproc  # the run's processes, for the resume it names
         super().__init__(message or self._default())
 
     @property
     def exit_code(self) -> int:
-        return 143 if self.sigterm else 130
+        return RankFailed.exit_code if self.lost_rank else 143 if self.sigterm else 130
 
     def _default(self) -> str:
         if self.run_id and self.resumable:
+            nproc = f" --nproc {self.nproc}" if self.nproc > 1 else ""
             return (f"interrupted; run {self.run_id} is marked killed. Continue it with "
-                    f"`trainlab train --resume {self.run_id}`")
+                    f"`trainlab train --resume {self.run_id}{nproc}`")
         if self.run_id:
             return (f"interrupted before the first epoch ended; run {self.run_id} is marked killed and has no "
                     "checkpoint to resume from")
@@ -151,7 +153,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @classmethod
     def of(cls, exc: KeyboardInterrupt, *, message: str | None = None, run_id: str | None = None,
-           resumable: bool | None = None) -> RunInterrupted:
+           resumable: bool | None = None, nproc: int | None = None) -> RunInterrupted:
         """``exc`` (a plain Ctrl-C, or a RunInterrupted raised below) with what the caller adds; its traceback kept."""
         if isinstance(exc, RunInterrupted):
             before = exc
@@ -159,5 +161,6 @@ class RunInterrupted(KeyboardInterrupt):
             before = cls(sigterm=str(exc) == "SIGTERM")
         found = cls(message if message is not None else before.message, sigterm=before.sigterm,
                     run_id=run_id if run_id is not None else before.run_id,
-                    resumable=resumable if resumable is not None else before.resumable, lost_rank=before.lost_rank)
+                    resumable=resumable if resumable is not None else before.resumable, lost_rank=before.lost_rank,
+                    nproc=nproc if nproc is not None else before.nproc)
         return found.with_traceback(exc.__traceback__)

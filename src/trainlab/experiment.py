@@ -150,14 +150,18 @@ TRIAL_DISK_ADVICE = ("free some space, then run the same sweep command again: th
                      "trials already recorded are kept")
 
 
-def disk_full(exc: OSError, run_id: str, job: str = "train") -> StorageError:
-    """A full disk mid-run: one line, the last good checkpoint kept, and how to continue."""
+def disk_full(exc: OSError, run_id: str, job: str = "train", nproc: int = 1,
+              run_dir: Path | None = None) -> StorageError:
+    """A full disk mid-run: one line, the last good checkpoint kept, and how to continue (the run's folder when it
+    is not under runs/, where `--resume RUN_ID` looks)."""
     where = f" while writing {exc.filename}" if exc.filename else ""
     what = f"{(exc.strerror or 'no space left on device').lower()}{where}"
     if job == "trial":  # the sweep queues the trial again
         return StorageError(f"{what}; {TRIAL_DISK_ADVICE}")
+    ref = run_id if run_dir is None or run_dir.parent == Path("runs") else str(run_dir)
+    nprocs = f" --nproc {nproc}" if nproc > 1 else ""
     return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with "
-                        f"`trainlab train --resume {run_id}`")
+                        f"`trainlab train --resume {ref}{nprocs}`")
 
 
 def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
@@ -207,6 +211,10 @@ def run_experiment(
     check_storage(cfg)
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)  # import the tracking clients while data loads
+    if cfg.train.batch_size < ranks.world_size:
+        raise ConfigError(f"train.batch_size = {cfg.train.batch_size} is smaller than the {ranks.world_size} processes: "
+                          "it is the global batch, split among them; set it to a multiple of "
+                          f"{ranks.world_size}, or use fewer processes")
     ranks.share((cfg, resume))  # what the other ranks train
     device, threads = configure_torch(cfg, ranks)
     precision, precision_why = training_precision(cfg.train.precision, device.type)
@@ -326,9 +334,10 @@ def run_experiment(
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:
                 raise
-            raise disk_full(exc, run_id, job) from None
+            raise disk_full(exc, run_id, job, ranks.world_size, run_dir) from None
         except KeyboardInterrupt as exc:  # whether `--resume` can continue it: a checkpoint was written
-            raise RunInterrupted.of(exc, resumable=(run_dir / "checkpoints" / LAST).is_file()) from None
+            raise RunInterrupted.of(exc, resumable=(run_dir / "checkpoints" / LAST).is_file(),
+                                    nproc=ranks.world_size) from None
         except RuntimeError as exc:  # another rank died or stopped answering: the run is killed
             if not lost_peer(exc):
                 raise
@@ -352,7 +361,8 @@ def lost_rank(exc: Exception, run_id: str, ranks: Ranks, resumable: bool) -> Run
     then = (f"continue it with `trainlab train --resume {run_id} --nproc {ranks.world_size}`" if resumable else
             "it has no checkpoint to resume from")
     return RunInterrupted(f"another rank of the {ranks.world_size} stopped answering ({why}); run {run_id} is marked "
-                          f"killed: {then}", run_id=run_id, resumable=resumable, lost_rank=True)
+                          f"killed: {then}", run_id=run_id, resumable=resumable, nproc=ranks.world_size,
+                          lost_rank="silent" if "timed out" in text.lower() else "died")
 
 
 def device_summary(device: torch.device, precision: str, ranks: Ranks) -> str:

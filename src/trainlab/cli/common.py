@@ -7,10 +7,10 @@ import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import typer
@@ -64,7 +64,7 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(StorageError.exit_code) from None
     except KeyboardInterrupt as exc:  # a RunInterrupted says what became of the run; Python's own Ctrl-C, nothing
         interrupted = RunInterrupted.of(exc)
-        if not (interrupted.lost_rank and launched_by_trainlab()):  # else the launcher says which rank, and how
+        if not (interrupted.lost_rank == "died" and launched_by_trainlab()):  # the launcher says which, and how
             err_console.print(str(interrupted), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(interrupted.exit_code) from None
     finally:
@@ -93,7 +93,8 @@ def run_ending(exc: BaseException | None) -> bool:
 @contextmanager
 def as_rank() -> Iterator[Any]:
     """This process as one rank under torchrun: its ``Ranks`` once it joined the process group; it leaves it at
-    the end, and the command ends through ``distributed.exit_rank`` with its exit code (0, or a typer.Exit's)."""
+    the end, and the command ends through ``distributed.exit_process`` with its exit code (0, or a typer.Exit's).
+    Once the command's work is over, torchrun's stop signal no longer cuts the exit short."""
     from trainlab import distributed
 
     code = 0
@@ -103,10 +104,25 @@ def as_rank() -> Iterator[Any]:
         try:
             yield ranks
         finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             distributed.leave()
     except click.exceptions.Exit as done:
         code = done.exit_code
-    distributed.exit_rank(code)
+    distributed.exit_process(code)
+
+
+def as_launcher(launch: Callable[[], int]) -> NoReturn:
+    """Run ``launch`` (it starts ranks under torchrun and returns their exit code); end through
+    ``distributed.exit_process``: torchrun's store, hosted here, aborts at times in C++'s exit otherwise."""
+    from trainlab import distributed
+
+    code = 0
+    try:
+        with user_errors():
+            code = launch()
+    except click.exceptions.Exit as done:
+        code = done.exit_code
+    distributed.exit_process(code)
 
 
 def storage_message(exc: OSError) -> str:

@@ -16,6 +16,7 @@ from trainlab.cli.common import (
     QuietOption,
     TrackerOption,
     TrackingUriOption,
+    as_launcher,
     as_rank,
     fmt,
     load_config,
@@ -76,23 +77,22 @@ def sweep(
             ranks.share((None, None))  # the sweep is over: the other ranks stop waiting for a trial
         return
     if nproc > 1:
-        with user_errors():
-            if workers > 1:
-                raise ConfigError(f"--workers {workers} with --nproc {nproc} would be {workers * nproc} training "
-                                  f"processes from one command; start `trainlab sweep ... --nproc {nproc}` once per "
-                                  "worker instead (here, or on other machines: each joins the same study)")
-            launch_sweep(nproc, target, args, config, storage, resume, new, tracker, quiet)
-        return
+        as_launcher(lambda: launch_sweep(nproc, workers, target, args, config, storage, resume, new, tracker, quiet))
     with user_errors():
         sweep_here(target, args, config, workers, storage, resume, new, tracker, tracking_uri, as_json, quiet, join,
                    threads, worker_index, None)
 
 
-def launch_sweep(nproc: int, target: str | None, args: list[str] | None, config: Path | None, storage: str | None,
-                 resume: str | None, new: bool, tracker: list[str] | None, quiet: bool) -> None:
-    """The same sweep command on ``nproc`` ranks under torchrun (checked here first: a bad file is one line)."""
+def launch_sweep(nproc: int, workers: int, target: str | None, args: list[str] | None, config: Path | None,
+                 storage: str | None, resume: str | None, new: bool, tracker: list[str] | None, quiet: bool) -> int:
+    """The same sweep command on ``nproc`` ranks under torchrun (checked here first: a bad file is one line); their
+    exit code."""
     from trainlab.distributed import Launch, launch
 
+    if workers > 1:
+        raise ConfigError(f"--workers {workers} with --nproc {nproc} would be {workers * nproc} training processes "
+                          f"from one command; start `trainlab sweep ... --nproc {nproc}` once per worker instead "
+                          "(here, or on other machines: each joins the same study)")
     if target == "show":
         raise ConfigError("`trainlab sweep show` reads a sweep; it takes no --nproc")
     resolve_sweep(target, args, config, tracker, storage, resume)  # checked only: rank 0 opens it (or a --new one)
@@ -100,7 +100,7 @@ def launch_sweep(nproc: int, target: str | None, args: list[str] | None, config:
                *(["--storage", storage] if storage else []), *(["--resume", resume] if resume else []),
                *(["--new"] if new else []), *[arg for name in tracker or [] for arg in ("--tracker", name)],
                *(["--quiet"] if quiet else [])]
-    launch(Launch(nproc), command, again="the same command (the trial in flight runs again)")
+    return launch(Launch(nproc), command, again="the same command (the trial in flight runs again)")
 
 
 def follow_trials(ranks: Any) -> None:

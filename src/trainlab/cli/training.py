@@ -14,6 +14,7 @@ from trainlab.cli.common import (
     OverridesArg,
     QuietOption,
     TrackerOption,
+    as_launcher,
     as_rank,
     fmt,
     load_config,
@@ -122,6 +123,8 @@ def train(
     rdzv_endpoint: str | None = RdzvOption,
 ) -> None:
     """Train, evaluate on the test split, and record the run (on several processes with --nproc)."""
+    if nproc > 1 or nnodes != "1":  # before torch loads: its C++ retry warnings while machines meet say nothing new
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     from trainlab import distributed
 
     if distributed.launched():  # one rank of several, started by torchrun: rank 0 leads, the others follow it
@@ -135,14 +138,13 @@ def train(
                 else:
                     print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval,
                                                ranks=ranks, run_id=os.environ.get(distributed.RUN_ID_ENV) or None))
+    if nproc > 1 or nnodes != "1":
+        spec = distributed.Launch(nproc, nnodes, rdzv_endpoint)
+        as_launcher(lambda: launch_ranks(spec, overrides, config, resume, tracker, quiet, log_interval))
     with user_errors():
         if resume and (config or overrides or tracker):
             raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
                               "--tracker and overrides")
-        if nproc > 1 or nnodes != "1":
-            launch_ranks(distributed.Launch(nproc, nnodes, rdzv_endpoint), overrides, config, resume, tracker, quiet,
-                         log_interval)
-            return
         if resume:
             resume_run(resume, quiet, log_interval)
             return
@@ -150,15 +152,18 @@ def train(
 
 
 def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, resume: str | None,
-                 tracker: list[str] | None, quiet: bool, log_interval: float) -> None:
-    """Check what can be checked here (the config, the run to resume), then start the ranks under torchrun."""
+                 tracker: list[str] | None, quiet: bool, log_interval: float) -> int:
+    """Check what can be checked here (the options, the config, the run to resume), start the ranks under torchrun,
+    and return their exit code. If a rank dies, rank 0's run is marked killed (rank 0 itself may be the one)."""
     from trainlab.distributed import launch
     from trainlab.run_setup import new_run_id
 
-    if spec.nnodes != "1" and not spec.rdzv_endpoint:
-        raise ConfigError(f"--nnodes {spec.nnodes} needs --rdzv-endpoint HOST:PORT, the address every machine meets "
-                          "at (one of the machines, any free port): see docs/distributed.md")
-    if resume and spec.nnodes != "1":  # the run's folder is on rank 0's machine, which resolves it
+    spec.check()
+    if resume and (config or overrides or tracker):
+        raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
+                          "--tracker and overrides")
+    cfg = None
+    if resume and spec.machines:  # the run's folder is on rank 0's machine, which resolves it
         run_id, command = resume, ["train", "--resume", resume]
     elif resume:
         from trainlab.resume import resume_target
@@ -166,14 +171,44 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
         target = resume_target(resume, Path("runs"))
         if target.finished:
             resume_run(resume, quiet, log_interval)  # says so
-            return
-        run_id, command = target.run_id, ["train", "--resume", resume]
+            return 0
+        run_id, command, cfg = target.run_id, ["train", "--resume", resume], target.config
     else:
-        load_config(config, overrides, tracker)  # a bad config is one line here, before any process starts
+        cfg = load_config(config, overrides, tracker)  # a bad config is one line here, before any process starts
+        if not spec.machines and cfg.train.batch_size < spec.nproc:
+            raise ConfigError(f"train.batch_size = {cfg.train.batch_size} is smaller than the {spec.nproc} processes: "
+                              f"it is the global batch, split among them; set it to a multiple of {spec.nproc}, or "
+                              "use fewer processes")
         run_id = new_run_id()
         command = ["train", *(overrides or []), *(["--config", str(config)] if config else []),
                    *[arg for name in tracker or [] for arg in ("--tracker", name)]]
-    launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id)
+    if spec.machines:
+        from trainlab.distributed import timeout_seconds
+
+        console.print(f"waiting for {spec.nnodes} machines to meet at {spec.rdzv_endpoint} (at most "
+                      f"{timeout_seconds():.0f} s); rank 0's machine prints the run", highlight=False)
+    try:
+        code = launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id)
+    except RankFailed:
+        if cfg is not None:
+            mark_run_killed(cfg, run_id)
+        raise
+    if code == 0 and spec.machines:
+        console.print("this machine's ranks are done", highlight=False)
+    return code
+
+
+def mark_run_killed(cfg: Config, run_id: str) -> None:
+    """A rank died: rank 0 marked the run killed, unless rank 0 was the one; then MLflow is told here (the run
+    folder needs no telling: its lock shows its process gone, and `trainlab runs` says killed)."""
+    from trainlab.tracking.mlflow_store import mark_killed
+
+    why = "a process of the run was killed"
+    if "mlflow" in cfg.tracking.trackers:
+        try:
+            mark_killed(cfg.tracking.mlflow_uri, [run_id], why, statuses=("RUNNING",))
+        except Exception as exc:  # the store cannot be reached: `trainlab runs` still says killed (its process died)
+            warn(f"could not mark run {run_id} killed in MLflow ({type(exc).__name__}: {exc})")
 
 
 def follow(ranks: Any, trials: bool = False) -> bool:

@@ -225,9 +225,11 @@ def find_run(client: Any, run_id: str, experiment_ids: Sequence[str] | None = No
     return None
 
 
-def mark_killed(uri: str | None, run_ids: Sequence[str], why: str) -> list[str]:
-    """Runs MLflow says are running or finished, of an attempt the sweep threw away (killed, or its record cut):
-    marked killed with why, so MLflow tells the truth the run folder tells. Returns the ones changed."""
+def mark_killed(uri: str | None, run_ids: Sequence[str], why: str,
+                statuses: tuple[str, ...] = ("RUNNING", "FINISHED")) -> list[str]:
+    """Runs MLflow says are running or finished (``statuses``), of an attempt the sweep threw away (killed, or its
+    record cut), or whose process was killed: marked killed with why, so MLflow tells the truth the run folder
+    tells. Returns the ones changed."""
     resolved = resolve_tracking_uri(uri)
     store = local_store_path(resolved)
     if store is not None and not store.exists():
@@ -236,7 +238,7 @@ def mark_killed(uri: str | None, run_ids: Sequence[str], why: str) -> list[str]:
     changed = []
     for run_id in run_ids:
         run = find_run(client, run_id)
-        if run is not None and run.info.status in ("RUNNING", "FINISHED"):
+        if run is not None and run.info.status in statuses:
             client.set_tag(run.info.run_id, "killed_because", why)
             client.set_terminated(run.info.run_id, status="KILLED")
             changed.append(run_id)
