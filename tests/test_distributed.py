@@ -105,7 +105,8 @@ def test_two_processes_make_one_record_within_the_seed_spread_of_one_process() -
     assert len(list(Path("wandb").glob("offline-run-*"))) == 1
     wandb_run = read_offline_run(offline_run_file(Path.cwd(), run_id))
     assert wandb_run.summary["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
-    assert (Path("runs") / run_id / "report.html").is_file()
+    page = (Path("runs") / run_id / "report.html").read_text()
+    assert "processes</b> 2 on " in page and "(gloo), 32 images each per step" in page  # the page says how it trained
     # train metrics are reduced over both shards: the epoch saw every training image once
     client = MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [1, 2, 3, 4]

@@ -279,8 +279,10 @@ def run_experiment(
                 record_start(run, cfg, docs)
             else:
                 run.replace_history(resume["training"]["loop"]["history"])
-            run.set_tags({"precision": precision, "precision_reason": precision_why, "device": str(device),
-                          **ranks.tags(cfg.train.batch_size)})
+            how = {"precision": precision, "precision_reason": precision_why, "device": str(device),
+                   **ranks.tags(cfg.train.batch_size)}
+            run.set_tags(how)
+            docs.tags.update(how)  # the page says it too
             if resume is not None and resume.get("world_size", 1) != ranks.world_size:
                 warn(f"run {run_id} trained on {resume.get('world_size', 1)} process(es) and continues on "
                      f"{ranks.world_size}: the shards, dropout masks and float sums change, so the result is not "

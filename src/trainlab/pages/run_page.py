@@ -258,6 +258,12 @@ def run_facts(view: RunView, best: int | None) -> list[tuple[str, str]]:
                         f"{env.get('cpu_model', '?')} ({env.get('cpu_capability', '?')})"),
         ("trainlab", view.tags.get("trainlab_version", "?")),
     ]
+    if int(view.tags.get("distributed.world_size") or 1) > 1:  # several processes trained it (the last attempt)
+        hosts = view.tags.get("distributed.hosts", "").split(",")
+        where = hosts[0] if len(set(hosts)) == 1 else f"{len(set(hosts))} machines"
+        facts.append(("processes", f"{view.tags['distributed.world_size']} on {where} "
+                                   f"({view.tags.get('distributed.backend', '?')}), "
+                                   f"{view.tags.get('distributed.batch_per_rank', '?')} images each per step"))
     if backbone := backbone_fact(view):
         facts.insert(next(i for i, (name, _) in enumerate(facts) if name == "model") + 1, ("backbone", backbone))
     return facts
