@@ -299,7 +299,7 @@ def train(
                 first_step_at = time.time()
             # a sync per step (the progress bar shows it anyway); over ranks, the global batch's loss, so every
             # rank stops at the same step if it diverges
-            loss_value = loss.item() if not ranks.distributed else ranks.total(loss.detach().clone()).item() / ranks.world_size
+            loss_value = ranks.mean(loss.detach())
             check_loss(loss_value, state, epoch, step, cfg.optimizer.lr)
             callbacks.on_step(epoch, step, loss_value, len(yb))
             if step == 0 and epoch == min(2, cfg.epochs):

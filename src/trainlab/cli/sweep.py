@@ -87,7 +87,7 @@ def launch_sweep(nproc: int, workers: int, target: str | None, args: list[str] |
                  storage: str | None, resume: str | None, new: bool, tracker: list[str] | None, quiet: bool) -> int:
     """The same sweep command on ``nproc`` ranks under torchrun (checked here first: a bad file is one line); their
     exit code."""
-    from trainlab.distributed import Launch, launch
+    from trainlab.launch import Launch, launch
 
     if workers > 1:
         raise ConfigError(f"--workers {workers} with --nproc {nproc} would be {workers * nproc} training processes "

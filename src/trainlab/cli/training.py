@@ -139,7 +139,9 @@ def train(
                     print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval,
                                                ranks=ranks, run_id=os.environ.get(distributed.RUN_ID_ENV) or None))
     if nproc > 1 or nnodes != "1":
-        spec = distributed.Launch(nproc, nnodes, rdzv_endpoint)
+        from trainlab.launch import Launch
+
+        spec = Launch(nproc, nnodes, rdzv_endpoint)
         as_launcher(lambda: launch_ranks(spec, overrides, config, resume, tracker, quiet, log_interval))
     with user_errors():
         if resume and (config or overrides or tracker):
@@ -155,7 +157,7 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
                  tracker: list[str] | None, quiet: bool, log_interval: float) -> int:
     """Check what can be checked here (the options, the config, the run to resume), start the ranks under torchrun,
     and return their exit code. If a rank dies, rank 0's run is marked killed (rank 0 itself may be the one)."""
-    from trainlab.distributed import launch
+    from trainlab.launch import launch
     from trainlab.run_setup import new_run_id
 
     spec.check()
@@ -183,7 +185,7 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
         command = ["train", *(overrides or []), *(["--config", str(config)] if config else []),
                    *[arg for name in tracker or [] for arg in ("--tracker", name)]]
     if spec.machines:
-        from trainlab.distributed import timeout_seconds
+        from trainlab.distributed import timeout_seconds  # torch: loaded by now
 
         console.print(f"waiting for {spec.nnodes} machines to meet at {spec.rdzv_endpoint} (at most "
                       f"{timeout_seconds():.0f} s); rank 0's machine prints the run", highlight=False)
