@@ -98,13 +98,22 @@ class Ranks:
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                        forward_sync_buffers=False)
 
+    def resume_hint(self, run_id: str) -> str:
+        """The command that continues this run after it was stopped: the same processes (on every machine)."""
+        machines = self.world_size // max(1, self.local_world_size)
+        if machines <= 1:
+            return f"`trainlab train --resume {run_id} --nproc {self.world_size}`"
+        return (f"`trainlab train --resume {run_id} --nproc {self.local_world_size} --nnodes {machines} "
+                "--rdzv-endpoint HOST:PORT` on every machine")
+
     def seed_offset(self) -> int:
         return RANK_STREAM * self.rank
 
     def tags(self, batch_size: int) -> dict[str, str]:
         """What the run records about its processes (their number alone, 1, on one process)."""
-        if not self.distributed:  # said too, so a run resumed on one process does not keep its first N's tag
-            return {"distributed.world_size": "1"}
+        if not self.distributed:  # said too, so a run resumed on one process does not keep its first N's tags
+            return {"distributed.world_size": "1", "distributed.backend": "none",
+                    "distributed.hosts": socket.gethostname(), "distributed.batch_per_rank": str(batch_size)}
         return {"distributed.world_size": str(self.world_size), "distributed.backend": self.backend,
                 "distributed.hosts": ",".join(self.hosts),
                 "distributed.batch_per_rank": str(-(-batch_size // self.world_size))}

@@ -131,10 +131,10 @@ class RunInterrupted(KeyboardInterrupt):
     """
 
     def __init__(self, message: str | None = None, *, sigterm: bool = False, run_id: str | None = None,
-                 resumable: bool = False, lost_rank: str = "", nproc: int = 1) -> None:
+                 resumable: bool = False, lost_rank: str = "", resume_with: str = "") -> None:
         self.message, self.sigterm, self.run_id, self.resumable = message, sigterm, run_id, resumable
         self.lost_rank = lost_rank  # another process of a distributed run "died", or went "silent": the run stopped
-        self.nproc = nproc  # the run's processes, for the resume it names
+        self.resume_with = resume_with  # the command that continues the run, when it is not plain `--resume RUN`
         super().__init__(message or self._default())
 
     @property
@@ -143,9 +143,8 @@ class RunInterrupted(KeyboardInterrupt):
 
     def _default(self) -> str:
         if self.run_id and self.resumable:
-            nproc = f" --nproc {self.nproc}" if self.nproc > 1 else ""
             return (f"interrupted; run {self.run_id} is marked killed. Continue it with "
-                    f"`trainlab train --resume {self.run_id}{nproc}`")
+                    f"{self.resume_with or f'`trainlab train --resume {self.run_id}`'}")
         if self.run_id:
             return (f"interrupted before the first epoch ended; run {self.run_id} is marked killed and has no "
                     "checkpoint to resume from")
@@ -153,7 +152,7 @@ class RunInterrupted(KeyboardInterrupt):
 
     @classmethod
     def of(cls, exc: KeyboardInterrupt, *, message: str | None = None, run_id: str | None = None,
-           resumable: bool | None = None, nproc: int | None = None) -> RunInterrupted:
+           resumable: bool | None = None, resume_with: str | None = None) -> RunInterrupted:
         """``exc`` (a plain Ctrl-C, or a RunInterrupted raised below) with what the caller adds; its traceback kept."""
         if isinstance(exc, RunInterrupted):
             before = exc
@@ -162,5 +161,5 @@ class RunInterrupted(KeyboardInterrupt):
         found = cls(message if message is not None else before.message, sigterm=before.sigterm,
                     run_id=run_id if run_id is not None else before.run_id,
                     resumable=resumable if resumable is not None else before.resumable, lost_rank=before.lost_rank,
-                    nproc=nproc if nproc is not None else before.nproc)
+                    resume_with=resume_with if resume_with is not None else before.resume_with)
         return found.with_traceback(exc.__traceback__)

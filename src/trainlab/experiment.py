@@ -150,7 +150,7 @@ TRIAL_DISK_ADVICE = ("free some space, then run the same sweep command again: th
                      "trials already recorded are kept")
 
 
-def disk_full(exc: OSError, run_id: str, job: str = "train", nproc: int = 1,
+def disk_full(exc: OSError, run_id: str, job: str = "train", ranks: Ranks | None = None,
               run_dir: Path | None = None) -> StorageError:
     """A full disk mid-run: one line, the last good checkpoint kept, and how to continue (the run's folder when it
     is not under runs/, where `--resume RUN_ID` looks)."""
@@ -159,9 +159,8 @@ def disk_full(exc: OSError, run_id: str, job: str = "train", nproc: int = 1,
     if job == "trial":  # the sweep queues the trial again
         return StorageError(f"{what}; {TRIAL_DISK_ADVICE}")
     ref = run_id if run_dir is None or run_dir.parent == Path("runs") else str(run_dir)
-    nprocs = f" --nproc {nproc}" if nproc > 1 else ""
-    return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with "
-                        f"`trainlab train --resume {ref}{nprocs}`")
+    again = ranks.resume_hint(ref) if ranks is not None and ranks.distributed else f"`trainlab train --resume {ref}`"
+    return StorageError(f"{what}; the last good checkpoint is kept: free some space, then continue with {again}")
 
 
 def build_model(cfg: Config, dataset: Dataset, splits: Splits) -> Classifier:
@@ -241,6 +240,10 @@ def run_experiment(
                                         dataset.test_source, counts, dataset.ingestion))
     for notice in dataset.notices:
         warn(notice)
+    if cfg.train.batch_size % ranks.world_size:
+        warn(f"train.batch_size = {cfg.train.batch_size} does not divide among {ranks.world_size} processes: each step "
+             f"repeats {-cfg.train.batch_size % ranks.world_size} image(s) so that every process gets as many; a "
+             f"multiple of {ranks.world_size} keeps the steps exact")
     cores = os.cpu_count() or 1
     if ranks.distributed and threads * ranks.local_world_size > cores:
         warn(f"threads: {threads} on each of this machine's {ranks.local_world_size} processes makes "
@@ -336,10 +339,10 @@ def run_experiment(
         except OSError as exc:
             if exc.errno not in _DISK_ERRNOS:
                 raise
-            raise disk_full(exc, run_id, job, ranks.world_size, run_dir) from None
+            raise disk_full(exc, run_id, job, ranks, run_dir) from None
         except KeyboardInterrupt as exc:  # whether `--resume` can continue it: a checkpoint was written
             raise RunInterrupted.of(exc, resumable=(run_dir / "checkpoints" / LAST).is_file(),
-                                    nproc=ranks.world_size) from None
+                                    resume_with=ranks.resume_hint(run_id) if ranks.distributed else "") from None
         except RuntimeError as exc:  # another rank died or stopped answering: the run is killed
             if not lost_peer(exc):
                 raise
@@ -360,10 +363,9 @@ def lost_rank(exc: Exception, run_id: str, ranks: Ranks, resumable: bool) -> Run
     """A collective that failed (a rank died, or did not answer within its timeout) as the run's interruption."""
     text = re.sub(r"^\[[^\]]*\]\s*", "", str(exc).strip())  # gloo's "[.../pair.cc:537] Read error ...: ..."
     why = text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
-    then = (f"continue it with `trainlab train --resume {run_id} --nproc {ranks.world_size}`" if resumable else
-            "it has no checkpoint to resume from")
+    then = f"continue it with {ranks.resume_hint(run_id)}" if resumable else "it has no checkpoint to resume from"
     return RunInterrupted(f"another rank of the {ranks.world_size} stopped answering ({why}); run {run_id} is marked "
-                          f"killed: {then}", run_id=run_id, resumable=resumable, nproc=ranks.world_size,
+                          f"killed: {then}", run_id=run_id, resumable=resumable, resume_with=ranks.resume_hint(run_id),
                           lost_rank="silent" if "timed out" in text.lower() else "died")
 
 

@@ -11,6 +11,8 @@ import os
 import re
 import signal
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,11 +51,19 @@ class Launch:
             raise ConfigError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, the address every machine "
                               "meets at (one of the machines, any free port): see docs/distributed.md")
 
+    def resume_hint(self, run_id: str | None) -> str:
+        """The command that continues a run whose rank died, as the user gives it on each machine."""
+        if not self.machines:
+            return f"`trainlab train --resume {run_id} --nproc {self.nproc}`"
+        return (f"`trainlab train --resume RUN --nproc {self.nproc} --nnodes {self.nnodes} --rdzv-endpoint "
+                f"{self.rdzv_endpoint}` on every machine, RUN being the run id rank 0's machine printed")
+
     def torchrun_args(self, command: list[str]) -> list[str]:
         """torchrun's command line for ``command`` (`trainlab train ...` without the launcher's options): machines
         meet within the collective timeout, and a rank asked to stop has SHUTDOWN_S before it is killed."""
         where = (["--rdzv-backend", "c10d", "--rdzv-endpoint", str(self.rdzv_endpoint), "--rdzv-id", self.rdzv_id,
-                  "--rdzv-conf", f"join_timeout={timeout_seconds():.0f}"] if self.rdzv_endpoint else ["--standalone"])
+                  "--rdzv-conf", f"join_timeout={timeout_seconds():.0f},read_timeout={min(timeout_seconds(), 60):.0f}"]
+                 if self.rdzv_endpoint else ["--standalone"])
         return ["--nproc-per-node", str(self.nproc), "--nnodes", self.nnodes, *where,
                 "--shutdown-timeout", str(SHUTDOWN_S), "-m", "trainlab", *command]
 
@@ -72,25 +82,36 @@ class LaunchFailed:
 
 
 def first_failure(failures: dict[int, Any]) -> LaunchFailed | int:
-    """What ended a launch, from torchrun's failures (rank -> ProcessFailure): a rank killed by a signal first (the
-    SIGTERM and SIGKILL the agent stops the others with come after it), else rank 0's own exit code, which it
-    explained in its line (2: bad input, 4: another rank stopped answering), else the first rank that failed."""
+    """What ended a launch, from torchrun's failures (rank -> ProcessFailure).
+
+    A rank killed by a signal comes first (the SIGTERM and SIGKILL the agent stops the others with come after it).
+    Then rank 0's own exit code: it said why in its line (2: bad input; 4: another rank stopped answering), or
+    printed its traceback (1). Rank 0's 4 means a rank died, though: the rank that failed by itself is named.
+    Exit code 4 everywhere: this machine's ranks lost a rank on another machine.
+    """
     first = min(failure.timestamp for failure in failures.values())
     killed = sorted((failure.exitcode == -signal.SIGTERM, failure.timestamp, rank)
                     for rank, failure in failures.items() if failure.exitcode < 0 and failure.timestamp <= first + 1)
+    by_itself = [rank for rank, failure in failures.items() if rank != 0 and failure.exitcode > 0
+                 and failure.exitcode != RankFailed.exit_code]  # not a follower that lost rank 0
     lead = failures.get(0)
-    if not killed and lead is not None and lead.exitcode > 1:
+    if not killed and lead is not None and lead.exitcode > 0 and not (lead.exitcode == RankFailed.exit_code
+                                                                      and by_itself):
         return int(lead.exitcode)
-    rank = killed[0][2] if killed else min(failures)
+    if not killed and not by_itself and all(f.exitcode == RankFailed.exit_code for f in failures.values()):
+        return LaunchFailed(-1, 0, "", False)  # ranks on another machine died or went silent
+    rank = killed[0][2] if killed else min(by_itself or failures)
     failure = failures[rank]
     how = (f"was killed by {failure.signal_name()}" if failure.exitcode < 0
            else f"failed with exit code {failure.exitcode} (its output is above)")
     return LaunchFailed(rank, failure.pid, how, failure.exitcode < 0)
 
 
-def launch(spec: Launch, command: list[str], run_id: str | None = None, again: str | None = None) -> int:
+def launch(spec: Launch, command: list[str], run_id: str | None = None,
+           again: Callable[[], str] | None = None) -> int:
     """Run ``command`` on ``spec.nproc`` ranks under torchrun's elastic agent (in this process) and wait for them;
-    the exit code. ``run_id`` is the run the ranks train (rank 0 takes it), ``again`` what continues the work.
+    the exit code. ``run_id`` is the run the ranks train (rank 0 takes it); ``again`` says, once a rank died, what
+    continues the work.
 
     The ranks print their own lines (rank 0 its progress and errors). A rank that died of a signal, or of an error it
     could not report, raises RankFailed naming it (the agent has stopped every other rank by then); machines that
@@ -111,28 +132,31 @@ def launch(spec: Launch, command: list[str], run_id: str | None = None, again: s
         os.environ[LAUNCHER_ENV] = "1"
     if run_id:
         os.environ[RUN_ID_ENV] = run_id
-    if again is None:
-        again = (f"`trainlab train --resume {run_id} --nproc {spec.nproc}`" if not spec.machines else
-                 f"`trainlab train --resume RUN --nproc {spec.nproc} --nnodes {spec.nnodes} --rdzv-endpoint "
-                 f"{spec.rdzv_endpoint}` on every machine, RUN being the run id printed on rank 0's machine")
+    again = again or (lambda: spec.resume_hint(run_id))
+    if os.environ.get("TORCH_CPP_LOG_LEVEL") == "FATAL":  # the launcher's own store noise only: ranks log errors
+        os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.nproc)))
+    started = time.monotonic()
     try:
         torchrun.run(torchrun.parse_args(spec.torchrun_args(command)))
     except SignalException as exc:  # Ctrl-C or SIGTERM on the launcher: the agent stopped every rank
         return 128 + int(exc.sigval)
     except RendezvousError as exc:
-        said = (str(exc).strip().splitlines() or [""])[0][:200]
+        said = re.sub(r"\s+", " ", str(exc)).strip()[:200]
         why = type(exc).__name__ + (f": {said}" if said and said != type(exc).__name__ else "")
-        raise ConfigError(f"the {spec.nnodes} machines did not meet at {spec.rdzv_endpoint} within "
-                          f"{timeout_seconds():.0f} s ({why}); run the same command with "
+        raise ConfigError(f"the {spec.nnodes} machines could not meet, or lost each other, at {spec.rdzv_endpoint} "
+                          f"after {time.monotonic() - started:.0f} s ({why}); run the same command with "
                           f"--nnodes {spec.nnodes} on every machine, check that each reaches {spec.rdzv_endpoint} "
-                          f"(host, port, firewall), or raise {TIMEOUT_ENV}") from None
+                          f"(host, port, firewall) and that none was stopped, or raise {TIMEOUT_ENV}") from None
     except ChildFailedError as exc:
         found = first_failure(exc.failures)
         if isinstance(found, int):
             return found
+        if found.rank < 0:
+            raise RankFailed(f"a rank on another machine died or stopped answering; this machine's ranks were "
+                             f"stopped. Continue with {again()}") from None
         raise RankFailed(f"rank {found.rank} (pid {found.pid} on {socket.gethostname()}) {found.how}; every rank "
-                         f"was stopped. Continue with {again}"
+                         f"was stopped. Continue with {again()}"
                          + (" (killed for memory? fewer processes or a smaller train.batch_size)" if found.killed
                             else "")) from None
     return 0

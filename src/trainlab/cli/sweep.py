@@ -100,7 +100,7 @@ def launch_sweep(nproc: int, workers: int, target: str | None, args: list[str] |
                *(["--storage", storage] if storage else []), *(["--resume", resume] if resume else []),
                *(["--new"] if new else []), *[arg for name in tracker or [] for arg in ("--tracker", name)],
                *(["--quiet"] if quiet else [])]
-    return launch(Launch(nproc), command, again="the same command (the trial in flight runs again)")
+    return launch(Launch(nproc), command, again=lambda: "the same command (the trial in flight runs again)")
 
 
 def follow_trials(ranks: Any) -> None:

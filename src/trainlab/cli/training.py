@@ -123,8 +123,8 @@ def train(
     rdzv_endpoint: str | None = RdzvOption,
 ) -> None:
     """Train, evaluate on the test split, and record the run (on several processes with --nproc)."""
-    if nproc > 1 or nnodes != "1":  # before torch loads: its C++ retry warnings while machines meet say nothing new
-        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    if nproc > 1 or nnodes != "1":  # before torch loads: its C++ logs while machines meet (retries, a store's
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # timeouts with stack frames) say nothing the line won't
     from trainlab import distributed
 
     if distributed.launched():  # one rank of several, started by torchrun: rank 0 leads, the others follow it
@@ -157,6 +157,7 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
                  tracker: list[str] | None, quiet: bool, log_interval: float) -> int:
     """Check what can be checked here (the options, the config, the run to resume), start the ranks under torchrun,
     and return their exit code. If a rank dies, rank 0's run is marked killed (rank 0 itself may be the one)."""
+    from trainlab.checkpoint import LAST
     from trainlab.launch import launch
     from trainlab.run_setup import new_run_id
 
@@ -189,8 +190,14 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
 
         console.print(f"waiting for {spec.nnodes} machines to meet at {spec.rdzv_endpoint} (at most "
                       f"{timeout_seconds():.0f} s); rank 0's machine prints the run", highlight=False)
+    def again() -> str:  # once a rank died: a resume if rank 0 got as far as a checkpoint, else the same command
+        if cfg is None or (Path(cfg.output_dir) / run_id / "checkpoints" / LAST).is_file():
+            return spec.resume_hint(run_id)
+        return "the same command: the run had no checkpoint to resume from yet"
+
     try:
-        code = launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id)
+        code = launch(spec, [*command, *(["--quiet"] if quiet else []), "--log-interval", str(log_interval)], run_id,
+                      again)
     except RankFailed:
         if cfg is not None:
             mark_run_killed(cfg, run_id)

@@ -76,6 +76,11 @@ def _stop_children() -> None:
             tracker._process.kill()  # type: ignore[union-attr]
 
 
+# the signals the parent handles are ignored before any import: a Ctrl-C while the child still loads its library
+# (the whole process group gets it) must not print the import's traceback
+CHILD_MAIN = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+              "; import sys; from trainlab.tracking.child import main; main(sys.argv[1:])")
+
 class ChildTracker(Tracker):
     """``inner`` (not started; pickled to the child) run in a child process; this object forwards every call."""
 
@@ -92,7 +97,7 @@ class ChildTracker(Tracker):
         if self._conn is None or self._conn.closed:  # a new child for each run it records
             ours, theirs = socket.socketpair()
             self._process = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from trainlab.tracking.child import main; main(sys.argv[1:])",
+                [sys.executable, "-c", CHILD_MAIN,
                  str(theirs.fileno()), str(os.getpid())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True)
             theirs.close()
