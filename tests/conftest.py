@@ -220,3 +220,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+# the longest tests (CI's --durations) start first: spread over the workers from the start, they do not leave one
+# worker alone with a 4-minute test at the end of the suite
+LONGEST_FIRST = ("tests/test_readme.py::test_make_run_then_every_block_of_the_tour_works_as_written",
+                 "tests/test_containers.py::", "tests/test_reliability.py::test_kill_9_at_every_stage",
+                 "tests/test_reliability.py::test_eight_trainers", "tests/test_sweep_faults.py::")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {prefix: i for i, prefix in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        return next((i for prefix, i in rank.items() if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=order)  # stable: the rest keep their order

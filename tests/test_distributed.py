@@ -156,12 +156,12 @@ def test_a_rank_killed_before_the_first_checkpoint_points_at_the_same_command_no
 
 @pytest.mark.slow
 def test_ctrl_c_on_the_launcher_stops_every_rank_and_the_run_continues_on_another_n() -> None:
-    launcher = subprocess.Popen([TRAINLAB, "train", "train.epochs=30", "--nproc", "2", "--tracker", "mlflow",
+    launcher = subprocess.Popen([TRAINLAB, "train", "train.epochs=12", "--nproc", "2", "--tracker", "mlflow",
                                  "--log-interval", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
     assert launcher.stdout is not None
     for line in launcher.stdout:  # the first epoch has ended: a checkpoint to resume from
-        if re.match(r"epoch +1/30 +loss", line):
+        if re.match(r"epoch +1/12 +loss", line):
             break
     launcher.send_signal(signal.SIGINT)
     out, err = launcher.communicate(timeout=60)
@@ -292,10 +292,10 @@ def test_the_torchrun_form_and_two_machines_meeting_at_an_endpoint_train_as_docu
     os.symlink(REPO / "configs", "configs")
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "trainlab", "train", "-c",
-                           "configs/quickstart.yaml", "train.epochs=2", "--tracker", "mlflow"],
+                           "configs/quickstart.yaml", "threads=1", "train.epochs=2", "--tracker", "mlflow"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "2 processes (gloo)" in done.stdout
+    assert "2 processes (gloo), 1 thread" in done.stdout and "warning" not in done.stderr
     (run,) = mlflow_runs()
     assert run.data.tags["distributed.world_size"] == "2"
 
