@@ -23,6 +23,8 @@ from typing import Any, NoReturn
 import torch
 from torch import nn
 
+from trainlab.errors import ConfigError
+
 TIMEOUT_ENV = "TRAINLAB_COLLECTIVE_TIMEOUT"  # seconds a collective may wait for the other ranks
 DEFAULT_TIMEOUT_S = 300.0
 RUN_ID_ENV = "TRAINLAB_RUN_ID"  # the run id `trainlab train --nproc` chose, so it can name the run if a rank dies
@@ -131,6 +133,14 @@ def lost_peer(exc: BaseException) -> bool:
 
     return (isinstance(exc, RuntimeError) and dist.is_available() and dist.is_initialized()
             and any(text in str(exc) for text in _LOST_PEER))
+
+
+def check_batch(batch_size: int, world_size: int) -> None:
+    """The global batch must give every rank an image per step."""
+    if batch_size < world_size:
+        raise ConfigError(f"train.batch_size = {batch_size} is smaller than the {world_size} processes: it is the "
+                          f"global batch, split among them; set it to a multiple of {world_size}, or use fewer "
+                          "processes")
 
 
 def launched() -> bool:

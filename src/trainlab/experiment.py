@@ -29,7 +29,7 @@ from trainlab.data import Dataset, Splits, load_data
 from trainlab.data.dataset import rare_classes
 from trainlab.data.fetch import DownloadProgress
 from trainlab.data.images import background
-from trainlab.distributed import Ranks, lost_peer
+from trainlab.distributed import Ranks, check_batch, lost_peer
 from trainlab.errors import (
     ConfigError,
     RunInterrupted,
@@ -210,10 +210,7 @@ def run_experiment(
     check_storage(cfg)
     trackers = list(trackers) if trackers is not None else create_trackers(cfg.tracking)
     prepare_in_background(trackers, warn)  # import the tracking clients while data loads
-    if cfg.train.batch_size < ranks.world_size:
-        raise ConfigError(f"train.batch_size = {cfg.train.batch_size} is smaller than the {ranks.world_size} processes: "
-                          "it is the global batch, split among them; set it to a multiple of "
-                          f"{ranks.world_size}, or use fewer processes")
+    check_batch(cfg.train.batch_size, ranks.world_size)
     ranks.share((cfg, resume))  # what the other ranks train
     device, threads = configure_torch(cfg, ranks)
     precision, precision_why = training_precision(cfg.train.precision, device.type)

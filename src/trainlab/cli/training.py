@@ -138,15 +138,16 @@ def train(
                 else:
                     print_outcome(run_training(load_config(config, overrides, tracker), quiet, log_interval,
                                                ranks=ranks, run_id=os.environ.get(distributed.RUN_ID_ENV) or None))
+    with user_errors():
+        if resume and (config or overrides or tracker):
+            raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
+                              "--tracker and overrides")
     if nproc > 1 or nnodes != "1":
         from trainlab.launch import Launch
 
         spec = Launch(nproc, nnodes, rdzv_endpoint)
         as_launcher(lambda: launch_ranks(spec, overrides, config, resume, tracker, quiet, log_interval))
     with user_errors():
-        if resume and (config or overrides or tracker):
-            raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
-                              "--tracker and overrides")
         if resume:
             resume_run(resume, quiet, log_interval)
             return
@@ -158,13 +159,11 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
     """Check what can be checked here (the options, the config, the run to resume), start the ranks under torchrun,
     and return their exit code. If a rank dies, rank 0's run is marked killed (rank 0 itself may be the one)."""
     from trainlab.checkpoint import LAST
+    from trainlab.distributed import check_batch
     from trainlab.launch import launch
     from trainlab.run_setup import new_run_id
 
     spec.check()
-    if resume and (config or overrides or tracker):
-        raise ConfigError("--resume continues a run with the config it was started with; drop --config, "
-                          "--tracker and overrides")
     cfg = None
     if resume and spec.machines:  # the run's folder is on rank 0's machine, which resolves it
         run_id, command = resume, ["train", "--resume", resume]
@@ -178,10 +177,8 @@ def launch_ranks(spec: Any, overrides: list[str] | None, config: Path | None, re
         run_id, command, cfg = target.run_id, ["train", "--resume", resume], target.config
     else:
         cfg = load_config(config, overrides, tracker)  # a bad config is one line here, before any process starts
-        if not spec.machines and cfg.train.batch_size < spec.nproc:
-            raise ConfigError(f"train.batch_size = {cfg.train.batch_size} is smaller than the {spec.nproc} processes: "
-                              f"it is the global batch, split among them; set it to a multiple of {spec.nproc}, or "
-                              "use fewer processes")
+        if not spec.machines:  # before any process starts (rank 0 checks it again, knowing every machine's)
+            check_batch(cfg.train.batch_size, spec.nproc)
         run_id = new_run_id()
         command = ["train", *(overrides or []), *(["--config", str(config)] if config else []),
                    *[arg for name in tracker or [] for arg in ("--tracker", name)]]
